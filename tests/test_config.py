@@ -1,0 +1,102 @@
+"""The config file is validated once, and every mistake names key, file, value and what is accepted."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from engine.cli import build_parser, main
+from engine.config import ConfigError, default_config, load_config
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_config_is_valid_and_matches_the_defaults_it_documents():
+    config = load_config(REPO_CONFIG)
+    assert config.source == str(REPO_CONFIG)
+    assert config.sim.hood_width == 480 and config.sim.hood_height == 270
+
+
+def test_missing_sections_take_their_defaults(tmp_path):
+    config = load_config(write(tmp_path, "[sim]\nseed = 5\n"))
+    assert config.sim.seed == 5
+    assert config.app == default_config().app
+
+
+def test_unknown_key_names_key_file_and_accepted_keys(tmp_path):
+    path = write(tmp_path, "[sim]\nsead = 5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message and "'sim.sead'" in message and "seed" in message
+
+
+def test_unknown_section_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'simulator'"):
+        load_config(write(tmp_path, "[simulator]\nseed = 5\n"))
+
+
+def test_wrong_type_names_value_and_expected_type(tmp_path):
+    with pytest.raises(ConfigError, match=r"'sim.hood_width' = 'wide' has the wrong type; expected int"):
+        load_config(write(tmp_path, '[sim]\nhood_width = "wide"\n'))
+
+
+def test_bool_is_not_accepted_as_a_number(tmp_path):
+    with pytest.raises(ConfigError, match="wrong type"):
+        load_config(write(tmp_path, "[sim]\nseed = true\n"))
+
+
+def test_integer_is_accepted_where_a_float_is_expected(tmp_path):
+    assert load_config(write(tmp_path, "[sim]\ntick_hz = 60\n")).sim.tick_hz == 60.0
+
+
+def test_out_of_range_value_names_the_accepted_range(tmp_path):
+    with pytest.raises(ConfigError, match=r"'sim.tick_hz' = 0.5 is out of range; accepted: 1.0 to 240.0"):
+        load_config(write(tmp_path, "[sim]\ntick_hz = 0.5\n"))
+
+
+def test_choice_lists_what_is_accepted(tmp_path):
+    with pytest.raises(ConfigError, match=r"'sim.window' = 'maybe' is not accepted; use one of 'auto'"):
+        load_config(write(tmp_path, '[sim]\nwindow = "maybe"\n'))
+
+
+def test_section_given_as_a_value_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"'sim' must be a table"):
+        load_config(write(tmp_path, "sim = 3\n"))
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[sim\n"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_config_check_exits_0_for_a_good_file_and_2_for_a_bad_one(tmp_path, caplog):
+    assert main(["config", "check", str(REPO_CONFIG)]) == 0
+    bad = write(tmp_path, "[app]\nlog_level = 'LOUD'\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "'app.log_level' = 'LOUD'" in caplog.text
+
+
+def test_help_lists_every_subcommand(capsys):
+    subcommands = next(
+        action.choices
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert {"config", "sim"} <= set(subcommands)
+    for name in subcommands:
+        assert name in out
