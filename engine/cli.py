@@ -13,7 +13,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from engine import commands_collect, commands_config
+from engine import (
+    commands_collect,
+    commands_config,
+    commands_convcam,
+    commands_drive,
+    commands_eval,
+    commands_train,
+)
 from engine.config import ConfigError
 from engine.data import cli as data_cli
 from engine.logs import LOG_LEVELS, setup_logging
@@ -31,6 +38,10 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     commands_collect.add_command,
     data_cli.add_command,
     models_cli.add_command,
+    commands_drive.add_command,
+    commands_convcam.add_command,
+    commands_eval.add_command,
+    commands_train.add_command,
 )
 
 

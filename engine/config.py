@@ -112,7 +112,7 @@ class DataConfig:
     balancing: Literal["v3", "v4"] = "v3"
     v4_candidates: int = field(default=8, metadata=_range(2, 1000))
     # A set not completed within this much game time is dropped; its empty bins starve.
-    set_window_s: float = field(default=60.0, metadata=_range(1.0, 86_400.0))
+    set_window_s: float = field(default=300.0, metadata=_range(1.0, 86_400.0))
     # Samples per balanced output, in memory and on disk (the reference: 25,000).
     buffer_capacity: int = field(default=25_000, metadata=_range(10, 10_000_000))
     # Training runs only while every buffer is at least this full.
@@ -152,6 +152,10 @@ class CollectorConfig:
     stuck_speed_kmh: float = field(default=3.0, metadata=_range(0.0, 100.0))
     # How often (game time) a collector reports its balancing counters.
     report_interval_s: float = field(default=10.0, metadata=_range(0.5, 3600.0))
+    # Controls within this of -1, 0 or 1 are applied and recorded as exactly that value, like a
+    # gamepad's dead zone: the autopilot's noisy controls are otherwise never exactly 0, and
+    # Balancing's exact-value bins (steering 0.0; throttle_brake -1.0, 0.0, 1.0) would starve.
+    dead_zone: float = field(default=0.02, metadata=_range(0.0, 0.2))
 
 
 ImagenetBackbone = Literal["xception", "inception_resnet_v2"]
@@ -170,6 +174,120 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class TrainerConfig:
+    """How the trainer process trains: devices, its CPU share, checkpoint and log cadence."""
+
+    # "mirrored": tf.distribute.MirroredStrategy over every GPU (one CPU replica without GPUs).
+    strategy: Literal["default", "mirrored"] = "default"
+    # TensorFlow intra- and inter-op threads; 0 = TensorFlow's default (one per core).
+    threads: int = field(default=0, metadata=_range(0, 1024))
+    # Added to the process's nice value, so a driver on the same cores keeps its frame rate.
+    nice: int = field(default=0, metadata=_range(0, 19))
+    # A checkpoint (and a "new weights" event) every this many batches, and on shutdown.
+    checkpoint_every: int = field(default=500, metadata=_range(1, 100_000_000))
+    # Mean losses go to TensorBoard and a status report every this many batches.
+    log_every: int = field(default=20, metadata=_range(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """How predictions become gamepad values (see engine/controller.py)."""
+
+    # "sim" drives the built-in game; "vgamepad" a virtual Xbox 360 pad for a real game.
+    backend: Literal["sim", "vgamepad"] = "sim"
+    # Fraction of stick / trigger travel the game ignores (GTA V: about 0.2 on the stick).
+    steering_dead_zone: float = field(default=0.0, metadata=_range(0.0, 0.95))
+    trigger_dead_zone: float = field(default=0.0, metadata=_range(0.0, 0.95))
+    # Predictions smaller than this are read as "no input" rather than pushed past the dead zone.
+    ignore_below: float = field(default=0.01, metadata=_range(0.0, 0.5))
+    # 0 = raw predictions; closer to 1 = smoother, slower pad movement.
+    smoothing: float = field(default=0.0, metadata=_range(0.0, 0.95))
+
+
+# Xbox 360 buttons a real game's unstuck may press (vgamepad's XUSB_GAMEPAD_<name>).
+GamepadButton = Literal[
+    "A", "B", "X", "Y", "START", "BACK", "GUIDE", "LEFT_SHOULDER", "RIGHT_SHOULDER",
+    "LEFT_THUMB", "RIGHT_THUMB", "DPAD_UP", "DPAD_DOWN", "DPAD_LEFT", "DPAD_RIGHT",
+]
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Where the driver's frames come from (see engine/capture.py)."""
+
+    # "sim": the built-in game, run inside the driver; "mss": the screen (a real game's window).
+    backend: Literal["sim", "mss"] = "sim"
+    # mss: the monitor as mss numbers them (1 = the primary one, 0 = all monitors as one).
+    monitor: int = field(default=1, metadata=_range(0, 32))
+    # mss: [left, top, width, height] in pixels from the monitor's corner; [] = the whole monitor.
+    region: tuple[int, ...] = ()
+    # mss on Windows: the client area of the window with this title; "" = monitor / region.
+    window_title: str = ""
+    # Capturing faster than the model predicts only takes CPU from the trainer.
+    max_fps: float = field(default=60.0, metadata=_range(1.0, 1000.0))
+    # sim: third-person frames per second rendered for the overlay (about 18 ms each at 720p).
+    chase_hz: float = field(default=5.0, metadata=_range(0.0, 60.0))
+
+    def __post_init__(self) -> None:
+        if self.region and (
+            len(self.region) != 4 or min(self.region[:2]) < 0 or min(self.region[2:]) < 1
+        ):
+            raise ConfigError(
+                f"'capture.region' = {list(self.region)} is not accepted; use [] (the whole "
+                "monitor) or [left, top, width, height] with left, top >= 0 and width, height >= 1"
+            )
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """The driver process: its TensorFlow threads, reporting rates, Convcam and weight reloads."""
+
+    # One intra-op and one inter-op thread keep the demo line near 1 ms a prediction and leave
+    # the other cores to the trainer; 0 = TensorFlow's default (one per core).
+    intra_op_threads: int = field(default=1, metadata=_range(0, 1024))
+    inter_op_threads: int = field(default=1, metadata=_range(0, 1024))
+    # Player Console reports (DriverStatus) per second.
+    status_hz: float = field(default=4.0, metadata=_range(0.1, 60.0))
+    # Overlay images (hood, Convcam, chase as JPEG) per second.
+    frames_hz: float = field(default=10.0, metadata=_range(0.0, 60.0))
+    jpeg_quality: int = field(default=80, metadata=_range(10, 100))
+    # [] = the model line's Convcam layer; two names = two backbones, shown in two colours.
+    convcam_layers: tuple[str, ...] = ()
+    # Tiles per row; 0 = a near-square image.
+    convcam_columns: int = field(default=0, metadata=_range(0, 4096))
+    convcam_normalise: Literal["tile", "global"] = "tile"
+    # Grad-CAM heat maps of the steering output per second; 0 = off. A second pass (it needs
+    # gradients), so it runs at a low rate between predictions.
+    gradcam_hz: float = field(default=0.0, metadata=_range(0.0, 30.0))
+    # New weights from the trainer are applied at the next unstuck, or after this long.
+    reload_interval_s: float = field(default=300.0, metadata=_range(1.0, 86_400.0))
+
+    def __post_init__(self) -> None:
+        if len(self.convcam_layers) > 2:
+            raise ConfigError(
+                f"'driver.convcam_layers' = {list(self.convcam_layers)} names too many layers; "
+                "accepted: [] (the line's default), one layer, or two (a two-backbone model)"
+            )
+
+
+@dataclass(frozen=True)
+class UnstuckConfig:
+    """When the driven car counts as stuck, and what is done about it (see engine/unstuck.py)."""
+
+    # Stuck: the car moved less than min_distance_m within the last window_s seconds.
+    window_s: float = field(default=5.0, metadata=_range(0.5, 600.0))
+    min_distance_m: float = field(default=3.0, metadata=_range(0.0, 1000.0))
+    # With telemetry (the built-in game) also: off the road for this long; 0 = never.
+    offroad_s: float = field(default=3.0, metadata=_range(0.0, 600.0))
+    # Without telemetry (a real game): the screen counts as still while the mean change between
+    # frames stays below this many levels (0-255) of a small grey thumbnail.
+    motion_threshold: float = field(default=1.5, metadata=_range(0.0, 255.0))
+    # A real game's unstuck: press these buttons one after another; [] = only an alert.
+    buttons: tuple[GamepadButton, ...] = ()
+    button_hold_s: float = field(default=0.15, metadata=_range(0.01, 10.0))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from."""
 
@@ -179,6 +297,11 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    driver: DriverConfig = field(default_factory=DriverConfig)
+    unstuck: UnstuckConfig = field(default_factory=UnstuckConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 
@@ -279,5 +402,15 @@ def _check_scalar(hint: type, value: Any, spec: dataclasses.Field, *, file: str,
         )
     low, high = spec.metadata.get("range", (None, None))
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{file}: '{key}' = {value!r} is out of range; accepted: {low} to {high}")
+        raise ConfigError(
+            f"{file}: '{key}' = {value!r} is out of range; accepted: {_describe_range(low, high)}"
+        )
     return value
+
+
+def _describe_range(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f"at least {low}"
+    if low is None:
+        return f"at most {high}"
+    return f"{low} to {high}"

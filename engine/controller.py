@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import platform
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,19 @@ class VGamepadController(Controller):
         """Release stick and triggers on the virtual device."""
         self._pad.reset()
         self._pad.update()
+
+    def press(self, button: str, hold_s: float) -> None:
+        """Press and release one Xbox 360 button (e.g. "BACK"): a real game's unstuck step."""
+        import vgamepad
+
+        code = getattr(vgamepad.XUSB_BUTTON, f"XUSB_GAMEPAD_{button}")
+        self._pad.press_button(button=code)
+        self._pad.update()
+        try:
+            time.sleep(hold_s)  # the game must see the button held for a few frames
+        finally:
+            self._pad.release_button(button=code)
+            self._pad.update()
 
 
 def open_controller(config: ControllerConfig, game: SimGame | None = None) -> Controller:

@@ -9,5 +9,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Configure the root logger once; subprocesses call this too so lines look alike."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    """Set the level and add our one handler; calling it again only changes the level.
+
+    Handlers someone else installed (pytest's log capture, an embedding app)
+    are left alone, so nothing they expect to see goes missing.
+    """
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(getattr(handler, "charles_stream", False) for handler in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.charles_stream = True
+        root.addHandler(handler)

@@ -1,0 +1,167 @@
+"""The trainer's sample buffers: one per balanced output, mirrored by storage.
+
+Example::
+
+    buffers = SampleBuffers.from_config(config)   # storage opened and refilled at once
+    buffers.add_set(sample_set)         # from a collector (via the hub)
+    if buffers.ready():                 # every buffer >= 90% full
+        drawn = buffers.draw(16)        # 16 random samples from EACH buffer, removed
+
+Drawn samples are removed from memory and deleted from storage in one step, so
+the two never disagree: the reference's rule is that a sample is used once, and
+after a crash the trainer refills exactly what it had not yet trained on. A
+`kill -9` between the delete and the train step costs at most the batches in
+flight, which were consumed anyway; no sample that was still waiting is lost.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.config import Config
+from engine.data.samples import SampleSet
+from engine.data.storage import SampleStorage, StoredSample, default_storage_path
+
+
+class SampleBuffers:
+    """In-memory JPEG samples per balanced output, kept equal to what storage holds."""
+
+    def __init__(
+        self,
+        storage: SampleStorage,
+        outputs: Sequence[str],
+        *,
+        ready_threshold: float,
+        seed: int | None = None,
+    ) -> None:
+        if not outputs:
+            raise ValueError("SampleBuffers needs at least one balanced output")
+        if not 0.0 < ready_threshold <= 1.0:
+            raise ValueError(f"ready_threshold must be in (0, 1], got {ready_threshold}")
+        self.storage = storage
+        self.outputs = tuple(outputs)
+        # One capacity for memory and disk: storage rotates at it, so the buffers do too.
+        self.capacity = storage.capacity
+        self.ready_threshold = ready_threshold
+        self._random = random.Random(seed)
+        # Insertion-ordered dicts: the first key is the oldest sample, the one rotation drops.
+        # Storage calls happen under the lock too, so memory and disk change together.
+        self._buffers: dict[str, dict[int, StoredSample]] = {name: {} for name in self.outputs}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # The newest storage row held so far: `load_new` reads only what came after it.
+        self._newest_id = 0
+
+    @classmethod
+    def open(
+        cls,
+        storage: SampleStorage,
+        outputs: Sequence[str],
+        *,
+        ready_threshold: float,
+        seed: int | None = None,
+    ) -> SampleBuffers:
+        """Buffers refilled from storage at once (JPEG bytes only; nothing is decoded)."""
+        buffers = cls(storage, outputs, ready_threshold=ready_threshold, seed=seed)
+        with buffers._lock:
+            buffers._append(storage.load())
+        return buffers
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, data_dir: str | Path | None = None, seed: int | None = None
+    ) -> SampleBuffers:
+        """Open `<data_dir>/samples/samples.db` with `[data]` settings and refill from it."""
+        storage = SampleStorage(
+            default_storage_path(config, data_dir), capacity=config.data.buffer_capacity
+        )
+        return cls.open(
+            storage,
+            config.data.balanced_outputs,
+            ready_threshold=config.data.ready_threshold,
+            seed=seed,
+        )
+
+    def add_set(self, sample_set: SampleSet) -> None:
+        """Store a balanced set (rotating storage) and append it to its buffer."""
+        if sample_set.output not in self._buffers:
+            raise ValueError(
+                f"sample set for {sample_set.output!r} has no buffer; buffers: "
+                f"{', '.join(self.outputs)}"
+            )
+        with self._lock:
+            ids = self.storage.insert_set(sample_set)
+            self._append(
+                [
+                    StoredSample(
+                        row_id, sample_set.output, s.frame_jpeg, s.width, s.height, s.outputs
+                    )
+                    for row_id, s in zip(ids, sample_set.samples, strict=True)
+                ]
+            )
+            self._changed.notify_all()
+
+    def load_new(self) -> int:
+        """Append rows another process stored since the last look; return how many came.
+
+        An off-stream trainer waits on storage that a `collect` run fills alongside it.
+        """
+        with self._lock:
+            rows = self.storage.load(after_id=self._newest_id)
+            self._append(rows)
+            if rows:
+                self._changed.notify_all()
+        return len(rows)
+
+    def fill(self) -> dict[str, int]:
+        """Samples held per buffer."""
+        with self._lock:
+            return {name: len(buffer) for name, buffer in self._buffers.items()}
+
+    def ready(self) -> bool:
+        """Training may run only while every buffer is at least `ready_threshold` full."""
+        with self._lock:
+            return self._ready()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until `ready()` (new sets wake it), or the timeout; return `ready()`."""
+        with self._changed:
+            return self._changed.wait_for(self._ready, timeout)
+
+    def draw(self, per_buffer: int) -> list[StoredSample]:
+        """Remove `per_buffer` random samples from every buffer (fewer if one runs short)."""
+        with self._lock:
+            drawn = []
+            for buffer in self._buffers.values():
+                ids = self._random.sample(list(buffer), min(per_buffer, len(buffer)))
+                drawn.extend(buffer.pop(i) for i in ids)
+            self.storage.delete([s.id for s in drawn], counter="samples_drawn")
+        return drawn
+
+    def draw_from(self, output: str, count: int) -> list[StoredSample]:
+        """Remove `count` random samples from one buffer (to replace corrupt ones in a batch)."""
+        with self._lock:
+            buffer = self._buffers[output]
+            ids = self._random.sample(list(buffer), min(count, len(buffer)))
+            drawn = [buffer.pop(i) for i in ids]
+            self.storage.delete([s.id for s in drawn], counter="samples_drawn")
+        return drawn
+
+    def _ready(self) -> bool:
+        needed = self.ready_threshold * self.capacity
+        return all(len(buffer) >= needed for buffer in self._buffers.values())
+
+    def _append(self, rows: Sequence[StoredSample]) -> None:
+        for row in rows:
+            self._newest_id = max(self._newest_id, row.id)
+            buffer = self._buffers.get(row.buffer)
+            if buffer is None:
+                # A buffer of an output no longer balanced: left in storage, unused.
+                continue
+            buffer[row.id] = row
+            if len(buffer) > self.capacity:
+                # Storage rotated this row out in the insert's own transaction (oldest first).
+                del buffer[next(iter(buffer))]

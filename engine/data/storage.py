@@ -1,0 +1,277 @@
+"""The crash-safe, rotating on-disk copy of the sample buffers (SQLite, WAL, JPEG blobs).
+
+Example::
+
+    storage = SampleStorage(default_storage_path(config), capacity=2000)
+    ids = storage.insert_set(sample_set)          # one transaction, rotation included
+    rows = storage.load()                          # refill: blobs as bytes, not decoded
+    storage.delete(drawn_ids, counter="samples_drawn")
+
+Why SQLite in WAL mode: every `insert_set` is one transaction that adds a whole
+set *and* deletes the rows it rotates out, so a `kill -9` at any instant leaves
+either the state before or after it, never half a set and never a committed
+row missing. WAL lets `data stats` read while a collector or the trainer writes.
+`synchronous = NORMAL` survives any process crash (the kernel has the pages);
+only a power cut can lose the last few commits, and never corrupts the file.
+Blobs stay JPEG, so refilling 2 x 25,000 samples is one sequential read with no
+decoding; frames are decoded at batch time, in the background.
+
+Rows carry the buffer (balanced output) they belong to. The storage mirrors the
+buffers: the trainer deletes the rows it draws into a batch, so a restart never
+trains twice on a sample and refills exactly what the buffers held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config
+from engine.data.samples import SampleSet
+
+log = logging.getLogger("charles.data.storage")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    buffer TEXT NOT NULL,
+    set_id INTEGER NOT NULL,
+    frame BLOB NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    outputs TEXT NOT NULL,
+    speed REAL NOT NULL,
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    episode INTEGER NOT NULL,
+    purpose_direction REAL,
+    purpose_distance_m REAL,
+    stored_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_by_buffer ON samples (buffer, id);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS intake (time REAL NOT NULL, samples INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS collector_stats (
+    source TEXT PRIMARY KEY, stats TEXT NOT NULL, updated_at REAL NOT NULL
+);
+"""
+
+# `data stats` rates intake over this window; older intake rows are pruned after INTAKE_KEEP_S.
+INTAKE_WINDOW_S = 60.0
+INTAKE_KEEP_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSample:
+    """A sample as buffers hold it: still JPEG, with its row id so drawing it can delete it."""
+
+    id: int
+    buffer: str
+    frame_jpeg: bytes
+    width: int
+    height: int
+    outputs: dict[str, float]
+
+
+def default_storage_path(config: Config, data_dir: str | Path | None = None) -> Path:
+    """`<data_dir>/samples/samples.db`, data_dir defaulting to `[app] data_dir`."""
+    root = Path(data_dir if data_dir is not None else config.app.data_dir)
+    return root / "samples" / "samples.db"
+
+
+class SampleStorage:
+    """One SQLite file of samples, rotating at `capacity` rows per buffer; thread-safe."""
+
+    def __init__(self, path: str | Path, *, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"storage capacity must be >= 1, got {capacity}")
+        self.path = Path(path)
+        self.capacity = capacity
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Explicit BEGIN IMMEDIATE/COMMIT below; autocommit mode keeps Python out of the way.
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (committed data is already safe; this only frees it)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SampleStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def insert_set(self, sample_set: SampleSet) -> list[int]:
+        """Store a whole set and rotate its buffer to capacity, atomically; return the new ids."""
+        now = time.time()
+        with self._lock, self._transaction():
+            # The set counter numbers sets; rows of one set share it (no partial set, ever).
+            self._bump("sets_stored", 1)
+            (set_id,) = self._db.execute(
+                "SELECT value FROM counters WHERE name = 'sets_stored'"
+            ).fetchone()
+            ids = []
+            for s in sample_set.samples:
+                cursor = self._db.execute(
+                    "INSERT INTO samples (buffer, set_id, frame, width, height, outputs, speed,"
+                    " time, source, episode, purpose_direction, purpose_distance_m, stored_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        sample_set.output, set_id, s.frame_jpeg, s.width, s.height,
+                        json.dumps(s.outputs), s.speed, s.time, s.source, s.episode,
+                        s.purpose_direction, s.purpose_distance_m, now,
+                    ),
+                )  # fmt: skip
+                ids.append(cursor.lastrowid)
+            rotated = self._db.execute(
+                "DELETE FROM samples WHERE buffer = ? AND id <= (SELECT id FROM samples"
+                " WHERE buffer = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (sample_set.output, sample_set.output, self.capacity),
+            ).rowcount
+            self._db.execute("INSERT INTO intake (time, samples) VALUES (?, ?)", (now, len(ids)))
+            self._db.execute("DELETE FROM intake WHERE time < ?", (now - INTAKE_KEEP_S,))
+            self._bump("samples_stored", len(ids))
+            self._bump("samples_rotated_out", rotated)
+        return ids
+
+    def load(self, after_id: int = 0) -> list[StoredSample]:
+        """Every row with id > after_id, oldest first, frames left as JPEG bytes.
+
+        A row whose outputs cannot be read is skipped, counted as corrupt, logged
+        and deleted: a damaged row must never stop a trainer from starting.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, buffer, frame, width, height, outputs FROM samples"
+                " WHERE id > ? ORDER BY id",
+                (after_id,),
+            ).fetchall()
+        samples, corrupt = [], []
+        for row_id, buffer, frame, width, height, outputs_json in rows:
+            try:
+                outputs = _parse_outputs(outputs_json)
+                if not isinstance(frame, bytes) or width < 1 or height < 1:
+                    raise ValueError(f"frame is {type(frame).__name__}, size {width}x{height}")
+            except (ValueError, TypeError) as error:
+                log.warning("%s: sample %d is corrupt and skipped: %s", self.path, row_id, error)
+                corrupt.append(row_id)
+                continue
+            samples.append(StoredSample(row_id, buffer, frame, width, height, outputs))
+        if corrupt:
+            self.delete(corrupt, counter="corrupt_samples")
+        return samples
+
+    def delete(self, ids: Iterable[int], *, counter: str) -> None:
+        """Delete rows (drawn into a batch, or corrupt) and add how many to `counter`."""
+        ids = list(ids)
+        if not ids:
+            return
+        with self._lock, self._transaction():
+            deleted = self._db.executemany(
+                "DELETE FROM samples WHERE id = ?", [(i,) for i in ids]
+            ).rowcount
+            self._bump(counter, deleted)
+
+    def add_to_counter(self, name: str, amount: int) -> None:
+        """Add to a named counter (e.g. corrupt samples found at batch time)."""
+        with self._lock, self._transaction():
+            self._bump(name, amount)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter: sets_stored, samples_stored, samples_rotated_out, samples_drawn, ..."""
+        with self._lock:
+            return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+
+    def record_collector_stats(self, source: str, stats: Mapping[str, Any]) -> None:
+        """Keep the latest cumulative counters a collector reported (a JSON-able mapping)."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT INTO collector_stats (source, stats, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET stats = excluded.stats,"
+                " updated_at = excluded.updated_at",
+                (source, json.dumps(stats), time.time()),
+            )
+
+    def collector_stats(self) -> dict[str, dict[str, Any]]:
+        """source -> the last counters it reported."""
+        with self._lock:
+            rows = self._db.execute("SELECT source, stats FROM collector_stats").fetchall()
+        return {source: json.loads(stats) for source, stats in rows}
+
+    def outputs_by_buffer(self) -> dict[str, list[dict[str, float]]]:
+        """buffer -> the outputs of every sample in it (no frames read), for statistics."""
+        with self._lock:
+            rows = self._db.execute("SELECT buffer, outputs FROM samples").fetchall()
+        found: dict[str, list[dict[str, float]]] = {}
+        for buffer, outputs_json in rows:
+            try:
+                found.setdefault(buffer, []).append(_parse_outputs(outputs_json))
+            except (ValueError, TypeError):
+                continue
+        return found
+
+    def intake_per_s(self) -> float | None:
+        """Samples stored per second over the last minute of intake; None with too little data."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time, samples FROM intake WHERE time >= "
+                "(SELECT MAX(time) FROM intake) - ? ORDER BY time",
+                (INTAKE_WINDOW_S,),
+            ).fetchall()
+        if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
+            return None
+        # The first insert opens the window; what came after it arrived during the span.
+        return sum(n for _, n in rows[1:]) / (rows[-1][0] - rows[0][0])
+
+    def integrity_ok(self) -> bool:
+        """SQLite's own full consistency check of the file."""
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _bump(self, name: str, amount: int) -> None:
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, amount),
+        )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _parse_outputs(text: str) -> dict[str, float]:
+    outputs = json.loads(text)
+    if not isinstance(outputs, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in outputs.values()
+    ):
+        raise ValueError(f"outputs are not a name -> number table: {text[:80]!r}")
+    return {str(k): float(v) for k, v in outputs.items()}

@@ -1,0 +1,174 @@
+"""`charles-stream sim`: play or watch the built-in driving game, in a window or headless.
+
+Examples::
+
+    charles-stream sim                                  # a window; drive with arrows/WASD
+    charles-stream sim --autopilot                      # a window; the NPC drives
+    charles-stream sim --autopilot --headless --seconds 60 --json
+
+`--seconds` counts game time. Headless runs as fast as it can (rendering the
+hood view every tick) unless `--realtime`; a window always runs in real time.
+With `--json` the last line printed is one JSON object:
+{"seed", "seconds", "frames", "fps", "distance_m", "laps", "offroad_events"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+from engine.config import DEFAULT_CONFIG_PATH, Config, ConfigError, default_config, load_config
+
+log = logging.getLogger("charles.sim")
+
+HEADLESS_DEFAULT_SECONDS = 10.0
+MAX_SEED = 2**31 - 1
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `sim`."""
+    parser = subparsers.add_parser(
+        "sim",
+        help="run the built-in driving game",
+        description="Run the built-in driving game in a window (keyboard or autopilot) "
+        "or headless.",
+    )
+    parser.add_argument("--autopilot", action="store_true", help="the NPC driver drives")
+    parser.add_argument("--headless", action="store_true", help="no window: render off-screen")
+    parser.add_argument(
+        "--realtime", action="store_true", help="headless: pace game time to the wall clock"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=game_seconds,
+        default=None,
+        metavar="N",
+        help="game seconds to run (default: until the window closes; "
+        f"{HEADLESS_DEFAULT_SECONDS:g} headless)",
+    )
+    parser.add_argument(
+        "--seed", type=track_seed, default=None, metavar="S", help="track seed (default: sim.seed)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help=f"config file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    parser.set_defaults(handler=run)
+
+
+def game_seconds(text: str) -> float:
+    """argparse type of --seconds: a positive, finite number of game seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give game seconds, e.g. --seconds 30"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; give a positive, finite number of game seconds"
+        )
+    return value
+
+
+def track_seed(text: str) -> int:
+    """argparse type of --seed: an integer from 0 to 2**31 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer; accepted: 0 to {MAX_SEED}"
+        ) from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: 0 to {MAX_SEED}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the game as the flags say; log a summary and print it as JSON with --json."""
+    config = _load(args.config)
+    windowed = _use_window(args.headless, config.sim.window)
+    # Heavy imports (OpenCV, the renderers) wait until a run is really wanted.
+    from engine.sim.autopilot import Autopilot
+    from engine.sim.game import Game
+    from engine.sim.runner import run_headless
+
+    seed = config.sim.seed if args.seed is None else args.seed
+    game = Game(config.sim, seed=seed)
+    pilot = Autopilot(config.autopilot, seed=seed) if args.autopilot else None
+    log.info(
+        "sim: seed %d, track %.0f m, %s, %s",
+        seed,
+        game.track.length_m,
+        "window" if windowed else ("headless, real time" if args.realtime else "headless"),
+        "autopilot" if pilot else ("keyboard" if windowed else "no driver"),
+    )
+    stats = None
+    if windowed:
+        from engine.sim.window import WindowUnavailable, run_window
+
+        try:
+            stats = run_window(game, pilot, args.seconds)
+        except WindowUnavailable as error:
+            if config.sim.window == "on":
+                raise ConfigError(f"sim.window = 'on' but {error}; run with --headless") from None
+            log.warning("%s: running headless (sim.window = 'auto')", error)
+    if stats is None:
+        seconds = HEADLESS_DEFAULT_SECONDS if args.seconds is None else args.seconds
+        stats = run_headless(game, pilot, seconds, realtime=args.realtime)
+    telemetry = game.telemetry()
+    summary = {
+        "seed": seed,
+        "seconds": round(game.time, 3),
+        "frames": stats.frames,
+        "fps": round(stats.fps, 1),
+        "distance_m": round(telemetry.distance_m, 1),
+        "laps": telemetry.laps,
+        "offroad_events": telemetry.offroad_events,
+    }
+    log.info(
+        "sim: %.1f game s, %d frames at %.0f fps, %.0f m, %d laps, %d off-road",
+        summary["seconds"],
+        stats.frames,
+        stats.fps,
+        telemetry.distance_m,
+        telemetry.laps,
+        telemetry.offroad_events,
+    )
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+def _load(path: str | None) -> Config:
+    """The --config file; without the flag, ./config.toml if present, else the defaults."""
+    if path is not None:
+        return load_config(path)
+    if Path(DEFAULT_CONFIG_PATH).exists():
+        return load_config(DEFAULT_CONFIG_PATH)
+    log.info("no %s here: using the built-in defaults", DEFAULT_CONFIG_PATH)
+    return default_config()
+
+
+def _use_window(headless: bool, mode: str) -> bool:
+    """Whether to open a window: never with --headless or window = "off"; "auto" needs a display."""
+    if headless or mode == "off":
+        return False
+    from engine.sim.window import display_problem
+
+    problem = display_problem()
+    if problem is None:
+        return True
+    if mode == "on":
+        raise ConfigError(
+            f"sim.window = 'on' but {problem}; "
+            "run with --headless, or set sim.window = 'auto' or 'off'"
+        )
+    log.warning("%s: running headless (sim.window = 'auto')", problem)
+    return False

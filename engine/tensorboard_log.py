@@ -1,0 +1,58 @@
+"""Training curves as real TensorBoard event files, one directory per model version.
+
+Example::
+
+    with LossLog(tensorboard_dir("data", "model_0000_demo_v1")) as curves:
+        curves.write(batch=120, losses={"total": 0.31, "steering": 0.12,
+                                        "throttle_brake": 0.19}, samples_per_s=1400.0)
+
+    tensorboard --logdir data/tensorboard     # every version side by side
+
+Tags are `loss/total`, `loss/<output>` and `samples_per_s`, stepped by the
+version's batch counter, so a resumed version continues its curves where its
+checkpoint left them (the seed page's "TensorBoard logs" per version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import tensorflow as tf
+
+
+def tensorboard_dir(data_dir: str | Path, version: str) -> Path:
+    """Where a version's event files go: `<data_dir>/tensorboard/<version>/`."""
+    return Path(data_dir) / "tensorboard" / version
+
+
+class LossLog:
+    """A `tf.summary` writer for one version's losses and training speed."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._writer = tf.summary.create_file_writer(str(self.directory))
+
+    def __enter__(self) -> LossLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(
+        self, batch: int, losses: Mapping[str, float], samples_per_s: float | None = None
+    ) -> None:
+        """Add one point per loss ("total" and each output) at batch counter `batch`."""
+        with self._writer.as_default(step=batch):
+            for name, value in losses.items():
+                tf.summary.scalar(f"loss/{name}", value)
+            if samples_per_s is not None:
+                tf.summary.scalar("samples_per_s", samples_per_s)
+
+    def flush(self) -> None:
+        """Put what was written on disk, so TensorBoard shows it now."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self._writer.close()

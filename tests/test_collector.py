@@ -1,0 +1,163 @@
+"""NPC collectors: the built-in game sampled at 30 Hz, balanced, respawned, stored by `collect`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from engine.cli import main
+from engine.collector import Collector, apply_dead_zone, control_outputs
+from engine.config import ConfigError, OutputBinsConfig, load_config
+from engine.data.frames import decode_frame
+from engine.data.samples import SampleSet
+from engine.data.storage import SampleStorage
+from engine.sim.game import Controls
+
+# Tiny frames, 2 divisions per unit (5 steering bins, 7 throttle_brake bins), a wide dead zone
+# and frequent perturbations keep sets quick to complete: 20 s of game time yield several.
+CONFIG = """
+[app]
+data_dir = "{data_dir}"
+
+[sim]
+hood_width = 96
+hood_height = 54
+
+[data]
+frame_width = 32
+frame_height = 18
+buffer_capacity = 500
+set_window_s = 60.0
+
+[data.bins]
+steering = {{ kind = "axis", divisions = 2 }}
+throttle_brake = {{ kind = "trigger_pair", divisions = 2 }}
+
+[autopilot]
+perturbation_interval_s = 1.0
+perturbation_strength = 1.0
+
+[collector]
+collectors = 2
+episode_s = 30.0
+report_interval_s = 2.0
+dead_zone = 0.1
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(data_dir=tmp_path / "data"), encoding="utf-8")
+    return path
+
+
+def run_collector(config, game_seconds: float, **changes) -> tuple[list[SampleSet], object]:
+    if changes:
+        config = dataclasses.replace(
+            config, collector=dataclasses.replace(config.collector, **changes)
+        )
+    sets: list[SampleSet] = []
+    collector = Collector(config, seed=5, source="test-collector", sink=sets.append)
+    return sets, collector.run(game_seconds=game_seconds)
+
+
+def test_the_game_is_sampled_every_thirtieth_of_a_second_of_game_time(config_path):
+    _, stats = run_collector(load_config(config_path), 4.0)
+    assert stats.balance.steps == 120
+    assert stats.game_seconds == pytest.approx(4.0)
+
+
+def test_collected_sets_are_balanced_with_real_frames_and_every_output(config_path):
+    config = load_config(config_path)
+    sets, stats = run_collector(config, 20.0)
+    assert sets, stats
+    for sample_set in sets:
+        expected_size = 5 if sample_set.output == "steering" else 7
+        assert len(sample_set.samples) == expected_size
+        for sample in sample_set.samples:
+            assert set(sample.outputs) == {"steering", "throttle_brake"}
+            assert decode_frame(sample.frame_jpeg, expected=(32, 18)).shape == (18, 32, 3)
+            assert sample.source == "test-collector"
+            assert sample.purpose_distance_m is not None
+    assert stats.samples_sent == sum(len(s.samples) for s in sets)
+
+
+def test_a_car_that_stays_slow_is_respawned(config_path):
+    # Anything under 200 km/h counts as stopped here, so the car is "stuck" every 0.5 s.
+    _, stats = run_collector(load_config(config_path), 3.0, stuck_speed_kmh=200.0, stuck_s=0.5)
+    assert stats.respawns >= 5
+
+
+def test_each_episode_drives_a_new_track(config_path):
+    sets, stats = run_collector(load_config(config_path), 20.0, episode_s=8.0)
+    assert stats.episodes == 3
+    episodes = {sample.episode for s in sets for sample in s.samples}
+    assert len(episodes) >= 2
+
+
+def test_stats_are_reported_during_the_run(config_path):
+    reports = []
+    collector = Collector(
+        load_config(config_path), seed=1, source="c", sink=lambda s: None, report=reports.append
+    )
+    collector.run(game_seconds=5.0)
+    assert [round(r.game_seconds) for r in reports] == [2, 4, 5]
+
+
+def test_outputs_the_game_cannot_record_are_a_config_error(config_path):
+    config = load_config(config_path)
+    data = dataclasses.replace(
+        config.data,
+        outputs=("steering", "yaw"),
+        balanced_outputs=("steering",),
+        bins={**config.data.bins, "yaw": OutputBinsConfig("axis")},
+    )
+    with pytest.raises(ConfigError, match=r"'yaw'.*records steering, throttle_brake"):
+        Collector(dataclasses.replace(config, data=data), seed=1, source="c", sink=print)
+
+
+@pytest.mark.parametrize(
+    ("value", "snapped"),
+    [(0.015, 0.0), (-0.02, 0.0), (0.03, 0.03), (0.985, 1.0), (-0.99, -1.0), (0.5, 0.5)],
+)
+def test_controls_within_the_dead_zone_of_minus_one_zero_or_one_become_exact(value, snapped):
+    controls = apply_dead_zone(Controls(value, value), dead_zone=0.02)
+    assert controls == Controls(snapped, snapped)
+
+
+def test_acceleration_and_braking_are_split_from_throttle_brake():
+    names = ("steering", "acceleration", "braking")
+    assert control_outputs(Controls(0.5, -0.25), names) == {
+        "steering": 0.5,
+        "acceleration": 0.0,
+        "braking": 0.25,
+    }
+
+
+def test_collect_stores_at_least_n_samples_from_every_collector(config_path, capsys):
+    flags = ["--samples", "40", "--collectors", "2", "--seed", "3", "--json"]
+    code = main(["collect", "--config", str(config_path), *flags])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["samples"] >= 40 and summary["collectors"] == 2
+    with SampleStorage(summary["storage"], capacity=500) as storage:
+        assert len(storage.load()) == summary["samples"]
+        assert len(storage.collector_stats()) == 2
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--samples", "0"],
+        ["--samples", "many"],
+        ["--samples", "5", "--collectors", "0"],
+        ["--samples", "5", "--seed", "-1"],
+    ],
+)
+def test_bad_collect_flags_exit_2(flags, config_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["collect", "--config", str(config_path), *flags])
+    assert exit_info.value.code == 2

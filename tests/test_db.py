@@ -1,0 +1,69 @@
+"""charles.db: one SQLite file in WAL mode, each part migrating its own tables forward."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from engine import db
+
+NOTES_V1 = (("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",),)
+NOTES_V2 = (*NOTES_V1, ("ALTER TABLE notes ADD COLUMN author TEXT",))
+
+
+def columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    return [row["name"] for row in connection.execute(f"PRAGMA table_info({table})")]
+
+
+def test_the_database_runs_in_wal_mode(tmp_path):
+    connection = db.connect(db.db_path(tmp_path / "data"))
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (tmp_path / "data" / "charles.db").exists()
+
+
+def test_migrations_apply_once(tmp_path):
+    connection = db.connect(tmp_path / "charles.db")
+    assert db.migrate(connection, "notes", NOTES_V1) == 1
+    connection.execute("INSERT INTO notes (text) VALUES ('kept')")
+    assert db.migrate(connection, "notes", NOTES_V1) == 1
+    assert connection.execute("SELECT text FROM notes").fetchall()[0]["text"] == "kept"
+
+
+def test_an_appended_migration_upgrades_an_existing_database_in_place(tmp_path):
+    path = tmp_path / "charles.db"
+    db.migrate(db.connect(path), "notes", NOTES_V1)
+    upgraded = db.connect(path)
+    assert db.migrate(upgraded, "notes", NOTES_V2) == 2
+    assert columns(upgraded, "notes") == ["id", "text", "author"]
+
+
+def test_components_migrate_independently(tmp_path):
+    connection = db.connect(tmp_path / "charles.db")
+    db.migrate(connection, "notes", NOTES_V2)
+    db.migrate(connection, "votes", (("CREATE TABLE votes (id INTEGER PRIMARY KEY)",),))
+    versions = dict(connection.execute("SELECT component, version FROM schema_versions"))
+    assert versions == {"notes": 2, "votes": 1}
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path):
+    path = tmp_path / "charles.db"
+    db.migrate(db.connect(path), "notes", NOTES_V2)
+    with pytest.raises(db.DatabaseError, match=r"'notes' at schema version 2.*up to 1"):
+        db.migrate(db.connect(path), "notes", NOTES_V1)
+
+
+def test_a_failing_transaction_leaves_nothing_behind(tmp_path):
+    connection = db.connect(tmp_path / "charles.db")
+    db.migrate(connection, "notes", NOTES_V1)
+    with pytest.raises(sqlite3.IntegrityError), db.transaction(connection):
+        connection.execute("INSERT INTO notes (text) VALUES ('half')")
+        connection.execute("INSERT INTO notes (text) VALUES (NULL)")
+    assert connection.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path):
+    path = tmp_path / "charles.db"
+    path.write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(db.DatabaseError, match=f"{path}: cannot open"):
+        db.connect(path)
