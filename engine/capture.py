@@ -258,7 +258,10 @@ class SimSource:
         return self._chase
 
     def open(self) -> None:
-        """Start the game clock."""
+        """Build the game's views (a second or so), then start the game clock."""
+        self.game.render_hood()
+        if self._chase_interval_s is not None:
+            self._chase = self.game.render_chase()
         self._started = self._clock()
 
     def grab(self, stop: threading.Event) -> tuple[np.ndarray, Telemetry | None] | None:

@@ -19,6 +19,7 @@ from engine import (
     commands_convcam,
     commands_drive,
     commands_eval,
+    commands_run,
     commands_train,
 )
 from engine.config import ConfigError
@@ -33,6 +34,7 @@ log = logging.getLogger("charles")
 
 # (name, add_command) in the order `--help` lists them.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    commands_run.add_command,
     commands_config.add_command,
     sim_cli.add_command,
     commands_collect.add_command,
@@ -51,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if not hasattr(args, "handler"):
-        parser.print_help()
-        return EXIT_BAD_INPUT
+        args.handler = commands_run.run  # plain `charles-stream` is `charles-stream run`
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="how much to log (default INFO)",
     )
+    commands_run.add_run_arguments(parser)
     subparsers = parser.add_subparsers(title="subcommands", metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(subparsers)

@@ -12,6 +12,8 @@ the drive the same way `--seconds` does: the pad goes neutral, the summary is
 printed, and the exit code says what stopped it (143 for SIGTERM, 130 for
 Ctrl-C). With the built-in game the summary's `final_controls` are the
 controls the game itself applies after the driver let go - proof it is neutral.
+A virtual gamepad that cannot be created, or a screen that cannot be
+captured, exits 1 with what to fix; a bad flag or config value exits 2.
 
 New checkpoints of the version (a trainer running next to it) are picked up
 by polling its directory and applied at the next unstuck or reload interval.
@@ -39,6 +41,8 @@ from engine.protocol import DriverStatus, Message
 
 log = logging.getLogger("charles.drive")
 
+EXIT_NO_DEVICE = 1
+EXIT_BAD_INPUT = 2
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
 # How often a standalone driver looks for new checkpoints of its version.
@@ -79,7 +83,13 @@ def run_drive(args: argparse.Namespace) -> int:
         from engine.inference import set_tensorflow_threads
 
         set_tensorflow_threads(config.driver)
-        return _drive(config, args, data_dir)
+        from engine.controller import ControllerError
+
+        try:
+            return _drive(config, args, data_dir)
+        except ControllerError as error:
+            log.error("%s", error)
+            return EXIT_NO_DEVICE
 
 
 @contextlib.contextmanager
@@ -102,7 +112,7 @@ def sigterm_as_exit() -> Iterator[None]:
 
 
 def _drive(config: Config, args: argparse.Namespace, data_dir: str) -> int:
-    from engine.capture import open_capture
+    from engine.capture import CaptureError, open_capture
     from engine.controller import Translator, open_controller
     from engine.driver import Driver, DriverParts
     from engine.inference import GradCam, OnePassModel, load_version
@@ -151,6 +161,10 @@ def _drive(config: Config, args: argparse.Namespace, data_dir: str) -> int:
                 code, stopped_by = int(stop.code or 0), "SIGTERM"
             except KeyboardInterrupt:
                 code, stopped_by = EXIT_SIGINT, "SIGINT"
+            except CaptureError as error:
+                log.error("%s", error)
+                bad_config = isinstance(error.__cause__, ConfigError)
+                code, stopped_by = (EXIT_BAD_INPUT if bad_config else EXIT_NO_DEVICE), "capture"
     summary = driver.summary()
     report: dict[str, Any] = {
         "pps": round(summary.pps, 2),

@@ -50,6 +50,7 @@ from engine.data.frames import encode_frame
 from engine.protocol import Alert, DriverStatus, Frames, Message
 from engine.rates import RateMeter
 from engine.unstuck import StuckWatch, UnstuckAction
+from models.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     # Only types: the loop itself never needs TensorFlow, whoever wires the parts does.
@@ -91,7 +92,7 @@ class DriverParts:
 
 @dataclass(frozen=True)
 class DriveSummary:
-    """How a drive went; distance and off-road events only with the built-in game."""
+    """How the last `run` went; distance and off-road events only with the built-in game."""
 
     seconds: float
     predictions: int
@@ -135,9 +136,11 @@ class Driver:
         self._next_frames = 0.0
         self._next_gradcam = 0.0
         self._gradcam_image: np.ndarray | None = None
+        self._convcam: np.ndarray | None = None
         self._convcam_s = 0.0
         self._convcam_renders = 0
         self._started: float | None = None
+        self._counts_at_start = (0, 0)
         self._last_frame: Frame | None = None
         self._last_prediction: Prediction | None = None
         self.last_pad = NEUTRAL_PAD
@@ -148,6 +151,7 @@ class Driver:
         """Drive until `seconds` pass (None: until `stop()`); the pad is neutral afterwards."""
         parts = self.parts
         self._started = self._clock()
+        self._counts_at_start = (self._pps.total, parts.capture.frames_captured)
         last_index = -1
         try:
             while not self._stop.is_set():
@@ -194,13 +198,19 @@ class Driver:
         self.last_pad = pad
         self._pps.record()
         self._last_frame, self._last_prediction = frame, prediction
+        # Every prediction's Convcam, so the overlay always shows the newest (about 1 ms for
+        # Xception's 2048 kernels); it is encoded and sent only at frames_hz.
+        started = time.perf_counter()
+        self._convcam = self.render_convcam(prediction.activations)
+        self._convcam_s += time.perf_counter() - started
+        self._convcam_renders += 1
         now = self._clock()
         reason = parts.watch.update(frame.captured_at, frame.telemetry, frame.model_input)
         if reason is not None:
             self._unstuck(reason)
         elif now - self._last_load >= self.config.reload_interval_s:
             self._apply_offered_weights("reload interval")
-        self._report(now, frame, prediction, pad)
+        self._report(now, frame)
         return pad
 
     def summary(self) -> DriveSummary:
@@ -208,11 +218,13 @@ class Driver:
         parts = self.parts
         elapsed = self._clock() - self._started if self._started is not None else 0.0
         telemetry = self._last_frame.telemetry if self._last_frame is not None else None
+        predictions = self._pps.total - self._counts_at_start[0]
+        frames = parts.capture.frames_captured - self._counts_at_start[1]
         return DriveSummary(
             seconds=elapsed,
-            predictions=self._pps.total,
-            pps=self._pps.total / elapsed if elapsed > 0 else 0.0,
-            fps=parts.capture.frames_captured / elapsed if elapsed > 0 else 0.0,
+            predictions=predictions,
+            pps=predictions / elapsed if elapsed > 0 else 0.0,
+            fps=frames / elapsed if elapsed > 0 else 0.0,
             frames_captured=parts.capture.frames_captured,
             frames_dropped=parts.capture.frames_dropped,
             convcam_ms=1000 * self._convcam_s / max(1, self._convcam_renders),
@@ -268,7 +280,17 @@ class Driver:
             return
         weights = self.parts.weights
         before = weights.batch
-        weights.reload_latest()
+        try:
+            weights.reload_latest()
+        except (CheckpointError, OSError) as error:
+            # Damaged or vanished files must not stop the car: keep the weights it drives with.
+            log.error(
+                "new weights of %s not loaded, driving on with batch %d: %s",
+                weights.version,
+                before,
+                error,
+            )
+            return
         self.reloads += 1
         log.info(
             "new weights at %s: %s batch %d (was %d; offered %d)",
@@ -279,22 +301,18 @@ class Driver:
             offered[1],
         )
 
-    def _report(self, now: float, frame: Frame, prediction: Prediction, pad: GamepadState) -> None:
+    def _report(self, now: float, frame: Frame) -> None:
         config = self.config
         if config.frames_hz > 0 and now >= self._next_frames:
             self._next_frames = now + 1.0 / config.frames_hz
-            self._sink(self._frames(now, frame, prediction))
+            self._sink(self._frames(now, frame))
         if now >= self._next_status:
             self._next_status = now + 1.0 / config.status_hz
             self._sink(self.status())
 
-    def _frames(self, now: float, frame: Frame, prediction: Prediction) -> Frames:
+    def _frames(self, now: float, frame: Frame) -> Frames:
         """The overlay's images: hood (with Grad-CAM when on), Convcam, chase."""
         quality = self.config.jpeg_quality
-        started = time.perf_counter()
-        convcam = self.render_convcam(prediction.activations)
-        self._convcam_s += time.perf_counter() - started
-        self._convcam_renders += 1
         hood = frame.image
         gradcam = self.parts.gradcam
         if gradcam is not None and self.config.gradcam_hz > 0:
@@ -305,7 +323,7 @@ class Driver:
         chase = self.parts.chase() if self.parts.chase is not None else None
         return Frames(
             hood=encode_frame(hood, quality),
-            convcam=encode_frame(convcam, quality),
+            convcam=encode_frame(self._convcam, quality),
             chase=encode_frame(chase, quality) if chase is not None else b"",
         )
 

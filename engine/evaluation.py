@@ -2,8 +2,8 @@
 
 Example::
 
-    npc = evaluate(AutopilotPolicy(config.autopilot), config, seeds=(101, 202), seconds=60)
-    model = evaluate(ModelPolicy("model_0000_demo_v1", one_pass, config.controller), config, ...)
+    npc = evaluate(AutopilotPolicy(config), config, seeds=(101, 202), seconds=60)
+    model = evaluate(ModelPolicy("model", one_pass_model, config.controller), config, ...)
     model.metres_per_offroad / npc.metres_per_offroad       # acceptance: >= 0.8
 
 The score is the mean, over track seeds, of
@@ -19,6 +19,8 @@ the time spent off the road and respawning adds no progress. A car that does
 not move scores 0. The "+ 1" keeps a clean run finite and makes a run with one
 off-road event worth half a clean one.
 
+The NPC's figure is the autopilot's clean driving (`engine.expert`): the
+collectors' noise and deliberate mistakes would only make the bar lower.
 Game time, not wall time: episodes run as fast as the machine renders, and
 the same seeds and weights give the same figures.
 """
@@ -37,6 +39,7 @@ from engine.config import Config, ControllerConfig
 from engine.controller import Translator
 from engine.data.frames import resize_frame
 from engine.driver import FrameStack, throttle_brake_reader
+from engine.expert import expert_config
 from engine.sim.autopilot import Autopilot
 from engine.sim.game import Controls, Game
 from engine.unstuck import StuckWatch
@@ -145,11 +148,12 @@ def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) 
             watch.reset(game.time)
             policy.start(seed)
             unstucks += 1
+    telemetry = game.telemetry()
     return EpisodeResult(
         seed=seed,
         progress_m=progress_m,
-        distance_m=game.distance_m,
-        offroad_events=game.offroad_events,
+        distance_m=telemetry.distance_m,
+        offroad_events=telemetry.offroad_events,
         unstucks=unstucks,
     )
 
@@ -159,20 +163,20 @@ _NO_FRAME = np.zeros((1, 1, 3), np.uint8)
 
 
 class AutopilotPolicy:
-    """The NPC that collectors record: the figure a model should reach."""
+    """The NPC at its best (no noise, no deliberate mistakes): the figure a model should reach."""
 
     name = "npc"
     frame_size = None
 
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self.config = expert_config(config.autopilot)
         self._pilot: Autopilot | None = None
         self._seed: int | None = None
 
     def start(self, seed: int) -> None:
         """A fresh autopilot per episode, seeded by the track, so runs repeat exactly."""
         if self._pilot is None or self._seed != seed:
-            self._pilot = Autopilot(self.config.autopilot, seed=seed)
+            self._pilot = Autopilot(self.config, seed=seed)
             self._seed = seed
 
     def decide(self, game: Game, frame: np.ndarray | None) -> Controls:

@@ -126,6 +126,8 @@ class OnePassModel:
         self.input_shape = tuple(model.inputs[0].shape[1:])
         signature = [tf.TensorSpec((1, *self.input_shape), tf.float32)]
         self._forward = tf.function(self._call, input_signature=signature)
+        # Trace now, not on the first frame: tracing takes far longer than a frame lasts.
+        self._forward(tf.zeros((1, *self.input_shape), tf.float32))
 
     def predict(self, frame: np.ndarray) -> Prediction:
         """Run the model on one (H, W, C) frame of raw 0-255 pixels."""

@@ -12,7 +12,8 @@ The trainer runs in its own process (TensorFlow never runs in the asyncio app)
 and knows nothing of how it is reached: sample sets come in through `add_sets`,
 and it reports through two callbacks, `on_status` (waiting for data / training /
 saving, batch, losses, samples/s, buffer fill) and `on_checkpoint` (a new
-checkpoint the driver can load). The app's transport wraps those.
+checkpoint the driver can load). The app's transport wraps those. The
+callbacks run on the thread that calls `run`, between steps: keep them quick.
 
 Training follows the reference: a step runs only while every buffer is at least
 `data.ready_threshold` full, and each batch takes an equal share of random
@@ -110,6 +111,7 @@ class TrainingRun:
     stopped_because: StopReason
     # Throughput while training (waits for data excluded); None if no batch was trained.
     samples_per_s: float | None
+    # The newest checkpoint this trainer saved; None if it has saved none yet.
     checkpoint: Path | None
 
     @property
@@ -243,10 +245,11 @@ class Trainer:
             loop = _Loop(self, source, registry, curves, period.id)
             try:
                 reason, samples_per_s = loop.train(max_batches, stop, wait_for_data)
+                loop.finish()
             except BaseException:
+                # The period ends at its last checkpoint: what a restart resumes from.
                 registry.close_period(period.id)
                 raise
-            loop.finish()
             registry.close_period(period.id, self.batch)
         self._report("stopped", loop.last_losses, None)
         log.info("stopped %s at batch %d: %s", self.version, self.batch, reason.replace("_", " "))
@@ -254,7 +257,7 @@ class Trainer:
             self.version, start_batch, self.batch, reason, samples_per_s, self._last_checkpoint
         )
 
-    def save(self, registry: Registry, period_id: int) -> None:
+    def _save(self, registry: Registry, period_id: int) -> None:
         """Checkpoint the current batch, record it in the period, and announce it."""
         self._report("saving", None, None)
         checkpoint = save_checkpoint(
@@ -347,6 +350,7 @@ class _Loop:
         self._logged_batch = trainer.batch
         self._training_s = 0.0
         self._interval_training_s = 0.0
+        self._interval_samples = 0
         self._samples_trained = 0
 
     def train(
@@ -379,11 +383,12 @@ class _Loop:
             elapsed = time.perf_counter() - started
             self._interval_training_s += elapsed
             self._training_s += elapsed
+            self._interval_samples += len(batch.x)
             self._samples_trained += len(batch.x)
             if trainer.batch % settings.log_every == 0:
                 self._log_interval()
             if trainer.batch % settings.checkpoint_every == 0:
-                trainer.save(self.registry, self.period_id)
+                trainer._save(self.registry, self.period_id)
         speed = self._samples_trained / self._training_s if self._training_s else None
         return reason, speed
 
@@ -393,14 +398,13 @@ class _Loop:
         if trainer.batch != self._logged_batch:
             self._log_interval()
         if trainer.batch != trainer._saved_batch:
-            trainer.save(self.registry, self.period_id)
+            trainer._save(self.registry, self.period_id)
 
     def _log_interval(self) -> None:
         trainer = self.trainer
         losses = trainer.step.mean_losses()
-        batches = trainer.batch - self._logged_batch
         samples_per_s = (
-            batches * trainer.spec.training.batch_size / self._interval_training_s
+            self._interval_samples / self._interval_training_s
             if self._interval_training_s
             else None
         )
@@ -408,6 +412,7 @@ class _Loop:
         self.last_losses = losses
         self._logged_batch = trainer.batch
         self._interval_training_s = 0.0
+        self._interval_samples = 0
         trainer._report("training", losses, samples_per_s)
 
     def _wait(self, *, announce: bool) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -113,6 +113,16 @@ def thumbnail_of(image: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+def choose_action(config: UnstuckConfig, source: object, controller: object) -> UnstuckAction:
+    """Respawn in the built-in game; else the configured buttons, if the pad can press them."""
+    if isinstance(source, RespawningSource):
+        return Respawn(source)
+    press = getattr(controller, "press", None)
+    if config.buttons and press is not None:
+        return ButtonSequence(press, config.buttons, config.button_hold_s)
+    return AlertOnly()
+
+
 class UnstuckAction(Protocol):
     """What an unstuck does; `description` says it to the log and the overlay."""
 
@@ -164,6 +174,7 @@ class AlertOnly:
         """Nothing to do here; the driver sends the alert."""
 
 
+@runtime_checkable
 class RespawningSource(Protocol):
     """A frame source that can move the car (the built-in game's capture)."""
 
@@ -172,13 +183,3 @@ class RespawningSource(Protocol):
 
     def wait_respawned(self, timeout: float) -> bool:
         """Wait for it."""
-
-
-def choose_action(config: UnstuckConfig, source: object, controller: object) -> UnstuckAction:
-    """Respawn in the built-in game; else the configured buttons, if the pad can press them."""
-    if hasattr(source, "request_respawn"):
-        return Respawn(source)  # type: ignore[arg-type]
-    press = getattr(controller, "press", None)
-    if config.buttons and press is not None:
-        return ButtonSequence(press, config.buttons, config.button_hold_s)
-    return AlertOnly()

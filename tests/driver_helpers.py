@@ -22,15 +22,19 @@ def demo_spec() -> ModelSpec:
 
 
 def constant_model(spec: ModelSpec, **values: float):
-    """The spec's model with every head fixed to a value: the frame no longer matters.
-
-    The last layer of each head gets a zero kernel and the value as its bias, so the
-    output is exactly `values[name]` (0.0 for heads not named) for any input.
-    """
+    """The spec's model with every head fixed to a value: the frame no longer matters."""
     from models.build import build_architecture
 
-    model = build_architecture(spec)
-    for name in spec.output_names:
+    return set_constant_outputs(build_architecture(spec), spec.output_names, **values)
+
+
+def set_constant_outputs(model, outputs: tuple[str, ...], **values: float):
+    """Fix every head of `model` to a value (0.0 for heads not named); returns the model.
+
+    The last layer of each head gets a zero kernel and the value as its bias, so the
+    output is exactly that value for any input.
+    """
+    for name in outputs:
         kernel, bias = model.get_layer(name).get_weights()
         model.get_layer(name).set_weights(
             [np.zeros_like(kernel), np.full_like(bias, values.get(name, 0.0))]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -220,7 +222,10 @@ def test_a_waiting_trainer_trains_once_added_sets_fill_the_buffers(tmp_path):
     waiting, training, stop = threading.Event(), threading.Event(), threading.Event()
 
     def on_status(status: TrainerStatus) -> None:
-        {"waiting": waiting, "training": training}.get(status.state, stop).set()
+        if status.state == "waiting":
+            waiting.set()
+        elif status.state == "training":
+            training.set()
 
     with Trainer(config, VERSION, streamed=True, on_status=on_status) as trainer:
         run = threading.Thread(target=lambda: trainer.run(stop=stop))
@@ -267,3 +272,51 @@ def test_a_version_that_stacks_frames_is_refused_before_training(tmp_path):
     create_version(Path(config.app.data_dir), frames=2)
     with pytest.raises(ConfigError, match=r"input\.frames = 2"):
         Trainer(config, VERSION, streamed=False)
+
+
+def test_two_mirrored_replicas_train_exactly_like_one_device():
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_REPLICAS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    replicas, largest_difference = result.stdout.split()
+    assert replicas == "2"
+    assert float(largest_difference) < 1e-4
+
+
+# Two replicas need two logical CPUs, which TensorFlow only allows before it starts, so a fresh
+# process trains the same batches from the same weights with two replicas and with one device.
+TWO_REPLICAS = """
+import numpy as np, tensorflow as tf
+(cpu,) = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from engine.train_step import TrainStep
+from models.build import build_architecture, compile_model
+from models.spec import parse_spec
+from tests.test_trainer import LINE, TINY_SPEC, fixed_batch
+
+spec = parse_spec(TINY_SPEC.format(frames=1), line=LINE, source="test")
+x, y = fixed_batch()
+x, y = x[:8], {name: values[:8, 0] for name, values in y.items()}
+
+
+def trained(strategy, initial):
+    with strategy.scope():
+        model = compile_model(build_architecture(spec), spec)
+    if initial is not None:
+        model.set_weights(initial)
+    start = model.get_weights()
+    step = TrainStep(model, strategy, spec.output_names)
+    for _ in range(3):
+        step(x, y)
+    return step.replicas, start, model.get_weights()
+
+
+replicas, start, mirrored = trained(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), None)
+_, _, single = trained(tf.distribute.get_strategy(), start)
+print(replicas, max(float(np.max(np.abs(a - b))) for a, b in zip(mirrored, single)))
+"""

@@ -79,6 +79,22 @@ def test_sigterm_finishes_saves_a_checkpoint_closes_the_period_and_exits_0(tmp_p
     assert period.end_batch == checkpoint.batch > 0
 
 
+def test_the_trainer_process_yields_cpu_with_its_nice_value_and_thread_cap():
+    script = (
+        "import os, tensorflow as tf\n"
+        "from engine.config import TrainerConfig\n"
+        "from engine.trainer import configure_process\n"
+        "before = os.nice(0)\n"
+        "configure_process(TrainerConfig(threads=1, nice=5))\n"
+        "print(os.nice(0) - before, tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["5", "1", "1"]
+
+
 def _wait_for_line(process: subprocess.Popen, text: str, *, timeout: float) -> None:
     """Read the process's stderr until a line contains `text` (a reader thread keeps it drained)."""
     lines: queue.Queue[str] = queue.Queue()

@@ -47,22 +47,24 @@ class Camera:
         self.ground_top = max(0, min(spec.height, math.floor(self.horizon) + 1))
         rows = np.arange(self.ground_top, spec.height, dtype=np.float64)
         cols = np.arange(spec.width, dtype=np.float64)
-        forward, right_per_col = self._ground_rays(rows, cols)
+        forward, right_per_col = self._ground_rays(rows)
         self.ground_forward = forward
         right = right_per_col[:, None] * ((cols - self.cx) / self.focal)[None, :]
         self.ground_right = right
         depth = forward * math.cos(self.pitch) + spec.height_m * math.sin(self.pitch)
         # Metres of ground one pixel covers across (lateral) and along (depth) the view.
         self.footprint_across = depth / self.focal
-        below = self._ground_rays(rows + 1.0, cols[:1])[0]
+        below = self._ground_rays(rows + 1.0)[0]
         self.footprint_along = np.abs(forward - below)
 
-    def _ground_rays(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Forward distance per row, and the per-row factor turning a column's slope into metres."""
+    def _ground_rays(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward distance per row, and the per-row factor turning a column's slope into metres.
+
+        Rows at the horizon are held at four times the far limit: fully hazed anyway.
+        """
         ray_down = (rows - self.cy) / self.focal
         level_forward = math.cos(self.pitch) - ray_down * math.sin(self.pitch)
         level_down = ray_down * math.cos(self.pitch) + math.sin(self.pitch)
-        # Rays at (or above) the horizon would never meet the ground: hold them at the far limit.
         reach = np.where(
             level_down > 1e-9, self.spec.height_m / np.maximum(level_down, 1e-9), np.inf
         )

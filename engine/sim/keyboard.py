@@ -2,18 +2,18 @@
 
 Example::
 
-    keys = KeyboardDriver()                      # reads the real key state where it can
-    keys.press(cv2.waitKeyEx(1), now=time.monotonic())
+    keys = KeyboardDriver(system_held_keys())    # real key state where the system tells it
+    keys.press(key_code, now=time.monotonic())   # presses from the window (-1: none)
     game.set_controls(keys.controls(now=time.monotonic()))
 
-OpenCV windows report key presses but never releases, and X11 auto-repeats
-only the last key pressed, so "throttle and steer at once" cannot be read from
-them. Where possible the driver therefore asks the system which keys are down
-(X11's XQueryKeymap, Windows' GetAsyncKeyState). Elsewhere it falls back to
-the presses: a key counts as held for a while after its last press - long
-after a single press (bridging the auto-repeat delay), briefly once repeats
-arrive. Steering ramps towards the keys instead of jumping, like a real
-steering wheel.
+Game windows report key presses, not releases (OpenCV's never do), and X11
+auto-repeats only the last key pressed, so "throttle and steer at once"
+cannot be read from presses. Where possible the driver therefore asks the
+system which keys are down (X11's XQueryKeymap, Windows' GetAsyncKeyState).
+Elsewhere it falls back to the presses: a key counts as held for a while
+after its last press - long after a single press (bridging the auto-repeat
+delay), briefly once repeats arrive. Steering ramps towards the keys instead
+of jumping, like a real steering wheel.
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ from engine.sim.game import Controls
 
 log = logging.getLogger("charles.sim")
 
-# cv2.waitKeyEx codes: X11/Qt keysyms and Windows virtual codes of the arrows, then WASD.
+# Key codes as X11 keysyms (also what cv2.waitKeyEx returns with Qt) and Windows virtual
+# codes of the arrows (cv2.waitKeyEx on Windows), then WASD.
 PRESS_CODES = {
     "left": frozenset({65361, 2424832, ord("a"), ord("A")}),
     "right": frozenset({65363, 2555904, ord("d"), ord("D")}),
     "up": frozenset({65362, 2490368, ord("w"), ord("W")}),
     "down": frozenset({65364, 2621440, ord("s"), ord("S")}),
 }
-QUIT_KEYS = frozenset({27, ord("q"), ord("Q")})
+# Esc arrives as 27 from OpenCV and as its keysym 0xFF1B from X11.
+QUIT_KEYS = frozenset({27, 0xFF1B, ord("q"), ord("Q")})
 RESPAWN_KEYS = frozenset({ord("r"), ord("R")})
 
 _FIRST_PRESS_HOLD_S = 0.7
@@ -64,7 +66,7 @@ class KeyboardDriver:
         self._last_update: float | None = None
 
     def press(self, key: int, now: float) -> None:
-        """Record a key press (as returned by cv2.waitKeyEx; -1 = none) at time `now` (s)."""
+        """Record a key press (X11 keysym or cv2.waitKeyEx code; -1 = none) at time `now` (s)."""
         for name, codes in PRESS_CODES.items():
             if key in codes:
                 previous = self._last_press.get(name, -math.inf)
