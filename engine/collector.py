@@ -33,6 +33,7 @@ from engine.config import Config, ConfigError
 from engine.data.balance import BalanceStats, BalancingStage
 from engine.data.frames import encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
+from engine.expert import expert_config
 from engine.sim.autopilot import Autopilot
 from engine.sim.game import Controls, Game
 
@@ -108,6 +109,7 @@ class Collector:
             episode = self._stats.episodes
             game = Game(self._sim_config, seed=episode_seed(self.seed, episode))
             pilot = Autopilot(self.config.autopilot, seed=episode_seed(self.seed, episode))
+            expert = Autopilot(expert_config(self.config.autopilot))
             self._stats.episodes += 1
             log.debug("%s: episode %d on track seed %d", self.source, episode, game.seed)
             samples_taken = stuck_for = 0
@@ -115,12 +117,15 @@ class Collector:
                 if total_ticks >= ticks_left:
                     break
                 controls = apply_dead_zone(pilot.decide(game), settings.dead_zone)
+                # The label is what the NPC means to do here, not its noise or deliberate
+                # mistake: the mistakes only put the car where recoveries are learnt.
+                intent = apply_dead_zone(expert.decide(game), settings.dead_zone)
                 game.set_controls(controls)
                 if episode_tick >= samples_taken * ticks_per_sample - 1e-9:
                     samples_taken += 1
                     if should_stop is not None and should_stop():
                         return self._finish(total_ticks / tick_hz, started)
-                    self._sample(game, controls, episode, episode_tick / tick_hz)
+                    self._sample(game, intent, episode, episode_tick / tick_hz)
                 game.tick()
                 total_ticks += 1
                 stuck_for = self._watch_stuck(game, stuck_for, 1.0 / tick_hz)

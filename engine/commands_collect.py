@@ -27,9 +27,18 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_int,
+    seed_value,
+)
+from engine.config import Config, ConfigError
 from engine.data.storage import SampleStorage, default_storage_path
 from engine.logs import setup_logging
+from engine.shutdown import parent_watch, sigterm_as_exit
 
 log = logging.getLogger("charles.collect")
 
@@ -48,25 +57,25 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "collect", help="run NPC data collectors until N balanced samples are stored"
     )
     parser.add_argument(
-        "--samples", required=True, type=_positive_int, help="balanced samples to store"
+        "--samples", required=True, type=positive_int, help="balanced samples to store"
     )
     parser.add_argument(
         "--collectors",
-        type=_positive_int,
+        type=positive_int,
         help="collector processes (default: [collector] collectors)",
     )
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
+    add_data_argument(parser)
     parser.add_argument(
-        "--seed", type=_seed, help="first collector's seed (default: a new random one per run)"
+        "--seed", type=seed_value, help="first collector's seed (default: a new random one per run)"
     )
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
     parser.set_defaults(handler=run_collect)
 
 
 def run_collect(args: argparse.Namespace) -> int:
     """Start the collectors, store what they send, stop them once enough samples are in."""
-    config = load_config(args.config)
+    config = config_from(args)
     # Imported here so `charles-stream --help` never loads the game.
     from engine.collector import check_recordable
 
@@ -77,8 +86,8 @@ def run_collect(args: argparse.Namespace) -> int:
     # A fresh seed per run by default: the same seed would record the same tracks again.
     seed = random.SystemRandom().randrange(2**31 - 64) if args.seed is None else args.seed
     log.info("collecting with %d collector(s), seeds %d..%d", count, seed, seed + count - 1)
-    path = default_storage_path(config, args.data)
-    with SampleStorage(path, capacity=config.data.buffer_capacity) as storage:
+    path = default_storage_path(config, data_dir_from(args, config))
+    with sigterm_as_exit(), SampleStorage(path, capacity=config.data.buffer_capacity) as storage:
         try:
             summary = collect(config, storage, samples=args.samples, collectors=count, seed=seed)
         except CollectorFailed as error:
@@ -168,7 +177,8 @@ def collector_process(config: Config, seed: int, source: str, messages: Queue, s
             sink=lambda sample_set: messages.put(("set", source, sample_set)),
             report=lambda stats: messages.put(("stats", source, stats.as_dict())),
         )
-        collector.run(should_stop=stop.is_set)
+        parent_gone = parent_watch()
+        collector.run(should_stop=lambda: stop.is_set() or parent_gone())
     except KeyboardInterrupt:
         return
     except Exception:
@@ -219,23 +229,3 @@ def _progress() -> Progress:
         TextColumn("dropped sets: {task.fields[dropped]}"),
         console=Console(stderr=True),
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use 1 or more")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: 0 to {2**31 - 1}")
-    return value

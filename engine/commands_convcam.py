@@ -24,7 +24,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+)
+from engine.config import ConfigError
 
 log = logging.getLogger("charles.convcam")
 
@@ -52,8 +58,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--gradcam", metavar="HEAT.png", help="also write a Grad-CAM heat map")
     parser.add_argument("--json", action="store_true", help="--list-layers as JSON")
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_data_argument(parser)
+    add_config_argument(parser)
     parser.set_defaults(handler=run_convcam)
 
 
@@ -65,7 +71,7 @@ def run_convcam(args: argparse.Namespace) -> int:
         raise ConfigError(f"--columns {args.columns} is not accepted; use 1 or more")
     if args.layer and len(args.layer) > 2:
         raise ConfigError(f"--layer given {len(args.layer)} times; accepted: once, or twice")
-    config = load_config(args.config)
+    config = config_from(args)
     from engine.inference import (
         GradCam,
         OnePassModel,
@@ -75,7 +81,7 @@ def run_convcam(args: argparse.Namespace) -> int:
     )
 
     set_tensorflow_threads(config.driver)
-    loaded = load_version(args.data or config.app.data_dir, args.model)
+    loaded = load_version(data_dir_from(args, config), args.model)
     spec = loaded.spec
     if args.list_layers:
         layers = feature_map_layers(loaded.model)

@@ -36,14 +36,21 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from engine.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_float,
+)
+from engine.config import Config, ConfigError
 from engine.protocol import DriverStatus, Message
+from engine.shutdown import sigterm_as_exit
 
 log = logging.getLogger("charles.drive")
 
 EXIT_NO_DEVICE = 1
 EXIT_BAD_INPUT = 2
-EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
 # How often a standalone driver looks for new checkpoints of its version.
 CHECKPOINT_POLL_S = 2.0
@@ -65,19 +72,19 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "--capture", choices=("sim", "mss"), help="frame source (default: [capture] backend)"
     )
     parser.add_argument(
-        "--seconds", type=_positive_float, help="stop after this long (default: until stopped)"
+        "--seconds", type=positive_float, help="stop after this long (default: until stopped)"
     )
     parser.add_argument("--seed", type=int, help="built-in game's track seed (default: [sim] seed)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_data_argument(parser)
+    add_config_argument(parser)
     parser.set_defaults(handler=run_drive)
 
 
 def run_drive(args: argparse.Namespace) -> int:
     """Wire the driver's parts from config and flags, drive, report; returns the exit code."""
-    config = _with_flags(load_config(args.config), args)
-    data_dir = args.data or config.app.data_dir
+    config = _with_flags(config_from(args), args)
+    data_dir = str(data_dir_from(args, config))
     with sigterm_as_exit():
         # Heavy imports after the handler is in place: a SIGTERM while TensorFlow loads is clean.
         from engine.inference import set_tensorflow_threads
@@ -90,25 +97,6 @@ def run_drive(args: argparse.Namespace) -> int:
         except ControllerError as error:
             log.error("%s", error)
             return EXIT_NO_DEVICE
-
-
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) so `finally` blocks (pad neutral) run on a kill.
-
-    After the first SIGTERM the default action is back: a second one ends the
-    process at once, should cleanup ever hang.
-    """
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SystemExit(EXIT_SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _drive(config: Config, args: argparse.Namespace, data_dir: str) -> int:
@@ -302,13 +290,3 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use a number above 0")
-    return value

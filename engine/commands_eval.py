@@ -20,7 +20,13 @@ import logging
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import DEFAULT_CONFIG_PATH, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_float,
+)
 
 log = logging.getLogger("charles.eval")
 
@@ -46,19 +52,19 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seconds",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_SECONDS,
         help=f"game seconds per seed (default: {DEFAULT_SECONDS:g})",
     )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line")
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_data_argument(parser)
+    add_config_argument(parser)
     parser.set_defaults(handler=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate the model, the NPC and an untrained copy on the same seeds; print the table."""
-    config = load_config(args.config)
+    config = config_from(args)
     from engine.inference import set_tensorflow_threads
 
     set_tensorflow_threads(config.driver)
@@ -68,7 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from engine.inference import OnePassModel, load_version
     from models.build import build_architecture
 
-    loaded = load_version(args.data or config.app.data_dir, args.model)
+    loaded = load_version(data_dir_from(args, config), args.model)
     outputs = loaded.spec.output_names
     keras.utils.set_random_seed(UNTRAINED_SEED)
     untrained = build_architecture(loaded.spec)
@@ -140,13 +146,3 @@ def _seeds(text: str) -> tuple[int, ...]:
             f"{text!r}: give at least one seed, each from 0 to {2**31 - 1}"
         )
     return seeds
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use a number above 0")
-    return value

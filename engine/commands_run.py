@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli_args import add_config_argument
 from engine.sim import cli as sim_cli
 
 
@@ -21,7 +22,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `run`, also accepted by plain `charles-stream`."""
-    parser.add_argument("--config", default=None, metavar="PATH", help="config file")
+    add_config_argument(parser)
     parser.add_argument(
         "--for",
         dest="for_seconds",

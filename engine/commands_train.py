@@ -26,14 +26,19 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.config import DEFAULT_CONFIG_PATH, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_int,
+)
 from models.registry import Registry
 
 if TYPE_CHECKING:
@@ -58,11 +63,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--batches",
-        type=_positive_int,
+        type=positive_int,
         help="batches to train (default: until stopped or out of data)",
     )
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_data_argument(parser)
+    add_config_argument(parser)
     parser.add_argument(
         "--wait",
         action="store_true",
@@ -82,8 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, stop: threading.Event) -> int:
-    config = load_config(args.config)
-    data_dir = Path(args.data) if args.data else Path(config.app.data_dir)
+    config = config_from(args)
+    data_dir = data_dir_from(args, config)
     # An unknown version fails here, in a second, before TensorFlow loads.
     with Registry(data_dir) as registry:
         registry.version(args.model)
@@ -206,13 +211,3 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use 1 or more")
-    return value

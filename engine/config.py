@@ -206,8 +206,21 @@ class ControllerConfig:
 
 # Xbox 360 buttons a real game's unstuck may press (vgamepad's XUSB_GAMEPAD_<name>).
 GamepadButton = Literal[
-    "A", "B", "X", "Y", "START", "BACK", "GUIDE", "LEFT_SHOULDER", "RIGHT_SHOULDER",
-    "LEFT_THUMB", "RIGHT_THUMB", "DPAD_UP", "DPAD_DOWN", "DPAD_LEFT", "DPAD_RIGHT",
+    "A",
+    "B",
+    "X",
+    "Y",
+    "START",
+    "BACK",
+    "GUIDE",
+    "LEFT_SHOULDER",
+    "RIGHT_SHOULDER",
+    "LEFT_THUMB",
+    "RIGHT_THUMB",
+    "DPAD_UP",
+    "DPAD_DOWN",
+    "DPAD_LEFT",
+    "DPAD_RIGHT",
 ]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.tree import Tree
 
-from engine.config import DEFAULT_CONFIG_PATH, load_config
+from engine.cli_args import add_config_argument, add_data_argument, config_from, data_dir_from
 from models.registry import ModelVersion, Registry, TrainingPeriod, is_version_name
 from models.spec import BACKBONES, ModelSpec, available_lines, load_spec, spec_path
 
@@ -143,14 +143,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", metavar="DIR", help="data directory holding charles.db (default: config's)"
-    )
-    parser.add_argument(
-        "--config",
-        default=str(DEFAULT_CONFIG_PATH),
-        help=f"config file for [app] data_dir (default {DEFAULT_CONFIG_PATH})",
-    )
+    add_data_argument(parser)
+    add_config_argument(parser)
 
 
 def _output_names(text: str) -> list[str]:
@@ -159,9 +153,7 @@ def _output_names(text: str) -> list[str]:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    if args.data:
-        return Path(args.data)
-    return Path(load_config(args.config).app.data_dir)
+    return data_dir_from(args, config_from(args))
 
 
 def _resolve_spec(args: argparse.Namespace) -> ModelSpec:

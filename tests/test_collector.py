@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -92,10 +97,18 @@ def test_a_car_that_stays_slow_is_respawned(config_path):
 
 
 def test_each_episode_drives_a_new_track(config_path):
-    sets, stats = run_collector(load_config(config_path), 20.0, episode_s=8.0)
-    assert stats.episodes == 3
+    # Three steering bins (left, straight, right): most 10 s episodes complete sets of their own
+    # once the car is up to speed and the NPC's mistakes need recovering from.
+    config = load_config(config_path)
+    data = dataclasses.replace(
+        config.data,
+        balanced_outputs=("steering",),
+        bins={**config.data.bins, "steering": OutputBinsConfig("axis", divisions=1)},
+    )
+    sets, stats = run_collector(dataclasses.replace(config, data=data), 40.0, episode_s=10.0)
+    assert stats.episodes == 4
     episodes = {sample.episode for s in sets for sample in s.samples}
-    assert len(episodes) >= 2
+    assert len(episodes) >= 3
 
 
 def test_stats_are_reported_during_the_run(config_path):
@@ -161,3 +174,70 @@ def test_bad_collect_flags_exit_2(flags, config_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["collect", "--config", str(config_path), *flags])
     assert exit_info.value.code == 2
+
+
+def _children(pid: int) -> set[int]:
+    """Pids of the processes whose parent is `pid` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    """Poll a process-table condition (there is no event to await for another process's end)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _start_collect(config_path: Path) -> tuple[subprocess.Popen, set[int]]:
+    """`charles-stream collect` with 2 collectors, once both collector processes run."""
+    flags = ["--samples", "1000000", "--collectors", "2", "--config", str(config_path)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "collect", *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    # The collectors are the children that run multiprocessing's spawn_main.
+    def collectors() -> set[int]:
+        return {
+            pid
+            for pid in _children(process.pid)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        }
+
+    _wait_for(lambda: len(collectors()) == 2)
+    return process, collectors()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_collect_stops_its_collectors(config_path, signum):
+    process, collectors = _start_collect(config_path)
+    process.send_signal(signum)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert not any(_alive(pid) for pid in collectors)
+
+
+def test_collectors_end_when_collect_is_killed(config_path):
+    process, collectors = _start_collect(config_path)
+    process.kill()
+    process.wait()
+    _wait_for(lambda: not any(_alive(pid) for pid in collectors))

@@ -1,4 +1,7 @@
-"""The config file is validated once, and every mistake names key, file, value and what is accepted."""
+"""The config file is validated once.
+
+Every mistake names the key, the file, the bad value and what is accepted.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def test_unknown_section_is_rejected(tmp_path):
 
 
 def test_wrong_type_names_value_and_expected_type(tmp_path):
-    with pytest.raises(ConfigError, match=r"'sim.hood_width' = 'wide' has the wrong type; expected int"):
+    expected = r"'sim.hood_width' = 'wide' has the wrong type; expected int"
+    with pytest.raises(ConfigError, match=expected):
         load_config(write(tmp_path, '[sim]\nhood_width = "wide"\n'))
 
 
@@ -59,12 +63,14 @@ def test_integer_is_accepted_where_a_float_is_expected(tmp_path):
 
 
 def test_out_of_range_value_names_the_accepted_range(tmp_path):
-    with pytest.raises(ConfigError, match=r"'sim.tick_hz' = 0.5 is out of range; accepted: 1.0 to 240.0"):
+    expected = r"'sim.tick_hz' = 0.5 is out of range; accepted: 1.0 to 240.0"
+    with pytest.raises(ConfigError, match=expected):
         load_config(write(tmp_path, "[sim]\ntick_hz = 0.5\n"))
 
 
 def test_choice_lists_what_is_accepted(tmp_path):
-    with pytest.raises(ConfigError, match=r"'sim.window' = 'maybe' is not accepted; use one of 'auto'"):
+    expected = r"'sim.window' = 'maybe' is not accepted; use one of 'auto'"
+    with pytest.raises(ConfigError, match=expected):
         load_config(write(tmp_path, '[sim]\nwindow = "maybe"\n'))
 
 

@@ -17,7 +17,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+)
+from engine.config import ConfigError
 from engine.data.stats import data_stats
 from engine.data.storage import SampleStorage, default_storage_path
 
@@ -63,13 +69,13 @@ def run_histogram(args: argparse.Namespace) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="config file")
+    add_data_argument(parser)
+    add_config_argument(parser)
 
 
 def _report(args: argparse.Namespace) -> dict[str, Any]:
-    config = load_config(args.config)
-    path = default_storage_path(config, args.data)
+    config = config_from(args)
+    path = default_storage_path(config, data_dir_from(args, config))
     if not path.is_file():
         where = f"--data {args.data}" if args.data else f"[app] data_dir in {config.source}"
         raise ConfigError(

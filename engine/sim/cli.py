@@ -18,14 +18,13 @@ import argparse
 import json
 import logging
 import math
-from pathlib import Path
 
-from engine.config import DEFAULT_CONFIG_PATH, Config, ConfigError, default_config, load_config
+from engine.cli_args import add_config_argument, config_from, seed_value
+from engine.config import ConfigError
 
 log = logging.getLogger("charles.sim")
 
 HEADLESS_DEFAULT_SECONDS = 10.0
-MAX_SEED = 2**31 - 1
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -46,19 +45,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         type=game_seconds,
         default=None,
         metavar="N",
-        help="game seconds to run (default: until the window closes; "
-        f"{HEADLESS_DEFAULT_SECONDS:g} headless)",
+        help="game seconds to run (default: until the window closes or Ctrl-C; "
+        f"{HEADLESS_DEFAULT_SECONDS:g} headless without --realtime)",
     )
     parser.add_argument(
-        "--seed", type=track_seed, default=None, metavar="S", help="track seed (default: sim.seed)"
+        "--seed", type=seed_value, default=None, metavar="S", help="track seed (default: sim.seed)"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    parser.add_argument(
-        "--config",
-        default=None,
-        metavar="PATH",
-        help=f"config file (default: {DEFAULT_CONFIG_PATH})",
-    )
+    add_config_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -77,22 +71,9 @@ def game_seconds(text: str) -> float:
     return value
 
 
-def track_seed(text: str) -> int:
-    """argparse type of --seed: an integer from 0 to 2**31 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an integer; accepted: 0 to {MAX_SEED}"
-        ) from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: 0 to {MAX_SEED}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the game as the flags say; log a summary and print it as JSON with --json."""
-    config = _load(args.config)
+    config = config_from(args)
     windowed = _use_window(args.headless, config.sim.window)
     # Heavy imports (OpenCV, the renderers) wait until a run is really wanted.
     from engine.sim.autopilot import Autopilot
@@ -120,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"sim.window = 'on' but {error}; run with --headless") from None
             log.warning("%s: running headless (sim.window = 'auto')", error)
     if stats is None:
-        seconds = HEADLESS_DEFAULT_SECONDS if args.seconds is None else args.seconds
+        seconds = args.seconds
+        if seconds is None and not args.realtime:
+            seconds = HEADLESS_DEFAULT_SECONDS
         stats = run_headless(game, pilot, seconds, realtime=args.realtime)
     telemetry = game.telemetry()
     summary = {
@@ -144,16 +127,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
-
-
-def _load(path: str | None) -> Config:
-    """The --config file; without the flag, ./config.toml if present, else the defaults."""
-    if path is not None:
-        return load_config(path)
-    if Path(DEFAULT_CONFIG_PATH).exists():
-        return load_config(DEFAULT_CONFIG_PATH)
-    log.info("no %s here: using the built-in defaults", DEFAULT_CONFIG_PATH)
-    return default_config()
 
 
 def _use_window(headless: bool, mode: str) -> bool:

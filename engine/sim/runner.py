@@ -11,6 +11,7 @@ so `fps` is an honest figure of what a headless game delivers.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,22 +36,36 @@ class RunStats:
 def run_headless(
     game: Game,
     pilot: Autopilot | None,
-    seconds: float,
+    seconds: float | None,
     realtime: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunStats:
-    """Tick and render the hood view for `seconds` of game time; without a pilot nobody drives."""
-    ticks = round(seconds * game.config.tick_hz)
+    """Tick and render the hood view for `seconds` of game time; without a pilot nobody drives.
+
+    `seconds=None` runs until Ctrl-C (KeyboardInterrupt), which ends the run normally.
+    """
+    ticks = math.inf if seconds is None else round(seconds * game.config.tick_hz)
     started = clock()
-    for tick in range(ticks):
-        if pilot is not None:
-            game.set_controls(pilot.decide(game))
-        game.tick()
-        game.render_hood()
-        if realtime:
-            # Sleeping is the point here: game time must not run ahead of the wall clock.
-            ahead = started + (tick + 1) * game.dt - clock()
-            if ahead > 0:
-                sleep(ahead)
-    return RunStats(frames=ticks, wall_s=clock() - started)
+    tick = 0
+    try:
+        while tick < ticks:
+            _step(game, pilot)
+            tick += 1
+            if realtime:
+                # Sleeping is the point here: game time must not run ahead of the wall clock.
+                ahead = started + tick * game.dt - clock()
+                if ahead > 0:
+                    sleep(ahead)
+    except KeyboardInterrupt:
+        if seconds is not None:
+            raise
+    return RunStats(frames=tick, wall_s=clock() - started)
+
+
+def _step(game: Game, pilot: Autopilot | None) -> None:
+    """One tick: the pilot decides, the game moves, the hood view renders."""
+    if pilot is not None:
+        game.set_controls(pilot.decide(game))
+    game.tick()
+    game.render_hood()

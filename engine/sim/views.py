@@ -24,7 +24,7 @@ import numpy as np
 from engine.sim.camera import Camera, CameraSpec, to_camera_frame
 from engine.sim.ground import GroundRenderer, fog_amount
 from engine.sim.meshes import CAR_LENGTH_M, CAR_WIDTH_M, building_mesh, car_mesh, draw_mesh
-from engine.sim.physics import CarState, max_wheel_angle
+from engine.sim.physics import TOP_SPEED_MS, CarState, max_wheel_angle
 from engine.sim.scenery import Kind
 from engine.sim.sky import SkyPanorama
 from engine.sim.sprites import ASPECT, FOG_STEPS, SpriteBank, quantise_heights
@@ -34,6 +34,12 @@ from engine.sim.world import World
 HOOD_FORWARD_M = 0.9
 CHASE_BEHIND_M = 9.5
 CAR_BODY_RGB = (200, 32, 40)
+# The hood view's speed bar on the bonnet: height and distance from the bottom, as fractions of
+# the frame (the bottom rows stay bonnet-red).
+SPEEDOMETER_HEIGHT = 0.04
+SPEEDOMETER_MARGIN = 0.035
+SPEEDOMETER_FILLED_RGB = (240, 240, 240)
+SPEEDOMETER_EMPTY_RGB = (20, 20, 20)
 _BUILDING_DETAIL_M = 90.0
 # Smaller chase frames get no speed/lap read-out or map: they would cover the view.
 _HUD_MIN_HEIGHT = 180
@@ -176,7 +182,22 @@ class HoodView(SceneView):
         y = car.y + HOOD_FORWARD_M * math.sin(car.heading)
         frame = self.render_scene(x, y, car.heading)
         np.copyto(frame[self._bonnet_top :], self._bonnet, where=self._bonnet_mask)
+        self._speedometer(frame, car.speed)
         return frame
+
+    def _speedometer(self, frame: np.ndarray, speed: float) -> None:
+        """A speed bar on the bonnet, like a game's HUD: one frame then tells how fast the car goes.
+
+        Without it a single frame looks the same at rest and at 80 km/h, and a model
+        cannot learn when to accelerate or brake.
+        """
+        height, width = frame.shape[:2]
+        bar_h = max(2, round(SPEEDOMETER_HEIGHT * height))
+        bottom = height - max(1, round(SPEEDOMETER_MARGIN * height))
+        left, right = round(0.2 * width), round(0.8 * width)
+        filled = left + round(min(1.0, max(0.0, speed) / TOP_SPEED_MS) * (right - left))
+        frame[bottom - bar_h : bottom, left:right] = SPEEDOMETER_EMPTY_RGB
+        frame[bottom - bar_h : bottom, left:filled] = SPEEDOMETER_FILLED_RGB
 
 
 class ChaseView(SceneView):
