@@ -301,6 +301,49 @@ class UnstuckConfig:
 
 
 @dataclass(frozen=True)
+class HubConfig:
+    """The app's aiohttp server: nodes on /ws/node, the API on /api/*, overlays on /overlay/*."""
+
+    # 127.0.0.1 keeps it on this machine; a LAN address lets remote collectors and players join
+    # (they need the token in <data_dir>/secrets/hub_token).
+    host: str = "127.0.0.1"
+    # 0 = any free port (tests); the chosen port is logged and handed to the subprocesses.
+    port: int = field(default=8765, metadata=_range(0, 65535))
+    # Larger node messages close the connection (a balanced set of 480x270 JPEGs is ~1 MB).
+    max_message_mb: float = field(default=8.0, metadata=_range(0.1, 256.0))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """What `charles-stream` (run) streams: the model, and which processes it starts."""
+
+    # A model line (its newest version is streamed; v1 is created if it has none) or a version.
+    model: str = "model_0000_demo"
+    # NPC collector processes started by the app; 0 = none (remote collectors, or train on
+    # what is stored).
+    collectors: int = field(default=2, metadata=_range(0, 64))
+    trainer: bool = True
+    driver: bool = True
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """How the app restarts its processes and how long a clean shutdown may take."""
+
+    # Restart delays double from backoff_s up to backoff_max_s; a run of backoff_reset_s
+    # without a crash starts again from backoff_s.
+    backoff_s: float = field(default=0.5, metadata=_range(0.0, 600.0))
+    backoff_max_s: float = field(default=30.0, metadata=_range(0.0, 3600.0))
+    backoff_reset_s: float = field(default=60.0, metadata=_range(1.0, 86_400.0))
+    # More than crash_loop_restarts exits within crash_loop_window_s: stop it, raise an alert.
+    crash_loop_restarts: int = field(default=5, metadata=_range(1, 1000))
+    crash_loop_window_s: float = field(default=60.0, metadata=_range(1.0, 86_400.0))
+    # SIGINT/SIGTERM: driver neutral first, trainer checkpoints, collectors stop; whatever
+    # still runs after this is killed.
+    shutdown_timeout_s: float = field(default=10.0, metadata=_range(1.0, 600.0))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from."""
 
@@ -315,6 +358,9 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     driver: DriverConfig = field(default_factory=DriverConfig)
     unstuck: UnstuckConfig = field(default_factory=UnstuckConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

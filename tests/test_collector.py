@@ -241,3 +241,33 @@ def test_collectors_end_when_collect_is_killed(config_path):
     process.kill()
     process.wait()
     _wait_for(lambda: not any(_alive(pid) for pid in collectors))
+
+
+def test_samples_are_labelled_with_the_npcs_intent_not_its_noisy_controls(config_path, monkeypatch):
+    """The noisy NPC drives; each label is what the clean NPC would do in that same state."""
+    import engine.collector as collector_module
+    from engine.expert import expert_config
+    from engine.sim.autopilot import Autopilot
+
+    config = load_config(config_path)
+    expert = Autopilot(expert_config(config.autopilot))
+    driven: dict[tuple[int, float], tuple[Controls, Controls]] = {}
+
+    class RecordingGame(collector_module.Game):
+        def set_controls(self, controls: Controls) -> None:
+            key = (self.seed, round(self.time, 6))
+            driven[key] = (controls, apply_dead_zone(expert.decide(self), 0.1))
+            super().set_controls(controls)
+
+    monkeypatch.setattr(collector_module, "Game", RecordingGame)
+    sets, _ = run_collector(config, 20.0, episode_s=30.0)
+    labels = [s for sample_set in sets for s in sample_set.samples]
+    assert labels
+    noisy_differs = 0
+    for sample in labels:
+        # One track here (30 s episodes), so the time alone finds the tick.
+        (applied, intent) = next(v for k, v in driven.items() if k[1] == round(sample.time, 6))
+        assert sample.outputs["steering"] == pytest.approx(intent.steering)
+        assert sample.outputs["throttle_brake"] == pytest.approx(intent.throttle_brake)
+        noisy_differs += abs(applied.steering - intent.steering) > 0.05
+    assert noisy_differs > 0
