@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/driver.py [--seconds 10] [--line model_0003_xception --size 135x240]
     .venv/bin/python bench/driver.py --gpu          # on a GPU machine: Xception at 270x480
+    KERAS_BACKEND=jax python bench/driver.py --gpu  # the same where only JAX is installed
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -36,6 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from engine.capture import Capture, MssSource, SimSource
@@ -63,10 +65,8 @@ def main() -> None:
         args.size, args.line = "270x480", "model_0003_xception"
     threads = 0 if args.gpu else args.threads
     set_tensorflow_threads(DriverConfig(intra_op_threads=threads, inter_op_threads=threads))
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {len(gpus)}")
+    backend = keras.backend.backend()
+    print(f"Keras {keras.__version__} on {backend}, {os.cpu_count()} CPUs, {_gpus()}")
     height, width = (int(part) for part in args.size.split("x"))
     bench_loop_against_bare(config, args.line, height, width, args.seconds)
     if args.gpu:
@@ -77,8 +77,6 @@ def main() -> None:
 
 def bench_loop_against_bare(config, line: str, height: int, width: int, seconds: float) -> None:
     """Full driver loop PPS vs the bare compiled forward pass of the same model."""
-    import tensorflow as tf
-
     from models.build import build_architecture
     from models.spec import load_spec
 
@@ -87,15 +85,7 @@ def bench_loop_against_bare(config, line: str, height: int, width: int, seconds:
         spec, input=dataclasses.replace(spec.input, height=height, width=width)
     )
     model = build_architecture(spec)
-    bare = tf.function(lambda frames: model(frames, training=False))
-    frame = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)), tf.float32)
-    for _ in range(5):
-        bare(frame)
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        {name: value.numpy() for name, value in bare(frame).items()}
-        calls += 1
-    bare_rate = calls / (time.perf_counter() - started)
+    bare_rate = bare_forward_rate(model, height, width, seconds)
     sim = dataclasses.replace(config.sim, tick_hz=60.0)
     with private_display() as display:
         if display is None:
@@ -109,6 +99,46 @@ def bench_loop_against_bare(config, line: str, height: int, width: int, seconds:
     capture = Capture(source, size=(width, height), max_fps=sim.tick_hz)
     summary = drive(config, model, spec, capture, seconds)
     report_loop(f"{line} at {height}x{width}, built-in game at 60 fps", summary, bare_rate)
+
+
+def bare_forward_rate(model, height: int, width: int, seconds: float) -> float:
+    """Calls per second of the model's compiled forward pass on one constant frame, outputs copied
+    to the host: on TensorFlow a tf.function, elsewhere Keras' compiled predict_on_batch."""
+    frame = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda frames: model(frames, training=False))
+        constant = tf.constant(frame)
+
+        def bare() -> None:
+            {name: value.numpy() for name, value in compiled(constant).items()}
+    else:
+
+        def bare() -> None:
+            model.predict_on_batch(frame)
+
+    for _ in range(5):
+        bare()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        bare()
+        calls += 1
+    return calls / (time.perf_counter() - started)
+
+
+def _gpus() -> str:
+    """The GPUs the Keras backend sees, for the header line."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
+    if backend == "jax":
+        import jax
+
+        return f"devices: {', '.join(str(d) for d in jax.devices())}"
+    return "backend devices not listed"
 
 
 def report_loop(what: str, summary, bare_rate: float) -> None:

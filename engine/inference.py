@@ -11,7 +11,8 @@ Example::
 
 The trained model is wrapped in a multi-output Keras model whose outputs are
 the heads plus the chosen Convcam layer(s), traced once into a `tf.function`
-with a fixed input signature. The Convcam therefore costs nothing but copying
+with a fixed input signature (on Keras' JAX or PyTorch backends, Keras' own
+compiled `predict_on_batch` of the same wrapper). The Convcam therefore costs nothing but copying
 activations out: there is no second pass, ever. The wrapper shares the trained
 model's layers, so loading new weights into the trained model (a reload at an
 unstuck) changes what the next prediction uses without rebuilding anything.
@@ -19,7 +20,10 @@ unstuck) changes what the next prediction uses without rebuilding anything.
 `GradCam` (optional, off by default) does need gradients, so it is a separate
 pass; the driver runs it a few times a second at most.
 
-TensorFlow is imported here: only the driver, `convcam` and `eval` import this.
+Only the driver, `convcam` and `eval` import this module. TensorFlow is imported
+where it is used, so the one-pass model also runs where only another Keras
+backend is installed (`bench/driver.py --gpu` on a machine without TensorFlow);
+`GradCam` needs TensorFlow.
 """
 
 from __future__ import annotations
@@ -28,17 +32,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import keras
 import numpy as np
-import tensorflow as tf
 
 from engine.config import ConfigError, DriverConfig
 from models.build import build_architecture
 from models.checkpoints import Checkpoint, load_latest_checkpoint
 from models.registry import Registry, version_dir
 from models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger("charles.inference")
 
@@ -75,6 +82,10 @@ def set_tensorflow_threads(config: DriverConfig) -> None:
     Must run before TensorFlow executes anything; later it cannot change and a
     warning says so.
     """
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
@@ -124,10 +135,15 @@ class OnePassModel:
             name=f"{model.name}_one_pass",
         )
         self.input_shape = tuple(model.inputs[0].shape[1:])
-        signature = [tf.TensorSpec((1, *self.input_shape), tf.float32)]
-        self._forward = tf.function(self._call, input_signature=signature)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            signature = [tf.TensorSpec((1, *self.input_shape), tf.float32)]
+            self._forward = tf.function(self._call, input_signature=signature)
+        else:
+            self._forward = self._inference.predict_on_batch
         # Trace now, not on the first frame: tracing takes far longer than a frame lasts.
-        self._forward(tf.zeros((1, *self.input_shape), tf.float32))
+        self._forward(np.zeros((1, *self.input_shape), np.float32))
 
     def predict(self, frame: np.ndarray) -> Prediction:
         """Run the model on one (H, W, C) frame of raw 0-255 pixels."""
@@ -135,11 +151,12 @@ class OnePassModel:
             raise ValueError(f"frame of shape {frame.shape}; the model takes {self.input_shape}")
         results = self._forward(frame[np.newaxis].astype(np.float32))
         count = len(self.output_names)
+        results = [np.asarray(value) for value in results]
         outputs = {
-            name: float(value.numpy()[0, 0])
+            name: float(value[0, 0])
             for name, value in zip(self.output_names, results[:count], strict=True)
         }
-        return Prediction(outputs, tuple(value.numpy()[0] for value in results[count:]))
+        return Prediction(outputs, tuple(value[0] for value in results[count:]))
 
     def _call(self, frames: tf.Tensor) -> list[tf.Tensor]:
         return self._inference(frames, training=False)
@@ -160,6 +177,8 @@ class GradCam:
             model.inputs, [_convcam_layer(model, layer).output, model.output[output]]
         )
         self.input_shape = tuple(model.inputs[0].shape[1:])
+        import tensorflow as tf
+
         signature = [tf.TensorSpec((1, *self.input_shape), tf.float32)]
         self._heat = tf.function(self._call, input_signature=signature)
 
@@ -175,6 +194,8 @@ class GradCam:
         return cv2.addWeighted(image, 1.0 - opacity, coloured, opacity, 0.0)
 
     def _call(self, frames: tf.Tensor) -> tf.Tensor:
+        import tensorflow as tf
+
         with tf.GradientTape() as tape:
             maps, value = self._model(frames, training=False)
             target = tf.abs(value[:, 0])
