@@ -20,6 +20,7 @@ from engine import (
     commands_drive,
     commands_eval,
     commands_run,
+    commands_timeline,
     commands_train,
 )
 from engine.config import ConfigError
@@ -44,6 +45,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     commands_convcam.add_command,
     commands_eval.add_command,
     commands_train.add_command,
+    commands_timeline.add_command,
 )
 
 

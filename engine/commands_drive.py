@@ -100,44 +100,25 @@ def run_drive(args: argparse.Namespace) -> int:
 
 
 def _drive(config: Config, args: argparse.Namespace, data_dir: str) -> int:
-    from engine.capture import CaptureError, open_capture
-    from engine.controller import Translator, open_controller
-    from engine.driver import Driver, DriverParts
-    from engine.inference import GradCam, OnePassModel, load_version
-    from engine.unstuck import StuckWatch, choose_action
+    from engine.capture import CaptureError
+    from engine.driver import Driver, open_driver_parts
+    from engine.inference import load_version
 
     loaded = load_version(data_dir, args.model)
     spec = loaded.spec
-    layers = config.driver.convcam_layers or (spec.convcam,)
-    model = OnePassModel(loaded.model, spec.output_names, layers)
-    gradcam = GradCam(loaded.model, "steering", layers[0]) if config.driver.gradcam_hz > 0 else None
-    capture = open_capture(config, (spec.input.width, spec.input.height), seed=args.seed)
-    game = getattr(capture.source, "game", None)
-    chase = getattr(capture.source, "latest_chase", None)
     code = 0
     stopped_by = "time" if args.seconds else "end"
     with (
         PlayerConsole(enabled=not args.json) as console,
-        capture,
-        open_controller(config.controller, game=game) as controller,
+        open_driver_parts(config, loaded, seed=args.seed) as parts,
     ):
-        parts = DriverParts(
-            capture=capture,
-            model=model,
-            translator=Translator(config.controller),
-            controller=controller,
-            watch=StuckWatch(config.unstuck),
-            unstuck=choose_action(config.unstuck, capture.source, controller),
-            weights=loaded,
-            gradcam=gradcam,
-            chase=chase,
-        )
+        game = getattr(parts.capture.source, "game", None)
         driver = Driver(parts, config.driver, sink=console.show)
         log.info(
             "driving %s (batch %d) on %s at %dx%d, unstuck: %s",
             loaded.version,
             loaded.batch,
-            capture.source.name,
+            parts.capture.source.name,
             spec.input.width,
             spec.input.height,
             parts.unstuck.description,

@@ -1,21 +1,24 @@
-"""`charles-stream run` (also plain `charles-stream`): the embedded default.
+"""`charles-stream run` (also plain `charles-stream`): the stream app, the embedded default.
 
-Today the embedded default is the built-in game driven by its NPC autopilot,
-in a window when there is a display and headless in real time otherwise. The
-stream app (hub, trainer, driver, overlays, chat) grows into this command.
+With the default config.toml it streams the built-in game: NPC collectors feed
+the trainer, which trains model_0000_demo live, while the driver drives the
+game with the newest weights (see engine/app.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 
-from engine.cli_args import add_config_argument
+from engine.cli_args import add_config_argument, config_from
+from engine.config import DEFAULT_CONFIG_PATH
 from engine.sim import cli as sim_cli
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register `run`."""
-    parser = subparsers.add_parser("run", help="run the embedded default (the default command)")
+    parser = subparsers.add_parser("run", help="run the stream app (the default command)")
     add_run_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -29,19 +32,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=sim_cli.game_seconds,
         default=None,
         metavar="SECONDS",
-        help="stop cleanly after this many seconds (default: run until stopped)",
+        help="stop cleanly after this many seconds (default: run until Ctrl-C)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the built-in game with the autopilot in real time."""
-    game_args = argparse.Namespace(
-        autopilot=True,
-        headless=False,
-        realtime=True,
-        seconds=args.for_seconds,
-        seed=None,
-        json=False,
-        config=args.config,
+    """Run the app until Ctrl-C, SIGTERM or --for."""
+    config = config_from(args)
+    from engine.app import run_app
+
+    return asyncio.run(
+        run_app(config, config_path=_config_path(args.config), for_seconds=args.for_seconds)
     )
-    return sim_cli.run(game_args)
+
+
+def _config_path(flag: str | None) -> str | None:
+    """The file the processes load too (absolute), or None when the app runs on the defaults."""
+    if flag is not None:
+        return str(Path(flag).resolve())
+    if DEFAULT_CONFIG_PATH.exists():
+        return str(DEFAULT_CONFIG_PATH.resolve())
+    return None

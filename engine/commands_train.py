@@ -42,7 +42,7 @@ from engine.cli_args import (
 from models.registry import Registry
 
 if TYPE_CHECKING:
-    from engine.trainer import BufferFill, TrainerStatus
+    from engine.protocol import BufferFill, TrainerStatus
 
 log = logging.getLogger("charles.train")
 
@@ -177,21 +177,21 @@ class _TrainingProgress:
         """Show a trainer status report (ignored until the bar is shown)."""
         if self._task is None:
             return
-        fields = {"batch": status.batch, "fill": _describe_fill(status.buffer_fill)}
-        if status.loss is not None:
-            fields["loss"] = f"{status.loss:.4f}"
-        if status.samples_per_s is not None:
+        fields = {"batch": status.batch, "fill": _describe_fill(status.buffers)}
+        if "total" in status.loss:
+            fields["loss"] = f"{status.loss['total']:.4f}"
+        if status.samples_per_s:
             fields["speed"] = f"{status.samples_per_s:,.0f}"
         self._progress.update(
             self._task,
-            description=status.state,
+            description=status.status,
             completed=status.batch - self.start_batch,
             **fields,
         )
 
 
 def _describe_fill(fill: dict[str, BufferFill]) -> str:
-    return ", ".join(f"{name} {f.held}/{f.needed}" for name, f in fill.items())
+    return ", ".join(f"{name} {f.fill}/{f.needed}" for name, f in fill.items())
 
 
 @contextmanager

@@ -2,9 +2,11 @@
 
 Example::
 
-    driver = Driver(parts, config.driver, sink=send_to_hub)
-    summary = driver.run(seconds=60.0)          # or until stop() / an exception / a signal
+    with open_driver_parts(config, load_version(data_dir, "model_0000_demo_v1")) as parts:
+        driver = Driver(parts, config.driver, sink=send_to_hub)
+        summary = driver.run(seconds=60.0)      # or until stop() / an exception / a signal
     driver.offer_weights("model_0000_demo_v1", 1500, "data/models/.../batch-000000001500")
+    driver.switch_model(model_parts(config, load_version(data_dir, "model_0003_xception_v1")))
 
 Each part has one job and a typed input and output, and none knows about the
 others; `DriverParts` is the wiring. Per captured frame (the newest one: the
@@ -17,6 +19,11 @@ capture thread runs ahead and drops what the driver had no time for):
 4. control: the pad gets the values;
 5. watch: an unstuck when the car has not moved; pending new weights are
    loaded then (or after `reload_interval_s`, whichever first).
+
+Another version (`switch_model`, e.g. the stream switched models) takes over
+before the next prediction; its model is built beforehand on whatever thread
+offers it, so the car never waits for TensorFlow. A model of another input
+size gets frames resized from the captured image.
 
 What the stream shows goes to `sink`, a plain callable taking protocol
 messages: `DriverStatus` (the Player Console: raw predictions, pad values, FPS,
@@ -31,11 +38,13 @@ SIGTERM turned into SystemExit, Ctrl-C - leaves the pad neutral.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -43,10 +52,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from engine.capture import Capture, Frame
-from engine.config import ConfigError, DriverConfig
+from engine.config import Config, ConfigError, DriverConfig
 from engine.controller import NEUTRAL_PAD, Controller, GamepadState, Translator
 from engine.convcam import render_convcam, render_convcam_dual
-from engine.data.frames import encode_frame
+from engine.data.frames import encode_frame, resize_frame
 from engine.protocol import Alert, DriverStatus, Frames, Message
 from engine.rates import RateMeter
 from engine.unstuck import StuckWatch, UnstuckAction
@@ -54,7 +63,7 @@ from models.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     # Only types: the loop itself never needs TensorFlow, whoever wires the parts does.
-    from engine.inference import GradCam, OnePassModel, Prediction
+    from engine.inference import GradCam, LoadedModel, OnePassModel, Prediction
 
 log = logging.getLogger("charles.driver")
 
@@ -88,6 +97,56 @@ class DriverParts:
     gradcam: GradCam | None = None
     # The built-in game's third-person frame for the overlay, when there is one.
     chase: Callable[[], np.ndarray | None] | None = None
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """The parts that belong to one model version: what `switch_model` replaces."""
+
+    model: OnePassModel
+    weights: Weights
+    gradcam: GradCam | None = None
+
+
+def model_parts(config: Config, loaded: LoadedModel) -> ModelParts:
+    """Wrap a loaded version for driving: one-pass model (heads + Convcam), Grad-CAM if on."""
+    from engine.inference import GradCam, OnePassModel
+
+    layers = config.driver.convcam_layers or (loaded.spec.convcam,)
+    model = OnePassModel(loaded.model, loaded.spec.output_names, layers)
+    gradcam = GradCam(loaded.model, "steering", layers[0]) if config.driver.gradcam_hz > 0 else None
+    return ModelParts(model, loaded, gradcam)
+
+
+@contextlib.contextmanager
+def open_driver_parts(
+    config: Config, loaded: LoadedModel, *, seed: int | None = None
+) -> Iterator[DriverParts]:
+    """Every part of a driver for a loaded version, from config; capture and pad run inside.
+
+    The one wiring of `charles-stream drive` and the stream's driver node. On
+    leaving, the capture stops and the pad is released.
+    """
+    from engine.capture import open_capture
+    from engine.controller import open_controller
+    from engine.unstuck import StuckWatch, choose_action
+
+    model = model_parts(config, loaded)
+    spec = loaded.spec
+    capture = open_capture(config, (spec.input.width, spec.input.height), seed=seed)
+    game = getattr(capture.source, "game", None)
+    with capture, open_controller(config.controller, game=game) as controller:
+        yield DriverParts(
+            capture=capture,
+            model=model.model,
+            translator=Translator(config.controller),
+            controller=controller,
+            watch=StuckWatch(config.unstuck),
+            unstuck=choose_action(config.unstuck, capture.source, controller),
+            weights=model.weights,
+            gradcam=model.gradcam,
+            chase=getattr(capture.source, "latest_chase", None),
+        )
 
 
 @dataclass(frozen=True)
@@ -131,6 +190,9 @@ class Driver:
         self._stop = threading.Event()
         self._offer_lock = threading.Lock()
         self._offered: tuple[str, int, Path] | None = None
+        # The version offered weights must be of: the driven one, or the one switched to.
+        self._offer_version = parts.weights.version
+        self._switch_to: ModelParts | None = None
         self._last_load = clock()
         self._next_status = 0.0
         self._next_frames = 0.0
@@ -176,22 +238,37 @@ class Driver:
 
     def offer_weights(self, version: str, batch: int, path: str | Path) -> None:
         """New weights from the trainer (any thread); applied at the next unstuck or interval."""
-        if version != self.parts.weights.version:
-            log.warning(
-                "weights of %s offered while driving %s: ignored (switching versions "
-                "restarts the driver)",
+        with self._offer_lock:
+            driving = self._offer_version
+            if version == driving:
+                self._offered = (version, batch, Path(path))
+        if version != driving:
+            # Normal around a switch: the old version's last checkpoint comes after it.
+            log.info(
+                "weights of %s offered while driving %s: ignored (switch_model changes versions)",
                 version,
-                self.parts.weights.version,
+                driving,
             )
             return
-        with self._offer_lock:
-            self._offered = (version, batch, Path(path))
         log.debug("weights of %s batch %d offered", version, batch)
+
+    def switch_model(self, parts: ModelParts) -> None:
+        """Drive with another version from the next frame on (any thread; `parts` built already).
+
+        Weights offered for the old version are dropped; new offers must be of the new one.
+        """
+        with self._offer_lock:
+            self._switch_to = parts
+            self._offer_version = parts.weights.version
+            if self._offered is not None and self._offered[0] != parts.weights.version:
+                self._offered = None
+        log.info("switching to %s (batch %d)", parts.weights.version, parts.weights.batch)
 
     def step(self, frame: Frame) -> GamepadState:
         """One turn of the loop on one frame; returns what the pad was told."""
+        self._take_switched_model()
         parts = self.parts
-        prediction = parts.model.predict(self._stack(frame.model_input))
+        prediction = parts.model.predict(self._stack(self._model_input(frame)))
         steering = prediction.outputs["steering"]
         pad = parts.translator.translate(steering, self._throttle_from(prediction.outputs))
         parts.controller.send(pad)
@@ -257,6 +334,28 @@ class Driver:
             distance_m=telemetry.distance_m if telemetry else 0.0,
             offroad_events=telemetry.offroad_events if telemetry else 0,
         )
+
+    def _take_switched_model(self) -> None:
+        with self._offer_lock:
+            switched, self._switch_to = self._switch_to, None
+        if switched is None:
+            return
+        self.parts = dataclasses.replace(
+            self.parts, model=switched.model, weights=switched.weights, gradcam=switched.gradcam
+        )
+        self._throttle_from = throttle_brake_reader(switched.model.output_names)
+        self._stack = FrameStack(frames=switched.model.input_shape[-1] // 3)
+        self._gradcam_image = None
+        self.parts.translator.reset()
+        self._last_load = self._clock()
+        log.info("now driving %s (batch %d)", switched.weights.version, switched.weights.batch)
+
+    def _model_input(self, frame: Frame) -> np.ndarray:
+        """The frame at the model's input size (the capture's, unless a switch changed it)."""
+        height, width = self.parts.model.input_shape[:2]
+        if frame.model_input.shape[:2] == (height, width):
+            return frame.model_input
+        return resize_frame(frame.image, (width, height))
 
     def _unstuck(self, reason: str) -> None:
         """Stop, fix, forget the old motion, and take the moment to load new weights."""

@@ -19,12 +19,14 @@ second player) speaks exactly this protocol to `/ws/node` with the hub token.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgpack
 
 from engine.config import ConfigError, build_section
+from engine.data.balance import BalanceStats
 from engine.data.samples import Sample, SampleSet
 
 # Large enough for a balanced set of 23 samples at 480x270, small enough that a
@@ -57,15 +59,21 @@ class SampleSets:
 
 @dataclass(frozen=True)
 class BufferFill:
-    """How full one balanced output's buffer is."""
+    """How full one balanced output's buffer is, against what training needs and what it holds."""
 
     fill: int = field(metadata={"range": (0, None)})
     capacity: int = field(metadata={"range": (0, None)})
+    # Samples every buffer must hold before a step runs (data.ready_threshold of capacity).
+    needed: int = field(default=0, metadata={"range": (0, None)})
 
 
 @dataclass(frozen=True)
 class TrainerStatus:
-    """The reference's Server/Trainer console numbers, sent a few times a second."""
+    """The reference's Server/Trainer console numbers, sent a few times a second.
+
+    `loss` holds the mean losses since the previous report ("total" and one per
+    output; empty before the first); `samples_per_s` is 0.0 while not training.
+    """
 
     version: str
     status: TrainerState
@@ -116,6 +124,26 @@ class SwitchModel:
 
 
 @dataclass(frozen=True)
+class CollectorReport:
+    """A collector's cumulative counters (`engine.collector.CollectorStats.as_dict()`).
+
+    Collectors send one every `collector.report_interval_s` of game time; the hub
+    hands it to the trainer, which stores it next to the samples, so `charles-stream
+    data stats` shows starving bins of a running stream too. Counters are cumulative
+    since the collector started: a lost report costs nothing.
+    """
+
+    source: str
+    balance: BalanceStats
+    episodes: int = field(default=0, metadata={"range": (0, None)})
+    respawns: int = field(default=0, metadata={"range": (0, None)})
+    game_seconds: float = field(default=0.0, metadata={"range": (0.0, None)})
+    wall_seconds: float = field(default=0.0, metadata={"range": (0.0, None)})
+    sets_sent: int = field(default=0, metadata={"range": (0, None)})
+    samples_sent: int = field(default=0, metadata={"range": (0, None)})
+
+
+@dataclass(frozen=True)
 class Alert:
     """Something viewers should see: an unstuck, a crash loop, a tagged moment."""
 
@@ -124,7 +152,15 @@ class Alert:
 
 
 Message = (
-    Hello | SampleSets | TrainerStatus | Checkpointed | DriverStatus | Frames | SwitchModel | Alert
+    Hello
+    | SampleSets
+    | TrainerStatus
+    | Checkpointed
+    | DriverStatus
+    | Frames
+    | SwitchModel
+    | CollectorReport
+    | Alert
 )
 
 MESSAGE_TYPES: dict[str, type] = {
@@ -135,6 +171,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "driver_status": DriverStatus,
     "frames": Frames,
     "switch_model": SwitchModel,
+    "collector_report": CollectorReport,
     "alert": Alert,
 }
 _TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
@@ -171,6 +208,16 @@ def decode(data: bytes) -> Message:
         raise ProtocolError(f"message {name!r}: {error}") from None
 
 
+def collector_report(stats: Mapping[str, Any]) -> CollectorReport:
+    """A collector's `CollectorStats.as_dict()` as its message, validated like a received one."""
+    try:
+        return build_section(CollectorReport, dict(stats), file="collector stats", prefix="")
+    except ConfigError as error:
+        raise ProtocolError(str(error)) from None
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(f"collector stats: {error}") from None
+
+
 def message_type(message: Message) -> str:
     """The wire name of a message's type (e.g. 'trainer_status')."""
     return _TYPE_NAMES[type(message)]
@@ -187,6 +234,7 @@ __all__ = [
     "Alert",
     "BufferFill",
     "Checkpointed",
+    "CollectorReport",
     "DriverStatus",
     "Frames",
     "Hello",
@@ -196,6 +244,7 @@ __all__ = [
     "SampleSets",
     "SwitchModel",
     "TrainerStatus",
+    "collector_report",
     "decode",
     "encode",
     "message_type",

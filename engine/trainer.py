@@ -11,8 +11,9 @@ Example::
 The trainer runs in its own process (TensorFlow never runs in the asyncio app)
 and knows nothing of how it is reached: sample sets come in through `add_sets`,
 and it reports through two callbacks, `on_status` (waiting for data / training /
-saving, batch, losses, samples/s, buffer fill) and `on_checkpoint` (a new
-checkpoint the driver can load). The app's transport wraps those. The
+saving, batch, losses, samples/s, buffer fill: the wire protocol's
+`TrainerStatus`, so the trainer node forwards it as it is) and `on_checkpoint`
+(a new checkpoint the driver can load). The app's transport wraps those. The
 callbacks run on the thread that calls `run`, between steps: keep them quick.
 
 Training follows the reference: a step runs only while every buffer is at least
@@ -31,7 +32,6 @@ collect`) stores.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -49,6 +49,7 @@ from engine.config import Config, ConfigError, DataConfig, TrainerConfig
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
+from engine.protocol import BufferFill, TrainerState, TrainerStatus
 from engine.tensorboard_log import LossLog, tensorboard_dir
 from engine.train_step import TrainStep, make_strategy
 from models.build import build_architecture, build_model, compile_model
@@ -58,38 +59,10 @@ from models.spec import ModelSpec
 
 log = logging.getLogger("charles.trainer")
 
-TrainerState = Literal["waiting", "training", "saving", "stopped"]
 StopReason = Literal["batches_done", "stop_requested", "data_below_threshold"]
 
 # How long the loop waits for a batch before re-checking `stop` and the buffers.
 _POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class BufferFill:
-    """One buffer's samples against what training needs (`needed`) and what it holds at most."""
-
-    held: int
-    needed: int
-    capacity: int
-
-
-@dataclass(frozen=True)
-class TrainerStatus:
-    """What the trainer is doing, for the overlay and the progress bar (JSON-able via as_dict)."""
-
-    state: TrainerState
-    version: str
-    batch: int
-    # Means over the batches since the previous report; None before the first one.
-    loss: float | None
-    output_losses: dict[str, float]
-    samples_per_s: float | None
-    buffer_fill: dict[str, BufferFill]
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain types only, ready for JSON or msgpack."""
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -196,7 +169,7 @@ class Trainer:
         """Each buffer's samples, against the number training needs."""
         needed = math.ceil(self.buffers.ready_threshold * self.buffers.capacity)
         return {
-            name: BufferFill(held, needed, self.buffers.capacity)
+            name: BufferFill(fill=held, capacity=self.buffers.capacity, needed=needed)
             for name, held in self.buffers.fill().items()
         }
 
@@ -277,16 +250,14 @@ class Trainer:
         losses: dict[str, float] | None,
         samples_per_s: float | None,
     ) -> None:
-        losses = losses or {}
         self._on_status(
             TrainerStatus(
-                state=state,
                 version=self.version,
+                status=state,
                 batch=self.batch,
-                loss=losses.get("total"),
-                output_losses={k: v for k, v in losses.items() if k != "total"},
-                samples_per_s=samples_per_s,
-                buffer_fill=self.fill(),
+                loss=dict(losses or {}),
+                samples_per_s=samples_per_s or 0.0,
+                buffers=self.fill(),
             )
         )
 
@@ -419,9 +390,9 @@ class _Loop:
         """A buffer is below the threshold: report it and, off-stream, look for stored samples."""
         trainer = self.trainer
         if announce:
-            fill = ", ".join(f"{name} {f.held}/{f.needed}" for name, f in trainer.fill().items())
+            fill = ", ".join(f"{name} {f.fill}/{f.needed}" for name, f in trainer.fill().items())
             log.info("waiting for data: buffers %s (held/needed)", fill)
             self.curves.flush()
         if not trainer.streamed:
             trainer.buffers.load_new()
-        trainer._report("waiting", self.last_losses, None)
+        trainer._report("waiting_for_data", self.last_losses, None)

@@ -13,13 +13,15 @@ from engine.capture import Capture, SimSource
 from engine.config import ConfigError, ControllerConfig, DriverConfig, UnstuckConfig
 from engine.controller import SimController, Translator
 from engine.data.frames import decode_frame
-from engine.driver import Driver, DriverParts, FrameStack, throttle_brake_reader
-from engine.inference import OnePassModel, load_version
+from engine.driver import Driver, DriverParts, FrameStack, ModelParts, throttle_brake_reader
+from engine.inference import LoadedModel, OnePassModel, load_version
 from engine.protocol import Alert, DriverStatus, Frames
 from engine.sim.game import Game
 from engine.unstuck import Respawn, StuckWatch
 from tests.driver_helpers import (
+    constant_model,
     create_version,
+    demo_spec,
     save_constant_checkpoint,
     set_constant_outputs,
     small_sim,
@@ -227,6 +229,38 @@ def test_weights_of_another_version_are_not_loaded(data_dir):
         frames_flowing(driver)
         summary = driver.run(seconds=0.5)
     assert (summary.reloads, summary.batch) == (0, 100)
+
+
+def test_a_switched_model_drives_from_the_next_frame_at_its_own_input_size(version_data, tmp_path):
+    driver, _ = build_driver(version_data, steering=0.4, throttle_brake=0.5)
+    spec = demo_spec()
+    smaller = dataclasses.replace(spec, input=dataclasses.replace(spec.input, width=96, height=54))
+    model = constant_model(smaller, steering=-0.6, throttle_brake=0.5)
+    other = LoadedModel("other_line_v1", smaller, model, tmp_path, batch=0)
+    driver.switch_model(ModelParts(OnePassModel(model, smaller.output_names, ("convcam",)), other))
+    with driver.parts.capture:
+        frames_flowing(driver)
+        summary = driver.run(seconds=0.5)
+    assert summary.version == "other_line_v1" and summary.predictions > 0
+    assert summary.last_pad.steering == pytest.approx(-0.6)
+
+
+def test_weights_offered_for_the_switched_to_version_are_applied(data_dir):
+    config = dataclasses.replace(FAST_REPORTS, reload_interval_s=0.3)
+    driver, _ = build_driver(data_dir, config=config)
+    spec = demo_spec()
+    v2 = "model_0000_demo_v2"
+    path = save_constant_checkpoint(data_dir, v2, batch=300, throttle_brake=0.9)
+    other = LoadedModel(v2, spec, constant_model(spec), path.parent, batch=0)
+    driver.switch_model(
+        ModelParts(OnePassModel(other.model, spec.output_names, ("convcam",)), other)
+    )
+    driver.offer_weights(v2, 300, path)
+    with driver.parts.capture:
+        frames_flowing(driver)
+        summary = driver.run(seconds=1.0)
+    assert (summary.version, summary.reloads, summary.batch) == (v2, 1, 300)
+    assert summary.last_pad.right_trigger == pytest.approx(0.9)
 
 
 def test_frame_stack_puts_the_newest_frame_first_and_repeats_the_oldest_at_the_start():

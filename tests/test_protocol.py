@@ -6,17 +6,22 @@ Good ones round-trip; bad ones raise ProtocolError and nothing else.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 
 import msgpack
 import pytest
 
+from engine.collector import Collector
+from engine.config import default_config
+from engine.data.balance import BalancerStats, BalanceStats
 from engine.data.samples import Sample, SampleSet
 from engine.protocol import (
     MAX_MESSAGE_BYTES,
     Alert,
     BufferFill,
     Checkpointed,
+    CollectorReport,
     DriverStatus,
     Frames,
     Hello,
@@ -24,10 +29,12 @@ from engine.protocol import (
     SampleSets,
     SwitchModel,
     TrainerStatus,
+    collector_report,
     decode,
     encode,
     message_type,
 )
+from tests.driver_helpers import small_sim
 
 SAMPLE = Sample(
     frame_jpeg=b"\xff\xd8 not really a jpeg",
@@ -51,12 +58,34 @@ EXAMPLES = [
         batch=42,
         loss={"total": 0.5, "steering": 0.3},
         samples_per_s=900.0,
-        buffers={"steering": BufferFill(fill=10, capacity=20)},
+        buffers={"steering": BufferFill(fill=10, capacity=20, needed=18)},
     ),
     Checkpointed(version="model_0000_demo_v1", batch=500, path="data/models/x/batch-500"),
     DriverStatus(version="model_0000_demo_v1", predictions={"steering": 0.1}, pps=30.0),
     Frames(hood=b"\xff\xd8hood", convcam=b"\xff\xd8cc"),
     SwitchModel(version="model_0003_xception_v2"),
+    CollectorReport(
+        source="collector-0@6a1f",
+        balance=BalanceStats(
+            strategy="v3",
+            steps=900,
+            balancers={
+                "steering": BalancerStats(
+                    output="steering",
+                    sets_completed=3,
+                    sets_dropped=1,
+                    starving={"0.9-1.0": 1},
+                    emitted_bins={"throttle_brake": {"1.0": 60}},
+                )
+            },
+            rejected={"throttle_brake": 2},
+        ),
+        episodes=1,
+        game_seconds=30.0,
+        wall_seconds=4.5,
+        sets_sent=3,
+        samples_sent=63,
+    ),
     Alert(kind="unstuck", text="Charles went for a swim"),
 ]
 
@@ -115,3 +144,28 @@ def test_fuzzed_bytes_only_ever_raise_protocol_error():
             data = data[: rng.randrange(len(data))]
         with contextlib.suppress(ProtocolError):
             decode(bytes(data))
+
+
+def test_a_collectors_stats_become_a_report_that_storage_keeps_as_they_were():
+    defaults = default_config()
+    config = dataclasses.replace(
+        defaults,
+        sim=small_sim(),
+        data=dataclasses.replace(defaults.data, frame_width=32, frame_height=18),
+    )
+    collector = Collector(config, seed=3, source="collector-0@test", sink=lambda sample_set: None)
+    stats = collector.run(game_seconds=2.0).as_dict()
+    report = collector_report(stats)
+    assert decode(encode(report)) == report
+    # What the trainer stores (and `data stats` reads) is exactly the collector's own dict.
+    assert dataclasses.asdict(report) == stats
+
+
+def test_a_malformed_collector_report_names_the_bad_field():
+    steering = {"output": "steering", "sets_completed": "many"}
+    stats = {
+        "source": "collector-0",
+        "balance": {"strategy": "v3", "balancers": {"steering": steering}},
+    }
+    with pytest.raises(ProtocolError, match=r"'balance\.balancers\.steering\.sets_completed'"):
+        collector_report(stats)

@@ -17,7 +17,8 @@ from tensorboard.util.tensor_util import make_ndarray
 from engine.config import Config, ConfigError, load_config
 from engine.data.frames import decode_frame
 from engine.data.storage import SampleStorage, default_storage_path
-from engine.trainer import NewCheckpoint, Trainer, TrainerStatus
+from engine.protocol import TrainerStatus
+from engine.trainer import NewCheckpoint, Trainer
 from models.build import build_architecture, parameter_counts
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
@@ -189,18 +190,18 @@ def test_status_reports_state_batch_losses_speed_and_buffer_fill(config):
     statuses: list[TrainerStatus] = []
     with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
         trainer.run(max_batches=5)
-    training = [s for s in statuses if s.state == "training"]
+    training = [s for s in statuses if s.status == "training"]
     assert [s.batch for s in training] == [5]
     report = training[0]
     assert report.version == VERSION
-    assert set(report.output_losses) == set(OUTPUTS) and math.isfinite(report.loss)
+    assert set(report.loss) == {"total", *OUTPUTS} and math.isfinite(report.loss["total"])
     assert report.samples_per_s > 0
     needed = math.ceil(0.1 * CAPACITY)
-    assert {name: (f.needed, f.capacity) for name, f in report.buffer_fill.items()} == {
+    assert {name: (f.needed, f.capacity) for name, f in report.buffers.items()} == {
         name: (needed, CAPACITY) for name in OUTPUTS
     }
-    assert statuses[-1].state == "stopped"
-    assert "saving" in [s.state for s in statuses]
+    assert statuses[-1].status == "stopped"
+    assert "saving" in [s.status for s in statuses]
 
 
 def test_no_step_runs_while_a_buffer_is_below_the_ready_threshold(tmp_path):
@@ -222,9 +223,9 @@ def test_a_waiting_trainer_trains_once_added_sets_fill_the_buffers(tmp_path):
     waiting, training, stop = threading.Event(), threading.Event(), threading.Event()
 
     def on_status(status: TrainerStatus) -> None:
-        if status.state == "waiting":
+        if status.status == "waiting_for_data":
             waiting.set()
-        elif status.state == "training":
+        elif status.status == "training":
             training.set()
 
     with Trainer(config, VERSION, streamed=True, on_status=on_status) as trainer:

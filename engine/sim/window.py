@@ -74,7 +74,7 @@ def run_window(
     """Show both views until `seconds` of game time pass (None: until closed or Q)."""
     hood = game.render_hood()
     chase = game.render_chase()
-    screen = _open_windows(game)
+    screen = open_windows(game)
     keys = KeyboardDriver(None if pilot else system_held_keys())
     respawn_rng = np.random.default_rng(game.seed)
     frames = 0
@@ -121,7 +121,7 @@ def _catch_up(
             return
 
 
-class _Windows(Protocol):
+class GameWindows(Protocol):
     """A pair of windows for the two views."""
 
     def show(self, hood: np.ndarray, chase: np.ndarray) -> None:
@@ -137,9 +137,13 @@ class _Windows(Protocol):
         ...
 
 
-def _open_windows(game: Game) -> _Windows:
+def open_windows(game: Game) -> GameWindows:
+    """The hood and chase windows at their known places; `WindowUnavailable` if impossible.
+
+    Use them from the thread that opened them.
+    """
     if sys.platform.startswith("linux"):
-        windows: _Windows = _X11Windows(game)
+        windows: GameWindows = _X11Windows(game)
     else:
         windows = _OpenCVWindows(game)
     log.info(

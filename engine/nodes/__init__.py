@@ -1,0 +1,86 @@
+"""The stream's node processes: collector, trainer and driver, each speaking to the hub.
+
+Example::
+
+    CHARLES_HUB_URL=ws://127.0.0.1:8765/ws/node CHARLES_HUB_TOKEN=... \\
+        python -m engine.nodes.trainer --config config.toml --model model_0000_demo_v1
+
+The app's supervisor starts them (`engine/processes.py`), hands them the hub's
+address and token in the environment, and stops them with SIGTERM. What every
+node shares lives here: its command line (`--config`), logging, and the exit
+rules: SIGTERM ends the node's work through `finally` blocks (pad neutral,
+checkpoint saved) and exits 0; a bad config exits 2; a hub that refuses the
+node or is gone for good exits 1, so the supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable
+
+from engine.cli_args import add_config_argument, config_from
+from engine.config import Config, ConfigError
+from engine.logs import setup_logging
+from engine.shutdown import EXIT_SIGTERM, sigterm_as_exit
+
+log = logging.getLogger("charles.nodes")
+
+EXIT_HUB_GONE = 1
+EXIT_BAD_INPUT = 2
+
+
+def node_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser every node starts from: `--config PATH`."""
+    parser = argparse.ArgumentParser(prog=f"python -m engine.nodes.{name}", description=description)
+    add_config_argument(parser)
+    return parser
+
+
+def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
+    """Load the config, set up logging, run `body(config)` with SIGTERM as a clean exit.
+
+    Returns the process exit code: body's own, 0 after a SIGTERM, 2 for a bad
+    config, 1 when the hub refused this node.
+    """
+    from engine.node import NodeError
+
+    setup_logging()
+    with sigterm_as_exit():
+        try:
+            config = config_from(args)
+            setup_logging(config.app.log_level)
+            return body(config)
+        except SystemExit as stop:
+            if stop.code != EXIT_SIGTERM:
+                raise
+            log.info("stopped by SIGTERM")
+            return 0
+        except ConfigError as error:
+            log.error("%s", error)
+            return EXIT_BAD_INPUT
+        except NodeError as error:
+            log.error("%s", error)
+            return EXIT_HUB_GONE
+
+
+def when_set(event: threading.Event, action: Callable[[], None], name: str) -> None:
+    """Call `action` (on a daemon thread) once `event` is set, e.g. the hub link is lost."""
+
+    def wait_then_act() -> None:
+        event.wait()
+        action()
+
+    threading.Thread(target=wait_then_act, name=name, daemon=True).start()
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of 0 or more (a collector's index)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not accepted; use 0 or more")
+    return value

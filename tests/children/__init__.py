@@ -1,0 +1,1 @@
+"""Small programs the supervisor tests run as real child processes."""

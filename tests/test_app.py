@@ -1,0 +1,256 @@
+"""The stream app end to end: hub, supervisor, a collector, the trainer and the driver, for real.
+
+TensorFlow takes many seconds to start on two shared cores, so the module runs
+ONE small app (tiny frames and buffers, the demo line) in the test's event
+loop, and each test checks one thing about it, awaiting what the app records.
+The tests run in file order and change the stream as they go (switch, kills);
+each waits for its own condition. The last test runs the real `charles-stream`
+command in a subprocess and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from engine.app import StreamApp
+from engine.config import load_config
+from engine.data.storage import SampleStorage, default_storage_path
+from engine.timeline import Timeline
+from models.checkpoints import list_checkpoints
+from models.registry import version_dir
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Generous: TensorFlow start-up in two processes at once on two shared cores.
+START_S = 120.0
+WAIT_S = 60.0
+CONFIG = """
+[app]
+data_dir = "{data_dir}"
+
+[hub]
+port = {port}
+
+[stream]
+collectors = 1
+
+[supervisor]
+backoff_s = 0.2
+shutdown_timeout_s = 30.0
+
+[sim]
+hood_width = 96
+hood_height = 54
+chase_width = 64
+chase_height = 36
+window = "off"
+
+[data]
+frame_width = 32
+frame_height = 18
+buffer_capacity = 100
+ready_threshold = 0.2
+set_window_s = 60.0
+
+[data.bins]
+steering = {{ kind = "axis", divisions = 2 }}
+throttle_brake = {{ kind = "trigger_pair", divisions = 2 }}
+
+[autopilot]
+perturbation_interval_s = 1.0
+perturbation_strength = 1.0
+
+[collector]
+episode_s = 30.0
+report_interval_s = 2.0
+dead_zone = 0.1
+
+[trainer]
+checkpoint_every = 2
+log_every = 1
+
+[capture]
+chase_hz = 0.0
+
+[driver]
+frames_hz = 2.0
+reload_interval_s = 1.0
+"""
+
+
+def write_config(directory: Path, port: int = 0) -> Path:
+    path = directory / "config.toml"
+    path.write_text(CONFIG.format(data_dir=directory / "data", port=port), encoding="utf-8")
+    return path
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    """Wait for something the app's tasks or processes make true (there is no event to await)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def app(tmp_path_factory) -> AsyncIterator[StreamApp]:
+    directory = tmp_path_factory.mktemp("app")
+    path = write_config(directory)
+    stream = StreamApp(load_config(path), config_path=str(path))
+    await stream.start()
+    try:
+        yield stream
+    finally:
+        await stream.stop()
+
+
+def api(app: StreamApp, route: str) -> str:
+    return f"http://127.0.0.1:{app.hub.port}/api/{route}"
+
+
+async def test_the_app_trains_and_drives_and_reports_it(app):
+    state = app.state
+    await wait_for(lambda: state.trainer is not None and state.trainer.batch >= 1, START_S)
+    await wait_for(lambda: state.driver is not None and state.driver.pps > 0)
+    async with aiohttp.ClientSession() as session, session.get(api(app, "status")) as reply:
+        status = await reply.json()
+    assert status["version"] == "model_0000_demo_v1"
+    assert status["created"]
+    assert status["batch"] >= 1
+    assert status["pps"] > 0
+    assert set(status["loss"]) >= {"total", "steering", "throttle_brake"}
+    assert {name: p["state"] for name, p in status["processes"].items()} == {
+        "trainer": "running",
+        "driver": "running",
+        "collector-0": "running",
+    }
+
+
+async def test_a_switch_moves_trainer_and_driver_and_records_the_timeline(app):
+    headers = {"Authorization": f"Bearer {app.token}"}
+    body = {"model": "model_0000_demo", "new": True}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.post(api(app, "switch"), json=body) as reply,
+    ):
+        assert reply.status == 200
+        switched = await reply.json()
+    assert switched["version"] == "model_0000_demo_v2"
+    assert switched["how"] == "from scratch"
+    state = app.state
+    await wait_for(lambda: state.trainer is not None and state.trainer.version.endswith("_v2"))
+    await wait_for(lambda: state.driver is not None and state.driver.version.endswith("_v2"))
+    events = Timeline(app.data_dir).events()
+    assert [(e.kind, e.version) for e in events] == [
+        ("started", "model_0000_demo_v1"),
+        ("stopped", "model_0000_demo_v1"),
+        ("started", "model_0000_demo_v2"),
+    ]
+    assert events[0].how == "from scratch"
+    assert events[1].batch >= 1
+
+
+async def test_a_killed_trainer_is_restarted_resumes_from_its_checkpoint_and_loses_no_sample(app):
+    state = app.state
+    version = state.version
+    await wait_for(lambda: state.checkpoint is not None and state.checkpoint.version == version)
+    checkpoint_batch = state.checkpoint.batch
+    storage_path = default_storage_path(app.config)
+    pid = state.processes["trainer"].pid
+
+    app.supervisor.kill("trainer")
+    await wait_for(lambda: state.processes["trainer"].pid not in (None, pid))
+    # What the killed trainer left stored; its replacement must train on it, not lose it.
+    with SampleStorage(storage_path, capacity=app.config.data.buffer_capacity) as storage:
+        left = {row.id for row in storage.load()}
+        before = storage.counters()
+    await wait_for(
+        lambda: (
+            state.trainer is not None
+            and state.trainer.version == version
+            and state.trainer.batch > checkpoint_batch
+        ),
+        START_S,
+    )
+    assert state.processes["trainer"].restarts == 1
+    with SampleStorage(storage_path, capacity=app.config.data.buffer_capacity) as storage:
+        gone = left - {row.id for row in storage.load()}
+        after = storage.counters()
+    used = sum(after.get(k, 0) - before.get(k, 0) for k in ("samples_drawn", "samples_rotated_out"))
+    assert len(gone) <= used
+
+
+async def test_a_killed_driver_is_restarted_and_drives_again(app):
+    state = app.state
+    pid = state.processes["driver"].pid
+    app.supervisor.kill("driver")
+    await wait_for(lambda: state.processes["driver"].pid not in (None, pid))
+    state.driver = None
+    # Restarted with its first --model, it catches up with the switch the hub greets it with.
+    await wait_for(
+        lambda: (
+            state.driver is not None
+            and state.driver.version == state.version
+            and state.driver.pps > 0
+        ),
+        START_S,
+    )
+    assert state.processes["driver"].restarts == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_sigterm_stops_the_command_cleanly_with_a_checkpoint(tmp_path):
+    port = free_port()
+    path = write_config(tmp_path, port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = await wait_for_status(port, lambda s: (s["batch"] or 0) >= 1)
+        process.send_signal(signal.SIGTERM)
+        _, errors = await asyncio.to_thread(process.communicate, timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, errors[-3000:]
+    assert "driver (pid" in errors and "exited with code 0" in errors
+    version = status["version"]
+    saved = list_checkpoints(version_dir(tmp_path / "data", version))
+    assert saved and saved[-1].batch >= status["batch"]
+    last = Timeline(tmp_path / "data").events()[-1]
+    assert (last.kind, last.version) == ("stopped", version)
+
+
+async def wait_for_status(port: int, condition: Callable[[dict], bool]) -> dict:
+    """Poll /api/status of a `charles-stream` subprocess until `condition` holds."""
+    deadline = time.monotonic() + START_S
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/api/status") as reply:
+                    status = await reply.json()
+                if condition(status):
+                    return status
+            except aiohttp.ClientConnectionError:
+                pass  # the app is still starting
+            assert time.monotonic() < deadline, "the app never got there"
+            await asyncio.sleep(0.2)

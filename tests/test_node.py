@@ -1,0 +1,155 @@
+"""NodeClient: a synchronous process's link to the hub (own thread and event loop).
+
+The hub runs in the test's event loop, so every blocking NodeClient call goes
+through asyncio.to_thread: the hub must keep answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+
+import pytest
+
+from engine.node import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
+from engine.protocol import Alert, Frames, Hello, Message, SwitchModel, TrainerStatus, decode
+from engine.state import AppState
+from tests.hub_helpers import TOKEN, node_socket, running_hub, small_sets, wait_until
+
+
+def client(url: str, role="collector", name="collector-0", token=TOKEN, **options) -> NodeClient:
+    return NodeClient(url, token, Hello(role=role, name=name), **options)
+
+
+async def started(node: NodeClient, timeout: float = 5.0) -> NodeClient:
+    await asyncio.to_thread(node.start, timeout)
+    return node
+
+
+async def test_messages_sent_from_another_thread_reach_the_hub():
+    state = AppState()
+    async with running_hub(state=state) as hub:
+        node = await started(client(hub.url(), role="trainer", name="trainer"))
+        status = TrainerStatus(version="m_v1", status="training", batch=3)
+        sender = threading.Thread(target=node.send, args=(status,))
+        sender.start()
+        sender.join()
+
+        await wait_until(lambda: state.trainer == status)
+        assert state.nodes == {"trainer": "trainer"}
+        await asyncio.to_thread(node.close)
+
+
+async def test_a_collectors_sets_reach_a_trainer_node_client():
+    received: queue.Queue[Message] = queue.Queue()
+    sets = small_sets(5)
+    async with running_hub() as hub:
+        trainer = await started(client(hub.url(), "trainer", "trainer", on_message=received.put))
+        collector = await started(client(hub.url()))
+        collector.send(sets)
+
+        assert await asyncio.to_thread(received.get, timeout=5) == sets
+        await asyncio.gather(asyncio.to_thread(collector.close), asyncio.to_thread(trainer.close))
+
+
+async def test_messages_sent_before_start_are_delivered_in_order_with_only_the_newest_frames():
+    async with running_hub() as hub, node_socket(hub, "trainer") as trainer:
+        await wait_until(lambda: "node" in hub.state.nodes)
+        node = client(hub.url(), role="driver", name="driver")
+        for number in range(3):
+            node.send(Frames(hood=bytes([number])))
+            node.send(small_sets(number))
+        await started(node)
+
+        times = [decode((await trainer.receive()).data).sets[0].samples[0].time for _ in range(3)]
+        await wait_until(lambda: hub.state.frames is not None)
+        await asyncio.to_thread(node.close)
+
+    assert times == [0.0, 1.0, 2.0]
+    assert hub.state.frames == Frames(hood=b"\x02")
+
+
+async def test_hub_messages_arrive_on_the_client_thread():
+    received: queue.Queue[tuple[Message, str]] = queue.Queue()
+
+    def on_message(message: Message) -> None:
+        received.put((message, threading.current_thread().name))
+
+    async with running_hub() as hub:
+        node = await started(client(hub.url(), "driver", "driver", on_message=on_message))
+        await wait_until(lambda: "driver" in hub.state.nodes)
+        await hub.send("driver", SwitchModel(version="m_v2"))
+
+        message, thread = await asyncio.to_thread(received.get, timeout=5)
+        await asyncio.to_thread(node.close)
+
+    assert message == SwitchModel(version="m_v2")
+    assert thread == "hub-link-driver"
+
+
+async def test_client_reconnects_when_the_hub_restarts_on_the_same_port():
+    first_state, second_state = AppState(), AppState()
+    async with running_hub(state=first_state) as hub:
+        port = hub.port
+        node = await started(client(hub.url(), give_up_s=30.0))
+    node.send(Alert(kind="note", text="sent while the hub was away"))
+
+    async with running_hub(port=port, state=second_state):
+        await wait_until(lambda: len(second_state.alerts) == 1)
+        assert second_state.alerts[0].text == "sent while the hub was away"
+        assert not node.lost.is_set()
+        await asyncio.to_thread(node.close)
+
+
+async def test_lost_is_set_when_the_hub_is_gone_for_good():
+    async with running_hub() as hub:
+        node = await started(client(hub.url(), give_up_s=0.3))
+
+    assert await asyncio.to_thread(node.lost.wait, 5)
+    await asyncio.to_thread(node.close)
+
+
+async def test_a_wrong_token_is_a_node_error_naming_the_url_and_is_not_retried():
+    async with running_hub() as hub:
+        node = client(hub.url(), token="wrong")
+        began = time.monotonic()
+
+        with pytest.raises(NodeError, match=rf"the hub at {hub.url()} refused the token \(401\)"):
+            await started(node, timeout=30)
+        assert time.monotonic() - began < 5  # not retried until the timeout
+        assert node.lost.is_set()
+
+
+async def test_start_gives_up_when_no_hub_answers_in_time():
+    async with running_hub() as hub:
+        url = hub.url()
+    node = client(url)
+
+    with pytest.raises(NodeError, match=rf"could not connect to the hub at {url} within 0.3 s"):
+        await started(node, timeout=0.3)
+
+
+def test_from_environment_reads_url_and_token(monkeypatch):
+    monkeypatch.setenv(HUB_URL_ENV, "ws://10.0.0.5:8765/ws/node")
+    monkeypatch.setenv(HUB_TOKEN_ENV, "secret")
+
+    node = NodeClient.from_environment("collector", "collector-7")
+
+    assert (node.url, node.name) == ("ws://10.0.0.5:8765/ws/node", "collector-7")
+
+
+@pytest.mark.parametrize("missing", [HUB_URL_ENV, HUB_TOKEN_ENV])
+def test_from_environment_names_a_missing_variable(monkeypatch, missing):
+    monkeypatch.setenv(HUB_URL_ENV, "ws://127.0.0.1:8765/ws/node")
+    monkeypatch.setenv(HUB_TOKEN_ENV, "secret")
+    monkeypatch.delenv(missing)
+
+    with pytest.raises(NodeError, match=rf"{missing} is not set"):
+        NodeClient.from_environment("collector", "collector-0")
+
+
+def test_a_url_that_is_not_a_websocket_is_refused():
+    with pytest.raises(NodeError, match=r"hub URL 'http://x/ws/node' is not accepted"):
+        client("http://x/ws/node")

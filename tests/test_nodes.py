@@ -1,0 +1,252 @@
+"""The node processes end to end: a real Hub, a real collector, trainer and driver subprocess.
+
+TensorFlow takes many seconds to start on two shared cores, so the module runs
+ONE small stream (tiny frames and buffers, the demo line) and each test checks
+one thing about it, awaiting what the hub records: sets reach the trainer and
+train it, its checkpoints reach the driver, a switch moves both to another
+version, SIGTERM makes the trainer checkpoint. The tests run in file order;
+each waits for its own condition, so one alone works too (the later ones change
+the stream: switch, then stop the trainer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from engine.config import HubConfig
+from engine.data.storage import SampleStorage
+from engine.hub import Hub
+from engine.node import HUB_TOKEN_ENV, HUB_URL_ENV
+from engine.protocol import SwitchModel
+from engine.state import AppState
+from models.checkpoints import list_checkpoints
+from models.registry import Registry, version_dir
+from tests.driver_helpers import create_version
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TOKEN = "node-test-token"
+# Generous: TensorFlow start-up in two processes at once on two shared cores.
+START_S = 90.0
+WAIT_S = 45.0
+CONFIG = """
+[app]
+data_dir = "{data_dir}"
+
+[sim]
+hood_width = 96
+hood_height = 54
+chase_width = 64
+chase_height = 36
+window = "off"
+
+[data]
+frame_width = 32
+frame_height = 18
+buffer_capacity = 100
+ready_threshold = 0.2
+set_window_s = 60.0
+
+[data.bins]
+steering = {{ kind = "axis", divisions = 2 }}
+throttle_brake = {{ kind = "trigger_pair", divisions = 2 }}
+
+[autopilot]
+perturbation_interval_s = 1.0
+perturbation_strength = 1.0
+
+[collector]
+episode_s = 30.0
+report_interval_s = 2.0
+dead_zone = 0.1
+
+[trainer]
+checkpoint_every = 2
+log_every = 1
+
+[capture]
+chase_hz = 0.0
+
+[driver]
+frames_hz = 2.0
+reload_interval_s = 1.0
+"""
+
+
+@dataclass
+class Stream:
+    """The running hub and nodes, and where their files and logs are."""
+
+    state: AppState
+    hub: Hub
+    data_dir: Path
+    versions: tuple[str, str]
+    processes: dict[str, subprocess.Popen]
+    logs: Path
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S):
+        """Wait for `condition` (checked as the hub records messages); fail naming `what`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            if loop.time() > deadline:
+                pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{self.log_tails()}")
+            await asyncio.sleep(0.05)
+
+    async def exit_code(self, name: str, timeout: float = WAIT_S) -> int:
+        """Wait for a node process to end; its exit code."""
+        process = self.processes[name]
+        try:
+            return await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} did not exit within {timeout:g} s\n{self.log_tails()}")
+
+    def log_tails(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n"
+            + "\n".join(path.read_text(errors="replace").splitlines()[-25:])
+            for path in sorted(self.logs.glob("*.log"))
+        )
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
+    root = tmp_path_factory.mktemp("stream")
+    data_dir = root / "data"
+    config_path = root / "config.toml"
+    config_path.write_text(CONFIG.format(data_dir=data_dir), encoding="utf-8")
+    versions = (create_version(data_dir), create_version(data_dir))
+    state = AppState(version=versions[0])
+    hub = Hub(HubConfig(port=0), TOKEN, state)
+    await hub.start()
+    env = {**os.environ, HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: TOKEN}
+    logs = root / "logs"
+    logs.mkdir()
+    commands = {
+        "trainer": ("engine.nodes.trainer", "--model", versions[0]),
+        "driver": ("engine.nodes.driver", "--model", versions[0]),
+        "collector-0": ("engine.nodes.collector", "--index", "0"),
+    }
+    processes = {}
+    for name, (module, *args) in commands.items():
+        with (logs / f"{name}.log").open("wb") as log_file:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", module, "--config", str(config_path), *args],
+                env=env,
+                cwd=root,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+    running = Stream(state, hub, data_dir, versions, processes, logs)
+    try:
+        await running.until(
+            lambda: {"trainer", "driver", "collector-0"} <= set(state.nodes),
+            "all three nodes to connect",
+            timeout=START_S,
+        )
+        yield running
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        await hub.stop()
+
+
+async def test_collector_sets_reach_the_trainer_which_trains_batches(stream):
+    v1 = stream.versions[0]
+    await stream.until(
+        lambda: (
+            stream.state.trainer is not None
+            and stream.state.trainer.version == v1
+            and stream.state.trainer.status == "training"
+            and stream.state.trainer.batch >= 1
+        ),
+        f"the trainer to train {v1} on collected sets",
+    )
+    assert set(stream.state.trainer.loss) == {"total", "steering", "throttle_brake"}
+
+
+async def test_collector_reports_are_stored_next_to_the_samples(stream):
+    path = stream.data_dir / "samples" / "samples.db"
+
+    def stored() -> dict:
+        with SampleStorage(path, capacity=100) as storage:
+            return storage.collector_stats()
+
+    await stream.until(lambda: path.exists() and stored(), "a collector report in storage")
+    (source, report), *_ = stored().items()
+    assert source.startswith("collector-0@")
+    assert set(report["balance"]["balancers"]) == {"steering", "throttle_brake"}
+
+
+async def test_the_trainers_checkpoints_are_loaded_by_the_driver(stream):
+    v1 = stream.versions[0]
+    await stream.until(
+        lambda: (
+            stream.state.driver is not None
+            and stream.state.driver.version == v1
+            and stream.state.driver.batch > 0
+        ),
+        "the driver to load a checkpoint the trainer announced",
+    )
+    checkpoints = [c.batch for c in list_checkpoints(version_dir(stream.data_dir, v1))]
+    assert stream.state.driver.batch % 2 == 0  # checkpoint_every = 2
+    assert stream.state.driver.batch <= max(checkpoints)
+
+
+async def test_switch_model_moves_trainer_and_driver_to_another_version(stream):
+    v1, v2 = stream.versions
+    # Let v1 train (and checkpoint) first, so its period has something to close.
+    await stream.until(
+        lambda: stream.state.trainer is not None and stream.state.trainer.batch >= 1,
+        "the trainer to train a batch",
+    )
+    assert await stream.hub.send("trainer", SwitchModel(version=v2)) == 1
+    assert await stream.hub.send("driver", SwitchModel(version=v2)) == 1
+    await stream.until(
+        lambda: stream.state.trainer.version == v2 and stream.state.driver.version == v2,
+        f"trainer and driver to move to {v2}",
+    )
+    with Registry(stream.data_dir) as registry:
+        (period,) = registry.periods(v1)
+        trained = registry.version(v1).batches_trained
+    assert period.streamed and period.ended is not None
+    assert (
+        period.end_batch == trained == list_checkpoints(version_dir(stream.data_dir, v1))[-1].batch
+    )
+
+
+async def test_sigterm_makes_the_trainer_checkpoint_and_exit_0(stream):
+    await stream.until(
+        lambda: (
+            stream.state.trainer is not None
+            and stream.state.trainer.status == "training"
+            and stream.state.trainer.batch >= 1
+        ),
+        "the trainer to train a batch",
+    )
+    version = stream.state.trainer.version
+    stream.processes["trainer"].send_signal(signal.SIGTERM)
+    assert await stream.exit_code("trainer") == 0
+    await stream.until(lambda: stream.state.trainer.status == "stopped", "the last status")
+    last = stream.state.trainer
+    assert last.version == version
+    assert list_checkpoints(version_dir(stream.data_dir, version))[-1].batch == last.batch
+    with Registry(stream.data_dir) as registry:
+        assert registry.periods(version)[-1].ended is not None

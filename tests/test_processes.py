@@ -1,0 +1,71 @@
+"""The declared process table: which children `[stream]` asks for, with which command lines."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine.config import StreamConfig, default_config
+from engine.processes import ProcessSpec, process_table
+
+VERSION = "model_0000_demo_v1"
+
+
+def test_the_default_config_runs_trainer_driver_and_two_collectors():
+    specs = process_table(default_config(), "config.toml", VERSION)
+    assert specs == [
+        ProcessSpec(
+            "trainer",
+            "engine.nodes.trainer",
+            ("--config", "config.toml", "--model", VERSION),
+            "always",
+            stop_order=1,
+        ),
+        ProcessSpec(
+            "driver",
+            "engine.nodes.driver",
+            ("--config", "config.toml", "--model", VERSION),
+            "always",
+            stop_order=0,
+        ),
+        ProcessSpec(
+            "collector-0",
+            "engine.nodes.collector",
+            ("--config", "config.toml", "--index", "0"),
+            "always",
+            stop_order=2,
+        ),
+        ProcessSpec(
+            "collector-1",
+            "engine.nodes.collector",
+            ("--config", "config.toml", "--index", "1"),
+            "always",
+            stop_order=2,
+        ),
+    ]
+
+
+def test_no_collectors_and_no_trainer_leave_the_driver_alone():
+    config = dataclasses.replace(default_config(), stream=StreamConfig(collectors=0, trainer=False))
+    specs = process_table(config, "config.toml", VERSION)
+    assert [spec.name for spec in specs] == ["driver"]
+
+
+def test_without_a_config_file_children_get_no_config_flag():
+    specs = process_table(default_config(), None, VERSION)
+    assert [spec.args for spec in specs[:2]] == [("--model", VERSION)] * 2
+    assert specs[2].args == ("--index", "0")
+
+
+def test_a_model_process_without_a_version_is_refused():
+    with pytest.raises(ValueError, match="trainer process needs the streamed model version"):
+        process_table(default_config(), None, "")
+
+
+def test_collectors_alone_need_no_version():
+    config = dataclasses.replace(
+        default_config(), stream=StreamConfig(collectors=3, trainer=False, driver=False)
+    )
+    specs = process_table(config, None, "")
+    assert [spec.name for spec in specs] == ["collector-0", "collector-1", "collector-2"]
