@@ -82,6 +82,8 @@ class StreamApp:
         self.config_path = config_path
         self.data_dir = Path(config.app.data_dir)
         self.state = AppState()
+        # Overlays/OBS and chat set these once they run; until then the API says so.
+        self.state.connections = {"obs": "not configured", "twitch": "not configured"}
         self.token = hub_token(self.data_dir)
         self.hub = Hub(config.hub, self.token, self.state)
         self.actions = StreamActions(self.data_dir, self.state, self.hub)

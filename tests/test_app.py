@@ -47,7 +47,6 @@ collectors = 1
 
 [supervisor]
 backoff_s = 0.2
-shutdown_timeout_s = 30.0
 
 [sim]
 hood_width = 96
@@ -130,6 +129,7 @@ async def test_the_app_trains_and_drives_and_reports_it(app):
     assert status["batch"] >= 1
     assert status["pps"] > 0
     assert set(status["loss"]) >= {"total", "steering", "throttle_brake"}
+    assert status["connections"] == {"obs": "not configured", "twitch": "not configured"}
     assert {name: p["state"] for name, p in status["processes"].items()} == {
         "trainer": "running",
         "driver": "running",
@@ -227,11 +227,14 @@ async def test_sigterm_stops_the_command_cleanly_with_a_checkpoint(tmp_path):
     try:
         status = await wait_for_status(port, lambda s: (s["batch"] or 0) >= 1)
         process.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
         _, errors = await asyncio.to_thread(process.communicate, timeout=60)
+        stopped_in = time.monotonic() - stopping
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, errors[-3000:]
+    assert stopped_in < 12.0  # [supervisor] shutdown_timeout_s = 10, then SIGKILL
     assert "driver (pid" in errors and "exited with code 0" in errors
     version = status["version"]
     saved = list_checkpoints(version_dir(tmp_path / "data", version))
