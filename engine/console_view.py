@@ -23,6 +23,8 @@ from engine.state import AppState
 
 # Events shown under the trainer table; the full history is in the log.
 SHOWN_EVENTS = 6
+# Wide enough that "Player: model_0003_xception_v4 (batch 162,650)" stays on one line.
+MIN_WIDTH = 48
 
 
 def render(state: AppState) -> Group:
@@ -35,10 +37,16 @@ def render(state: AppState) -> Group:
 def player_table(status: DriverStatus | None) -> Table:
     """The Player Console: what the model predicts and what the pad does with it."""
     if status is None:
-        table = Table(title="Player: waiting for the driver", show_header=False)
+        table = Table(
+            title="Player: waiting for the driver", show_header=False, min_width=MIN_WIDTH
+        )
         table.add_row("status", "starting")
         return table
-    table = Table(title=f"Player: {status.version} (batch {status.batch:,})", show_header=False)
+    table = Table(
+        title=f"Player: {status.version} (batch {status.batch:,})",
+        show_header=False,
+        min_width=MIN_WIDTH,
+    )
     for name, value in status.predictions.items():
         table.add_row(f"prediction {name}", f"{value:+.3f}")
     for name, value in status.pad.items():
@@ -51,7 +59,7 @@ def player_table(status: DriverStatus | None) -> Table:
 
 def trainer_table(state: AppState) -> Table:
     """The Server/Trainer Console: training progress, buffers and the processes behind it."""
-    table = Table(title=f"Trainer: {state.version or '-'}", show_header=False)
+    table = Table(title=f"Trainer: {state.version or '-'}", show_header=False, min_width=MIN_WIDTH)
     trainer = state.trainer
     if trainer is None:
         table.add_row("status", "starting")

@@ -1,0 +1,56 @@
+"""The terminal consoles show the Player and Trainer numbers the app holds."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from engine.console_view import render
+from engine.protocol import BufferFill, DriverStatus, TrainerStatus
+from engine.state import AppState, ProcessState
+
+
+def text_of(state: AppState) -> str:
+    console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(render(state))
+    return console.export_text()
+
+
+def test_both_consoles_show_live_numbers():
+    state = AppState(version="model_0000_demo_v2")
+    state.trainer = TrainerStatus(
+        version="model_0000_demo_v2",
+        status="training",
+        batch=1234,
+        loss={"total": 0.125, "steering": 0.0625},
+        samples_per_s=812.0,
+        buffers={"steering": BufferFill(fill=1900, capacity=2000)},
+    )
+    state.driver = DriverStatus(
+        version="model_0000_demo_v2",
+        batch=1200,
+        predictions={"steering": -0.25},
+        pad={"steering": -0.3},
+        fps=30.0,
+        pps=29.5,
+    )
+    state.processes["trainer"] = ProcessState("trainer", "running", pid=7, restarts=2)
+    state.events.append("trainer (pid 6) exited with code -9")
+    text = text_of(state)
+    for expected in (
+        "Player: model_0000_demo_v2 (batch 1,200)",
+        "-0.250",
+        "30.0 / 29.5",
+        "Trainer: model_0000_demo_v2",
+        "1,234",
+        "0.1250",
+        "1,900 / 2,000",
+        "running, 2 restarts",
+        "exited with code -9",
+    ):
+        assert expected in text
+
+
+def test_consoles_say_starting_before_any_report():
+    text = text_of(AppState(version="model_0000_demo_v1"))
+    assert "waiting for the driver" in text
+    assert "starting" in text
