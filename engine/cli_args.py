@@ -64,12 +64,21 @@ def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number of 1 or more."""
+    return _whole_number(text, minimum=1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of 0 or more (e.g. a collector's index)."""
+    return _whole_number(text, minimum=0)
+
+
+def _whole_number(text: str, *, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} is not accepted; use {minimum} or more")
     return value
 
 

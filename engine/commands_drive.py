@@ -34,7 +34,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from engine.cli_args import (
     add_config_argument,
@@ -44,6 +43,7 @@ from engine.cli_args import (
     positive_float,
 )
 from engine.config import Config, ConfigError
+from engine.console_view import player_table
 from engine.protocol import DriverStatus, Message
 from engine.shutdown import sigterm_as_exit
 
@@ -219,7 +219,7 @@ class PlayerConsole:
         if not isinstance(message, DriverStatus):
             return
         if self._live is not None:
-            self._live.update(_status_table(message), refresh=True)
+            self._live.update(player_table(message), refresh=True)
             return
         now = time.monotonic()
         if now >= self._next_log:
@@ -238,18 +238,6 @@ class PlayerConsole:
                 message.pps,
                 message.unstucks,
             )
-
-
-def _status_table(status: DriverStatus) -> Table:
-    table = Table(title=f"Player: {status.version} (batch {status.batch:,})", show_header=False)
-    for name, value in status.predictions.items():
-        table.add_row(f"prediction {name}", f"{value:+.3f}")
-    for name, value in status.pad.items():
-        table.add_row(f"pad {name}", f"{value:.3f}")
-    table.add_row("FPS / PPS", f"{status.fps:.1f} / {status.pps:.1f}")
-    table.add_row("unstucks", str(status.unstucks))
-    table.add_row("distance / off-road", f"{status.distance_m:,.0f} m / {status.offroad_events}")
-    return table
 
 
 def _with_flags(config: Config, args: argparse.Namespace) -> Config:

@@ -68,6 +68,20 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 @contextmanager
+def opened(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A connection for one short piece of work, closed afterwards.
+
+    Parts the app calls now and then (timeline, moments) use it rather than
+    holding a handle, so other processes write the same file freely meanwhile.
+    """
+    connection = connect(path)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
 def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run the block as one write transaction: all of it is committed, or none of it.
 

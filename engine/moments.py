@@ -14,10 +14,7 @@ clips. Rows live in `<data_dir>/charles.db` next to the timeline.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,7 +75,7 @@ class Moments:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = db.db_path(data_dir)
-        with self._connect() as connection:
+        with db.opened(self.path) as connection:
             db.migrate(connection, COMPONENT, MIGRATIONS)
 
     def tag(
@@ -89,7 +86,7 @@ class Moments:
             raise ValueError(f"batch must be >= 0, got {batch}")
         note = " ".join(note.split())[:MAX_NOTE_CHARS]
         at = datetime.now(UTC)
-        with self._connect() as connection, db.transaction(connection):
+        with db.opened(self.path) as connection, db.transaction(connection):
             cursor = connection.execute(
                 "INSERT INTO moments (at, user, version, batch, name, note)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -101,7 +98,7 @@ class Moments:
 
     def set_replay(self, moment_id: int, path: str) -> None:
         """Remember the replay file OBS saved for a moment."""
-        with self._connect() as connection, db.transaction(connection):
+        with db.opened(self.path) as connection, db.transaction(connection):
             connection.execute("UPDATE moments SET replay = ? WHERE id = ?", (path, moment_id))
 
     def list(self, version: str | None = None) -> list[Moment]:
@@ -111,7 +108,7 @@ class Moments:
         if version is not None:
             query += " WHERE version = ?"
             parameters = (version,)
-        with self._connect() as connection:
+        with db.opened(self.path) as connection:
             rows = connection.execute(query + " ORDER BY id", parameters).fetchall()
         return [
             Moment(
@@ -126,11 +123,3 @@ class Moments:
             )
             for row in rows
         ]
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = db.connect(self.path)
-        try:
-            yield connection
-        finally:
-            connection.close()

@@ -26,13 +26,11 @@ subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -104,7 +102,7 @@ class Timeline:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = db.db_path(data_dir)
-        with self._connect() as connection:
+        with db.opened(self.path) as connection:
             db.migrate(connection, COMPONENT, MIGRATIONS)
 
     def started(self, version: str, batch: int, how: How) -> None:
@@ -117,7 +115,7 @@ class Timeline:
 
     def events(self) -> list[TimelineEvent]:
         """Every event, oldest first."""
-        with self._connect() as connection:
+        with db.opened(self.path) as connection:
             rows = connection.execute(
                 "SELECT at, kind, version, batch, how FROM timeline_events ORDER BY id"
             ).fetchall()
@@ -136,21 +134,13 @@ class Timeline:
         if batch < 0:
             raise ValueError(f"batch must be >= 0, got {batch}")
         event = TimelineEvent(datetime.now(UTC), kind, version, batch, how)
-        with self._connect() as connection, db.transaction(connection):
+        with db.opened(self.path) as connection, db.transaction(connection):
             connection.execute(
                 "INSERT INTO timeline_events (at, kind, version, batch, how)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (event.at.isoformat(), kind, version, batch, how),
             )
         log.info("timeline: %s", event.describe())
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = db.connect(self.path)
-        try:
-            yield connection
-        finally:
-            connection.close()
 
 
 def resolve_stream_model(

@@ -29,16 +29,16 @@ from engine.data.storage import SampleStorage, default_storage_path
 from engine.timeline import Timeline
 from models.checkpoints import list_checkpoints
 from models.registry import version_dir
+from tests.stream_helpers import TINY_STREAM_CONFIG
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # Generous: TensorFlow start-up in two processes at once on two shared cores.
 START_S = 120.0
 WAIT_S = 60.0
-CONFIG = """
-[app]
-data_dir = "{data_dir}"
-
+CONFIG = (
+    TINY_STREAM_CONFIG
+    + """
 [hub]
 port = {port}
 
@@ -47,45 +47,8 @@ collectors = 1
 
 [supervisor]
 backoff_s = 0.2
-
-[sim]
-hood_width = 96
-hood_height = 54
-chase_width = 64
-chase_height = 36
-window = "off"
-
-[data]
-frame_width = 32
-frame_height = 18
-buffer_capacity = 100
-ready_threshold = 0.2
-set_window_s = 60.0
-
-[data.bins]
-steering = {{ kind = "axis", divisions = 2 }}
-throttle_brake = {{ kind = "trigger_pair", divisions = 2 }}
-
-[autopilot]
-perturbation_interval_s = 1.0
-perturbation_strength = 1.0
-
-[collector]
-episode_s = 30.0
-report_interval_s = 2.0
-dead_zone = 0.1
-
-[trainer]
-checkpoint_every = 2
-log_every = 1
-
-[capture]
-chase_hz = 0.0
-
-[driver]
-frames_hz = 2.0
-reload_interval_s = 1.0
 """
+)
 
 
 def write_config(directory: Path, port: int = 0) -> Path:

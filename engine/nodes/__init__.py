@@ -73,14 +73,3 @@ def when_set(event: threading.Event, action: Callable[[], None], name: str) -> N
         action()
 
     threading.Thread(target=wait_then_act, name=name, daemon=True).start()
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number of 0 or more (a collector's index)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not accepted; use 0 or more")
-    return value

@@ -21,8 +21,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from engine.cli_args import non_negative_int
 from engine.config import Config
-from engine.nodes import EXIT_HUB_GONE, node_parser, non_negative_int, run_node
+from engine.nodes import EXIT_HUB_GONE, node_parser, run_node
 from engine.protocol import SampleSets, collector_report
 
 log = logging.getLogger("charles.nodes.collector")

@@ -1,0 +1,65 @@
+"""Switch and tag do the same thing whoever asks: timeline rows, the streamed version, moments."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.actions import StreamActions
+from engine.config import HubConfig
+from engine.hub import Hub
+from engine.protocol import TrainerStatus
+from engine.state import Action, AppState
+from tests.driver_helpers import create_version
+
+
+def actions_for(tmp_path) -> StreamActions:
+    state = AppState()
+    return StreamActions(tmp_path, state, Hub(HubConfig(port=0), "token", state))
+
+
+async def test_switching_records_the_timeline_and_the_streamed_version(tmp_path):
+    create_version(tmp_path)
+    create_version(tmp_path)
+    actions = actions_for(tmp_path)
+    await actions(Action("switch", model="model_0000_demo_v1"))
+    actions.state.trainer = TrainerStatus(version="model_0000_demo_v1", status="training", batch=40)
+    reply = await actions(Action("switch", model="model_0000_demo_v2", user="mod"))
+    assert reply == {
+        "version": "model_0000_demo_v2", "switched": True, "batch": 0, "how": "from scratch"
+    }  # fmt: skip
+    assert actions.state.version == "model_0000_demo_v2"
+    assert actions.state.alerts[-1].text.startswith("mod switched to model_0000_demo_v2")
+    assert [(e.kind, e.version, e.batch) for e in actions.timeline.events()] == [
+        ("started", "model_0000_demo_v1", 0),
+        ("stopped", "model_0000_demo_v1", 40),
+        ("started", "model_0000_demo_v2", 0),
+    ]
+
+
+async def test_switching_to_the_streamed_version_changes_nothing(tmp_path):
+    create_version(tmp_path)
+    actions = actions_for(tmp_path)
+    await actions.switch("model_0000_demo_v1")
+    assert (await actions.switch("model_0000_demo"))["switched"] is False
+    assert len(actions.timeline.events()) == 1
+
+
+async def test_an_unknown_model_is_refused_by_name(tmp_path):
+    actions = actions_for(tmp_path)
+    with pytest.raises(ValueError, match="no_such_line"):
+        await actions.switch("no_such_line")
+    assert actions.timeline.events() == []
+
+
+async def test_a_tag_stores_a_moment_at_the_current_batch(tmp_path):
+    create_version(tmp_path)
+    actions = actions_for(tmp_path)
+    await actions.switch("model_0000_demo_v1")
+    actions.state.trainer = TrainerStatus(version="model_0000_demo_v1", status="training", batch=7)
+    reply = await actions(Action("tag", text="<b>water</b>", user="viewer"))
+    assert (reply["version"], reply["batch"], reply["note"]) == (
+        "model_0000_demo_v1",
+        7,
+        "<b>water</b>",
+    )
+    assert actions.moments.list()[0].user == "viewer"
