@@ -19,6 +19,7 @@ from engine import (
     commands_convcam,
     commands_drive,
     commands_eval,
+    commands_report,
     commands_run,
     commands_timeline,
     commands_train,
@@ -46,6 +47,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     commands_eval.add_command,
     commands_train.add_command,
     commands_timeline.add_command,
+    commands_report.add_command,
 )
 
 

@@ -112,7 +112,11 @@ def plot_architecture(model: keras.Model, path: str | Path) -> Path:
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True)
+    graph = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True)
+    # plot_model's orthogonal edges abort Graphviz 2.43 (Debian 12, Ubuntu 22.04) on graphs
+    # as big as Xception's ("newtrap: Trapezoid-table overflow"); polylines draw them all.
+    graph.set("splines", "polyline")
+    graph.write(str(path), format=path.suffix.removeprefix(".") or "png")
     return path
 
 

@@ -7,9 +7,12 @@ Example::
     charles-stream models summary model_0003_xception_v1 --plot architecture.png
     charles-stream models new model_0003_xception                # -> model_0003_xception_v1
     charles-stream models list --json
+    charles-stream models note model_0003_xception_v2 "Despite being identical ..."
+    charles-stream models note model_0003_xception_v2             # its notes, with their ids
+    charles-stream models note model_0003_xception_v2 --remove 3
 
 `summary` and `new` build the model (TensorFlow, imported only then); `list`
-reads charles.db only.
+and `note` read and write charles.db only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.tree import Tree
 
-from engine.cli_args import add_config_argument, add_data_argument, config_from, data_dir_from
+from engine.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_int,
+)
+from models.notes import Notes
 from models.registry import ModelVersion, Registry, TrainingPeriod, is_version_name
 from models.spec import BACKBONES, ModelSpec, available_lines, load_spec, spec_path
 
@@ -33,9 +43,9 @@ EXIT_PLOT_FAILED = 1
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register `models summary`, `models new` and `models list`."""
+    """Register `models summary`, `models new`, `models list` and `models note`."""
     parser = subparsers.add_parser(
-        "models", help="model lines: parameter summaries, versions, training periods"
+        "models", help="model lines: parameter summaries, versions, training periods, notes"
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
@@ -65,6 +75,19 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="print everything as JSON")
     _add_data_arguments(listing)
     listing.set_defaults(handler=run_list)
+
+    note = actions.add_parser(
+        "note", help="add a note to a version or line for its model page, list or remove notes"
+    )
+    note.add_argument("name", metavar="VERSION_OR_LINE")
+    change = note.add_mutually_exclusive_group()
+    change.add_argument(
+        "text", metavar="TEXT", nargs="?", help="the note (Markdown); without it, list the notes"
+    )
+    change.add_argument("--remove", metavar="ID", type=positive_int, help="delete note ID")
+    note.add_argument("--json", action="store_true", help="print the notes concerned as JSON")
+    _add_data_arguments(note)
+    note.set_defaults(handler=run_note)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -139,6 +162,25 @@ def run_list(args: argparse.Namespace) -> int:
             for period in periods[version.name]:
                 leaf.add(_period_text(period))
     Console().print(tree)
+    return 0
+
+
+def run_note(args: argparse.Namespace) -> int:
+    """Add a note to a version or line, remove one, or list them (for the model page)."""
+    notes = Notes(_data_dir(args))
+    if args.text is not None:
+        shown = [notes.add(args.name, args.text)]
+        message = f"note {shown[0].id} added to {args.name}"
+    elif args.remove is not None:
+        shown = [notes.remove(args.remove, args.name)]
+        message = f"note {args.remove} removed from {args.name}"
+    else:
+        notes.check_subject(args.name)
+        shown = notes.list(args.name)
+        message = "\n".join(f"{note.id}: {note.text}" for note in shown) or (
+            f"no notes on {args.name}"
+        )
+    print(json.dumps([note.as_dict() for note in shown]) if args.json else message)
     return 0
 
 
