@@ -20,7 +20,7 @@ Training follows the reference: a step runs only while every buffer is at least
 `data.ready_threshold` full, and each batch takes an equal share of random
 samples from every buffer and removes them (`engine.data`). Mean losses go to
 TensorBoard (`<data_dir>/tensorboard/<version>/`) and a status report every
-`trainer.log_every` batches; a checkpoint is saved every
+`trainer.log_every` batches (and at least every 2 s); a checkpoint is saved every
 `trainer.checkpoint_every` batches and when the run ends, and a new run resumes
 from the latest checkpoint with its batch counter. Each run is one training
 period of the version in the registry, streamed or off-stream.
@@ -63,6 +63,9 @@ StopReason = Literal["batches_done", "stop_requested", "data_below_threshold"]
 
 # How long the loop waits for a batch before re-checking `stop` and the buffers.
 _POLL_S = 0.5
+# A status (and a TensorBoard point) at least this often while training, even when
+# `log_every` batches take longer (a big model on a CPU): the consoles stay live.
+_STATUS_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,7 @@ class _Loop:
         self.period_id = period_id
         self.last_losses: dict[str, float] | None = None
         self._logged_batch = trainer.batch
+        self._logged_at = time.monotonic()
         self._training_s = 0.0
         self._interval_training_s = 0.0
         self._interval_samples = 0
@@ -356,7 +360,10 @@ class _Loop:
             self._training_s += elapsed
             self._interval_samples += len(batch.x)
             self._samples_trained += len(batch.x)
-            if trainer.batch % settings.log_every == 0:
+            if (
+                trainer.batch % settings.log_every == 0
+                or time.monotonic() - self._logged_at >= _STATUS_EVERY_S
+            ):
                 self._log_interval()
             if trainer.batch % settings.checkpoint_every == 0:
                 trainer._save(self.registry, self.period_id)
@@ -382,6 +389,7 @@ class _Loop:
         self.curves.write(trainer.batch, losses, samples_per_s)
         self.last_losses = losses
         self._logged_batch = trainer.batch
+        self._logged_at = time.monotonic()
         self._interval_training_s = 0.0
         self._interval_samples = 0
         trainer._report("training", losses, samples_per_s)

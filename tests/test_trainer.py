@@ -186,7 +186,10 @@ def test_a_run_is_recorded_as_a_training_period_with_its_batches(config):
     assert version.batches_trained == 5
 
 
-def test_status_reports_state_batch_losses_speed_and_buffer_fill(config):
+def test_status_reports_state_batch_losses_speed_and_buffer_fill(config, monkeypatch):
+    import engine.trainer
+
+    monkeypatch.setattr(engine.trainer, "_STATUS_EVERY_S", math.inf)  # log_every alone decides
     statuses: list[TrainerStatus] = []
     with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
         trainer.run(max_batches=5)
@@ -202,6 +205,19 @@ def test_status_reports_state_batch_losses_speed_and_buffer_fill(config):
     }
     assert statuses[-1].status == "stopped"
     assert "saving" in [s.status for s in statuses]
+
+
+def test_a_status_comes_at_least_every_few_seconds_when_log_every_batches_take_longer(
+    config, monkeypatch
+):
+    import engine.trainer
+
+    # As if every batch took longer than the status interval (a big model on a CPU).
+    monkeypatch.setattr(engine.trainer, "_STATUS_EVERY_S", 0.0)
+    statuses: list[TrainerStatus] = []
+    with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
+        trainer.run(max_batches=3)
+    assert [s.batch for s in statuses if s.status == "training"] == [1, 2, 3]
 
 
 def test_no_step_runs_while_a_buffer_is_below_the_ready_threshold(tmp_path):
