@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.hub import Hub
-from engine.moments import Moments
+from engine.moments import Moment, Moments
 from engine.protocol import Alert, SwitchModel
 from engine.state import Action, AppState
 from engine.timeline import Timeline, resolve_stream_model
@@ -43,6 +44,8 @@ class StreamActions:
         self.moments = Moments(self.data_dir)
         # One switch at a time: two quick ones must not interleave their timeline rows.
         self._switching = asyncio.Lock()
+        # Told of every tagged moment (OBS saves its replay buffer); must return at once.
+        self.on_tag: Callable[[Moment], None] | None = None
 
     async def __call__(self, action: Action) -> dict[str, Any]:
         """Do `action`; the dict is the API's JSON reply."""
@@ -84,6 +87,8 @@ class StreamActions:
             name=name,
         )
         self.state.alerts.append(Alert(kind="moment", text=f"{user}: {moment.note}"))
+        if self.on_tag is not None:
+            self.on_tag(moment)
         return moment.as_dict()
 
     def current_batch(self) -> int:

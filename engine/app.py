@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from bot.service import ChatBot
 from engine.actions import StreamActions
 from engine.config import Config
 from engine.console_view import render
@@ -40,6 +42,8 @@ from engine.processes import process_table
 from engine.secrets import hub_token
 from engine.state import AppState
 from engine.supervisor import Supervisor
+from overlays.obs import ObsLink, obs_password
+from overlays.server import OverlayServer
 
 log = logging.getLogger("charles.app")
 
@@ -88,6 +92,17 @@ class StreamApp:
         self.hub = Hub(config.hub, self.token, self.state)
         self.actions = StreamActions(self.data_dir, self.state, self.hub)
         self.hub.set_action_handler(self.actions)
+        # Chat: Twitch when [twitch] is set, else the terminal; POST /api/chat either way.
+        self.chat = ChatBot(config, self.actions, hub_token=self.token)
+        self.chat.add_routes(self.hub.app)
+        # Overlay pages (/overlay/, /ws/overlay) serve with the hub; OBS connects in the background
+        # and saves its replay buffer for every tagged moment.
+        self.overlays = OverlayServer(config.overlay, self.state)
+        self.overlays.add_routes(self.hub.app)
+        self.obs = ObsLink(
+            config.obs, self.state, self.actions.moments, obs_password(self.data_dir)
+        )
+        self.actions.on_tag = self.obs.moment_tagged
         self.supervisor: Supervisor | None = None
         self._log_dir = self.data_dir / "logs" if view else None
 
@@ -95,15 +110,23 @@ class StreamApp:
         """Open the hub, put `[stream] model` on stream, start the declared processes."""
         await self.hub.start()
         try:
+            await self.obs.start()
             await self.actions.switch(self.config.stream.model, user="app")
             self.supervisor = Supervisor(
                 process_table(self.config, self.config_path, self.state.version),
                 self.config.supervisor,
-                {HUB_URL_ENV: self.hub.url(), HUB_TOKEN_ENV: self.token},
+                {
+                    HUB_URL_ENV: self.hub.url(),
+                    HUB_TOKEN_ENV: self.token,
+                    # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) is noise
+                    # on a streamer's terminal; a value the user set wins.
+                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                },
                 self.state,
                 log_dir=self._log_dir,
             )
             await self.supervisor.start()
+            await self.chat.start()
         except BaseException:
             await self.stop()
             raise
@@ -111,12 +134,14 @@ class StreamApp:
     async def stop(self) -> None:
         """Driver neutral, trainer checkpoint, collectors stopped (in that order), then the hub."""
         try:
+            await self.chat.stop()  # no chat action may start while the rest stops
             if self.supervisor is not None:
                 log.info("stopping: driver neutral, trainer checkpoint, collectors")
                 await self.supervisor.stop()
             if self.state.version:
                 self.actions.timeline.stopped(self.state.version, self.actions.current_batch())
         finally:
+            await self.obs.stop()
             await self.hub.stop()
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from engine import (
+    commands_chat,
     commands_collect,
     commands_config,
     commands_convcam,
@@ -23,12 +24,14 @@ from engine import (
     commands_run,
     commands_timeline,
     commands_train,
+    commands_twitch,
 )
 from engine.config import ConfigError
 from engine.data import cli as data_cli
 from engine.logs import LOG_LEVELS, setup_logging
 from engine.sim import cli as sim_cli
 from models import cli as models_cli
+from overlays import cli as obs_cli
 
 EXIT_BAD_INPUT = 2
 
@@ -47,6 +50,9 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     commands_eval.add_command,
     commands_train.add_command,
     commands_timeline.add_command,
+    obs_cli.add_command,
+    commands_chat.add_command,
+    commands_twitch.add_command,
     commands_report.add_command,
 )
 

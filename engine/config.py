@@ -15,6 +15,7 @@ accepted; the CLI turns that into exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -343,6 +344,215 @@ class SupervisorConfig:
     shutdown_timeout_s: float = field(default=10.0, metadata=_range(1.0, 600.0))
 
 
+# The chat commands every stream has; [chat] aliases, cooldowns and moments refer to them.
+CHAT_COMMANDS = ("help", "model", "models", "stats", "switch", "tag", "timeline", "vote")
+# Command, alias and named-moment names: what a viewer types after the prefix.
+CHAT_NAME = re.compile(r"[a-z0-9_]{1,25}")
+# Twitch login names (channel, bot account).
+TWITCH_LOGIN = re.compile(r"[A-Za-z0-9_]{3,25}")
+MAX_MOMENT_TEXT = 200
+
+
+@dataclass(frozen=True)
+class CooldownConfig:
+    """How often one chat command runs: once per global_s for everyone, once per user_s per user."""
+
+    global_s: float = field(default=0.0, metadata=_range(0.0, 3600.0))
+    user_s: float = field(default=0.0, metadata=_range(0.0, 86_400.0))
+
+
+def _default_cooldowns() -> dict[str, CooldownConfig]:
+    return {
+        "default": CooldownConfig(global_s=5.0, user_s=30.0),
+        "help": CooldownConfig(global_s=30.0, user_s=60.0),
+        "model": CooldownConfig(global_s=10.0, user_s=30.0),
+        "models": CooldownConfig(global_s=15.0, user_s=60.0),
+        "stats": CooldownConfig(global_s=10.0, user_s=30.0),
+        "switch": CooldownConfig(),
+        "tag": CooldownConfig(global_s=15.0, user_s=60.0),
+        "timeline": CooldownConfig(global_s=30.0, user_s=60.0),
+        "vote": CooldownConfig(global_s=0.0, user_s=2.0),
+    }
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """Chat commands, from Twitch or the console: prefix, aliases, cooldowns, votes, moments."""
+
+    prefix: str = "!"
+    # Other names for commands or moments: { m = "model" } makes !m answer like !model.
+    aliases: dict[str, str] = field(default_factory=dict)
+    # Per command (or named moment); "default" for the rest. Entries given here replace the
+    # built-in ones of the same name. The broadcaster and moderators have no cooldowns.
+    cooldowns: dict[str, CooldownConfig] = field(default_factory=_default_cooldowns)
+    # The first !vote opens a window of vote_window_s; the model with the most votes is then
+    # switched to if it has at least vote_threshold votes (one vote per viewer).
+    vote_window_s: float = field(default=60.0, metadata=_range(5.0, 3600.0))
+    vote_threshold: int = field(default=3, metadata=_range(1, 1_000_000))
+    # Named moments: !water tags a moment named "water" with this text (and an overlay alert).
+    moments: dict[str, str] = field(default_factory=lambda: {"water": "Charles went for a swim"})
+    # Twitch's chat limit: 20 messages per 30 s, 100 when the bot is a moderator or the
+    # broadcaster. Replies over it wait (a few) or are dropped.
+    replies_per_30s: int = field(default=20, metadata=_range(1, 100))
+    # Without Twitch, lines typed in the app's terminal are chat from the broadcaster.
+    console: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.prefix) <= 3 or not self.prefix.isprintable() or " " in self.prefix:
+            raise ConfigError(
+                f"'chat.prefix' = {self.prefix!r} is not accepted; use 1-3 printable characters "
+                "without spaces (e.g. '!')"
+            )
+        for name, text in self.moments.items():
+            _check_chat_name("chat.moments", name)
+            if name in CHAT_COMMANDS:
+                raise ConfigError(
+                    f"'chat.moments.{name}' has the name of a built-in command; built-in: "
+                    f"{', '.join(CHAT_COMMANDS)}"
+                )
+            if not text.strip() or len(text) > MAX_MOMENT_TEXT:
+                raise ConfigError(
+                    f"'chat.moments.{name}' = {text!r} is not accepted; use 1-{MAX_MOMENT_TEXT} "
+                    "characters"
+                )
+        targets = (*CHAT_COMMANDS, *self.moments)
+        for alias, target in self.aliases.items():
+            _check_chat_name("chat.aliases", alias)
+            if alias in targets:
+                raise ConfigError(
+                    f"'chat.aliases.{alias}' would hide the command or moment of that name; "
+                    "pick another alias"
+                )
+            if target not in targets:
+                raise ConfigError(
+                    f"'chat.aliases.{alias}' = {target!r} names no command or moment; accepted: "
+                    f"{', '.join(targets)}"
+                )
+        for name in self.cooldowns:
+            if name != "default" and name not in targets:
+                raise ConfigError(
+                    f"'chat.cooldowns.{name}' names no command or moment; accepted: default, "
+                    f"{', '.join(targets)}"
+                )
+        # Given entries replace the built-in ones; the rest keep their defaults.
+        object.__setattr__(self, "cooldowns", {**_default_cooldowns(), **self.cooldowns})
+
+    def cooldown(self, command: str) -> CooldownConfig:
+        """The cooldown of a command or moment (its own entry, else "default")."""
+        return self.cooldowns.get(command) or self.cooldowns["default"]
+
+
+@dataclass(frozen=True)
+class TwitchConfig:
+    """Twitch chat: channel, your app's client ID, the bot account; tokens are in data/secrets/."""
+
+    # The channel's login name; "" = no Twitch (chat from the console and `charles-stream chat`).
+    channel: str = ""
+    # Your application's Client ID (dev.twitch.tv/console, client type "Public": the device
+    # code flow of `charles-stream twitch auth` needs no client secret).
+    client_id: str = ""
+    # The account the bot chats as, signed in by `charles-stream twitch auth`; "" = the channel.
+    bot: str = ""
+    # Twitch's endpoints; point them at the Twitch CLI's mock servers or a local test server.
+    helix_url: str = "https://api.twitch.tv/helix/"
+    auth_url: str = "https://id.twitch.tv/"
+    eventsub_url: str = "wss://eventsub.wss.twitch.tv/ws"
+
+    def __post_init__(self) -> None:
+        for key in ("channel", "bot"):
+            value = getattr(self, key)
+            if value and not TWITCH_LOGIN.fullmatch(value):
+                raise ConfigError(
+                    f"'twitch.{key}' = {value!r} is not a Twitch login name; accepted: 3-25 "
+                    "letters, digits or '_' (or \"\")"
+                )
+        if self.client_id and not self.client_id.isalnum():
+            raise ConfigError(
+                f"'twitch.client_id' = {self.client_id!r} is not accepted; use the letters and "
+                "digits of your application's Client ID"
+            )
+        if self.channel and not self.client_id:
+            raise ConfigError(
+                f"'twitch.channel' = {self.channel!r} needs 'twitch.client_id': register an "
+                "application (client type Public) at dev.twitch.tv/console and copy its Client ID"
+            )
+        for key, schemes in (
+            ("helix_url", ("https://", "http://")),
+            ("auth_url", ("https://", "http://")),
+            ("eventsub_url", ("wss://", "ws://")),
+        ):
+            value = getattr(self, key)
+            if not value.startswith(schemes) or len(value) <= len(value.split("//")[0]) + 2:
+                raise ConfigError(
+                    f"'twitch.{key}' = {value!r} is not accepted; use a URL starting with "
+                    f"{' or '.join(schemes)}"
+                )
+
+    @property
+    def configured(self) -> bool:
+        """Whether the bot should talk to Twitch (a channel is set)."""
+        return bool(self.channel)
+
+    @property
+    def bot_login(self) -> str:
+        """The account the bot chats as: `bot`, or the channel's own account."""
+        return (self.bot or self.channel).lower()
+
+
+def _check_chat_name(section: str, name: str) -> None:
+    if not CHAT_NAME.fullmatch(name):
+        raise ConfigError(
+            f"'{section}.{name}' is not accepted as a name; use 1-25 lowercase letters, digits "
+            "or '_'"
+        )
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    """The overlay pages the hub serves at /overlay/ and pushes to over /ws/overlay."""
+
+    # Camera frames pushed to each page per second at most (the driver sends [driver] frames_hz).
+    max_fps: float = field(default=30.0, metadata=_range(1.0, 60.0))
+    # State pushes (consoles, model, alerts, loss chart) per second.
+    state_hz: float = field(default=10.0, metadata=_range(1.0, 30.0))
+    # Loss chart points kept for the streamed version (since the app started or switched).
+    loss_points: int = field(default=2000, metadata=_range(10, 100_000))
+    # More page connections at once are refused (503): each costs a copy of every frame.
+    max_clients: int = field(default=32, metadata=_range(1, 1000))
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    """OBS through obs-websocket: the scene `obs setup` builds, labels and replays while live.
+
+    The password is never here: `charles-stream obs password` stores it in
+    <data_dir>/secrets/obs_password (0600), or set CHARLES_OBS_PASSWORD.
+    """
+
+    # Connect while streaming; OBS absent or restarting never stops the app.
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = field(default=4455, metadata=_range(1, 65535))
+    scene: str = "Charles"
+    # How OBS reaches the overlay pages; "" = http://<[hub] host>:<[hub] port>.
+    overlay_url: str = ""
+    # A tagged moment saves OBS's replay buffer (when it is running) and records the file.
+    save_replays: bool = True
+    timeout_s: float = field(default=3.0, metadata=_range(0.1, 60.0))
+    # Reconnect delays double from reconnect_min_s up to reconnect_max_s.
+    reconnect_min_s: float = field(default=1.0, metadata=_range(0.1, 600.0))
+    reconnect_max_s: float = field(default=30.0, metadata=_range(0.1, 3600.0))
+
+    def __post_init__(self) -> None:
+        if not self.scene.strip():
+            raise ConfigError("'obs.scene' = '' is not accepted; name the scene, e.g. 'Charles'")
+        if self.overlay_url and not self.overlay_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"'obs.overlay_url' = {self.overlay_url!r} is not accepted; use \"\" (the hub's "
+                "address) or an http:// or https:// URL, e.g. 'http://192.168.1.10:8765'"
+            )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file it came from."""
@@ -361,6 +571,10 @@ class Config:
     hub: HubConfig = field(default_factory=HubConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    twitch: TwitchConfig = field(default_factory=TwitchConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
 

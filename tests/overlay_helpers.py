@@ -1,0 +1,146 @@
+"""A real hub serving the overlays, Debian's chromium through Playwright, and frames to show."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+
+import cv2
+import numpy as np
+import pytest
+from playwright.async_api import Browser, Page, Playwright
+
+from engine.config import HubConfig, OverlayConfig
+from engine.hub import Hub
+from engine.protocol import Alert, BufferFill, DriverStatus, Frames, TrainerStatus
+from engine.state import AppState
+from overlays.server import OverlayServer
+from tests.hub_helpers import TOKEN
+
+CHROMIUM = shutil.which("chromium")
+# The flags the issue names: no sandbox (root in CI), no GPU, nothing phoning home.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+VERSION = "model_0000_demo_v1"
+CREATED = "2026-11-20T10:00:00+00:00"
+# BGR colours of the three cameras, told apart by pixels in the page.
+HOOD_BGR = (0, 0, 200)
+CONVCAM_BGR = (0, 200, 0)
+CHASE_BGR = (200, 0, 0)
+
+
+async def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's chromium, never a downloaded one."""
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+@contextlib.asynccontextmanager
+async def overlay_hub(
+    state: AppState | None = None, *, port: int = 0, config: OverlayConfig | None = None
+) -> AsyncIterator[tuple[Hub, OverlayServer]]:
+    """A started hub on 127.0.0.1 with the overlay routes, stopped afterwards."""
+    state = state or AppState()
+    hub = Hub(HubConfig(host="127.0.0.1", port=port), TOKEN, state)
+    server = OverlayServer(config or OverlayConfig(), state)
+    server.add_routes(hub.app)
+    await hub.start()
+    try:
+        yield hub, server
+    finally:
+        await hub.stop()
+
+
+def solid_jpeg(bgr: tuple[int, int, int], width: int, height: int) -> bytes:
+    """A JPEG of one colour (JPEG keeps flat colours to within a few levels)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = bgr
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def live_state() -> AppState:
+    """An AppState as a running stream has it: frames, driver, trainer, an event and an alert."""
+    state = AppState(version=VERSION, version_created=CREATED)
+    state.connections = {"obs": "connected (OBS 29.0.2, replay buffer on)", "twitch": "off"}
+    state.frames = Frames(
+        hood=solid_jpeg(HOOD_BGR, 480, 270),
+        convcam=solid_jpeg(CONVCAM_BGR, 320, 320),
+        chase=solid_jpeg(CHASE_BGR, 1280, 720),
+    )
+    state.driver = DriverStatus(
+        version=VERSION,
+        batch=500,
+        predictions={"steering": 0.3, "throttle_brake": 0.8},
+        pad={"steering": 0.25, "throttle_brake": 0.8},
+        fps=30.0,
+        pps=29.5,
+        unstucks=2,
+        distance_m=1234.0,
+    )
+    state.trainer = trainer_status(1180, 0.05)
+    state.events.append("trainer (trainer) connected from 127.0.0.1:5000")
+    state.alerts.append(Alert(kind="moment", text="viewer42: Charles went for a swim"))
+    return state
+
+
+def trainer_status(batch: int, total: float) -> TrainerStatus:
+    """The trainer's report at `batch` with a total loss (the outputs' losses are parts of it)."""
+    return TrainerStatus(
+        version=VERSION,
+        status="training",
+        batch=batch,
+        loss={"total": total, "steering": total * 0.6, "throttle_brake": total * 0.4},
+        samples_per_s=812.0,
+        buffers={"steering": BufferFill(fill=1800, capacity=2000, needed=1800)},
+    )
+
+
+async def canvas_pixel(page: Page, selector: str, x: float, y: float) -> list[int]:
+    """RGBA of one pixel of a canvas, at fractions (x, y) of its size."""
+    return await page.evaluate(
+        """([selector, x, y]) => {
+            const canvas = document.querySelector(selector);
+            const context = canvas.getContext("2d");
+            const px = Math.floor(canvas.width * x), py = Math.floor(canvas.height * y);
+            return Array.from(context.getImageData(px, py, 1, 1).data);
+        }""",
+        [selector, x, y],
+    )
+
+
+async def coloured_pixels(page: Page, selector: str, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of a canvas are close to `rgb` (a drawn line's colour)."""
+    return await page.evaluate(
+        """([selector, rgb]) => {
+            const canvas = document.querySelector(selector);
+            const context = canvas.getContext("2d");
+            const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            let count = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                const near = Math.abs(data[i] - rgb[0]) + Math.abs(data[i + 1] - rgb[1])
+                    + Math.abs(data[i + 2] - rgb[2]) < 40;
+                if (near && data[i + 3] > 200) count += 1;
+            }
+            return count;
+        }""",
+        [selector, list(rgb)],
+    )
+
+
+def near(rgba: list[int], bgr: tuple[int, int, int], tolerance: int = 12) -> bool:
+    """Whether a page pixel shows the colour a JPEG was made of (BGR there, RGB here)."""
+    blue, green, red = bgr
+    return rgba[3] == 255 and all(
+        abs(a - b) <= tolerance for a, b in zip(rgba[:3], (red, green, blue), strict=True)
+    )
