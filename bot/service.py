@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import sys
@@ -36,6 +35,7 @@ from bot.tokens import TokenStore
 from bot.twitch import TwitchChat
 from engine.actions import StreamActions
 from engine.config import TWITCH_LOGIN, Config
+from engine.hub import token_problem
 
 log = logging.getLogger("charles.chat")
 
@@ -116,23 +116,16 @@ class ChatBot:
                 self.announce(announcement)
 
     async def _chat_api(self, request: web.Request) -> web.Response:
-        if not self._authorized(request.headers.get("Authorization", "")):
-            log.warning(
-                "rejected POST %s from %s: no or wrong hub token", CHAT_PATH, request.remote
-            )
-            return _error(401, "send 'Authorization: Bearer <hub token>' (data/secrets/hub_token)")
+        problem = token_problem(request.headers.get("Authorization"), self._token)
+        if problem is not None:
+            log.warning("rejected POST %s from %s: %s", CHAT_PATH, request.remote, problem)
+            return _error(401, problem)
         try:
             text, user = _chat_request(await request.text())
         except ValueError as error:
             return _error(400, str(error))
         reply = await self.router.handle(ChatMessage(user, text, BROADCASTER))
         return web.json_response({"reply": reply.text if reply else None})
-
-    def _authorized(self, header: str) -> bool:
-        scheme, _, credentials = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token
-        )
 
 
 def _chat_request(body: str) -> tuple[str, str]:

@@ -288,15 +288,7 @@ class Hub:
         log.info("%s", event)
 
     def _authorization_problem(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization")
-        if header is None:
-            return "no Authorization header: send 'Authorization: Bearer <hub token>'"
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            return f"Authorization scheme {scheme[:20]!r} is not accepted: use 'Bearer <hub token>'"
-        if not hmac.compare_digest(credentials.strip().encode(), self._token):
-            return "wrong token (the hub's is in <data_dir>/secrets/hub_token)"
-        return None
+        return token_problem(request.headers.get("Authorization"), self._token)
 
     # -- HTTP API ------------------------------------------------------------------------
 
@@ -455,6 +447,22 @@ def _field_problem(name: str, value: Any, accepted: str) -> _BadRequest:
         return _BadRequest(f"field {name!r} is missing; accepted: {accepted}")
     shown = _short(json.dumps(value), 80)
     return _BadRequest(f"field {name!r} = {shown} is not accepted; accepted: {accepted}")
+
+
+def token_problem(header: str | None, token: bytes) -> str | None:
+    """What is wrong with an Authorization header against the hub token; None if it is right.
+
+    Every endpoint that changes something (node sockets, /api/switch, /api/tag,
+    /api/chat) checks it the same way, in constant time.
+    """
+    if header is None:
+        return "no Authorization header: send 'Authorization: Bearer <hub token>'"
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return f"Authorization scheme {scheme[:20]!r} is not accepted: use 'Bearer <hub token>'"
+    if not hmac.compare_digest(credentials.strip().encode(), token):
+        return "wrong token (the hub's is in <data_dir>/secrets/hub_token)"
+    return None
 
 
 def _error(status: int, text: str) -> web.Response:

@@ -80,7 +80,7 @@ async def test_api_chat_without_a_command_replies_null(chat_hub):
 async def test_api_chat_needs_the_hub_token(chat_hub):
     hub, _, _ = chat_hub
     status, body = await post_chat(hub.port, {"text": "!switch model_0003_xception"}, "wrong")
-    assert status == 401 and "hub token" in body["error"]
+    assert status == 401 and "wrong token" in body["error"]
     assert hub.state.version == "model_0000_demo_v1"
 
 
