@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -237,7 +239,11 @@ async def _measure_server(browser: Browser, mode: str, counts: list[int], second
                 await asyncio.sleep(1.0)  # warm up, then measure from a clean slate
                 for page in pages:
                     await page.evaluate("window.overlayStats.paints.length = 0")
+                machine_before = _machine_cpu_s()
                 outcome["cpu"][count] = await _cpu_per_s(session, base, seconds)
+                outcome.setdefault("machine", {})[count] = (
+                    _machine_cpu_s() - machine_before
+                ) / seconds
                 paints = [paint for page in pages for paint in await _paints(page)]
                 async with session.get(base + "/bench/landed") as response:
                     landed = {int(seq): at for seq, at in (await response.json()).items()}
@@ -247,6 +253,13 @@ async def _measure_server(browser: Browser, mode: str, counts: list[int], second
     finally:
         server.terminate()
         server.wait()
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; Linux /proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 async def _cpu_per_s(session: aiohttp.ClientSession, base: str, seconds: float) -> float:
@@ -308,6 +321,10 @@ def _report(results: dict[str, dict], counts: list[int], seconds: float) -> None
     print(
         f"app CPU (one core = 100 %), measured {seconds:g} s: "
         + ", ".join(f"{count} pages {cpu[count] * 100:.1f} %" for count in [0, *counts])
+    )
+    print(
+        f"whole machine busy ({os.cpu_count()} cores = {os.cpu_count() * 100} %), overlay runs: "
+        + ", ".join(f"{count} pages {overlay['machine'][count] * 100:.0f} %" for count in counts)
     )
     for count in counts:
         print(

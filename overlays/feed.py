@@ -181,6 +181,9 @@ class OverlayFeed:
                 if driver
                 else None
             ),
+            # Cameras say "no signal" by this, not by time since the last frame: a car standing
+            # still sends the same JPEG again, which is not sent on to the pages.
+            "driver_connected": "driver" in state.nodes.values(),
             "processes": {
                 name: {"state": process.state, "restarts": process.restarts}
                 for name, process in state.processes.items()

@@ -227,13 +227,20 @@ class ObsLink:
                 continue
             delay = self.config.reconnect_min_s
             self._session = session
+            broken = False
             try:
                 await self._serve()
             except ObsError as error:
                 self._set_status(f"lost: {error}; reconnecting")
+            except Exception:  # a bug here must not end the link for the rest of the stream
+                log.exception("OBS link failed")
+                self._set_status(f"lost: unexpected error (see the log); retrying in {delay:g} s")
+                broken = True
             finally:
                 self._session = None
                 await asyncio.to_thread(session.close)
+            if broken:
+                await asyncio.sleep(delay)  # not at once: the same error would come straight back
 
     async def _serve(self) -> None:
         version = await self._call("GetVersion")

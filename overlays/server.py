@@ -47,6 +47,7 @@ import aiohttp
 from aiohttp import web
 
 from engine.config import OverlayConfig
+from engine.protocol import Frames
 from engine.state import AppState
 from overlays.feed import OverlayFeed
 from overlays.layout import TILES, layout_json
@@ -58,6 +59,8 @@ FRAME_HEADER = struct.Struct("<BdI")
 # Index -> the Frames field it carries (the "camera" tile shows "chase").
 CAMERAS = ("hood", "convcam", "chase")
 POLL_S = 0.004
+# The max_fps limit lets this many frames through back to back (jitter of a steady source).
+BURST_FRAMES = 2.0
 HEARTBEAT_S = 10.0
 # Pages send nothing; a few bytes of slack for pings and close frames.
 MAX_INCOMING_BYTES = 1024
@@ -90,9 +93,10 @@ class OverlayServer:
         self._page_index = _page(tile="")
         self._page_tiles = {name: _page(tile=name) for name in TILES}
         self._state_text: str | None = None
-        self._newest_frames: object = None  # the Frames object last looked at
+        self._newest_frames: Frames | None = None  # the Frames object last looked at
         self._waiting: dict[int, bytes] = {}  # camera -> newest JPEG not yet sent (rate cap)
-        self._next_send = [0.0] * len(CAMERAS)
+        self._credit = [BURST_FRAMES] * len(CAMERAS)  # frames each camera may send now
+        self._credit_at = [0.0] * len(CAMERAS)
         self._sequence = [0] * len(CAMERAS)
         self._latest_jpeg: dict[int, bytes] = {}
         self._client_joined = asyncio.Event()
@@ -251,15 +255,18 @@ class OverlayServer:
                 jpeg = getattr(frames, field)
                 if jpeg and jpeg != self._latest_jpeg.get(camera):
                     self._waiting[camera] = jpeg
-        period = 1.0 / self.config.max_fps
         for camera, jpeg in list(self._waiting.items()):
-            due = self._next_send[camera]
-            if now < due:
+            # A token bucket, not "one period after the last send": frames arriving at about
+            # max_fps then go out at once, whatever their phase, and faster ones are thinned.
+            self._credit[camera] = min(
+                BURST_FRAMES,
+                self._credit[camera] + (now - self._credit_at[camera]) * self.config.max_fps,
+            )
+            self._credit_at[camera] = now
+            if self._credit[camera] < 1.0:
                 continue  # over max_fps: the newest waits, older ones are dropped
+            self._credit[camera] -= 1.0
             del self._waiting[camera]
-            # A fixed grid, not "period after this send": frames arriving at max_fps would
-            # otherwise each wait a poll longer than the last until one is dropped.
-            self._next_send[camera] = due + period if now - due < period else now + period
             self._sequence[camera] += 1
             self._latest_jpeg[camera] = jpeg
             packet = _packet(camera, time.time() * 1000, self._sequence[camera], jpeg)

@@ -73,6 +73,7 @@ def live_state() -> AppState:
     """An AppState as a running stream has it: frames, driver, trainer, an event and an alert."""
     state = AppState(version=VERSION, version_created=CREATED)
     state.connections = {"obs": "connected (OBS 29.0.2, replay buffer on)", "twitch": "off"}
+    state.nodes = {"driver": "driver", "trainer": "trainer"}
     state.frames = Frames(
         hood=solid_jpeg(HOOD_BGR, 480, 270),
         convcam=solid_jpeg(CONVCAM_BGR, 320, 320),

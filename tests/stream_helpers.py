@@ -8,6 +8,9 @@ TINY_STREAM_CONFIG = """
 [app]
 data_dir = "{data_dir}"
 
+[obs]
+enabled = false
+
 [sim]
 hood_width = 96
 hood_height = 54

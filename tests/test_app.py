@@ -92,7 +92,10 @@ async def test_the_app_trains_and_drives_and_reports_it(app):
     assert status["batch"] >= 1
     assert status["pps"] > 0
     assert set(status["loss"]) >= {"total", "steering", "throttle_brake"}
-    assert status["connections"] == {"obs": "not configured", "twitch": "not configured"}
+    assert status["connections"] == {
+        "obs": "off ([obs] enabled = false)",
+        "twitch": "not configured",
+    }
     assert {name: p["state"] for name, p in status["processes"].items()} == {
         "trainer": "running",
         "driver": "running",

@@ -31,9 +31,11 @@ CREATED = "2026-11-20T10:00:00+00:00"
 @pytest.fixture(scope="module")
 def obs(tmp_path_factory: pytest.TempPathFactory) -> ObsProcess:
     process = ObsProcess(tmp_path_factory.mktemp("obs"))
-    process.start()
-    yield process
-    process.close()
+    try:  # Xvfb is stopped also when OBS fails to start
+        process.start()
+        yield process
+    finally:
+        process.close()
 
 
 def stream_config(obs: ObsProcess) -> Config:

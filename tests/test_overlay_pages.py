@@ -100,6 +100,18 @@ async def test_camera_pages_draw_their_camera(page, tile, camera, bgr):
         assert near(await canvas_pixel(page, ".camera-canvas", 0.5, 0.5), bgr)
 
 
+async def test_a_camera_says_no_signal_while_the_driver_is_disconnected(page):
+    state = live_state()
+    async with overlay_hub(state) as (hub, _):
+        await page.goto(url(hub, "/overlay/hood"))
+        await page.wait_for_function("window.overlayStats.frames[0] > 0")
+        assert await page.text_content(".camera-status") == ""
+        state.nodes = {"trainer": "trainer"}  # the driver's connection is gone
+        await page.wait_for_function(
+            "document.querySelector('.camera-status').textContent === 'no signal'"
+        )
+
+
 async def test_loss_page_draws_the_chart_of_the_history(page):
     state = live_state()
     async with overlay_hub(state) as (hub, server):

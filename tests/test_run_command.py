@@ -20,6 +20,9 @@ data_dir = "{data_dir}"
 [hub]
 port = 0
 
+[obs]
+enabled = false
+
 [stream]
 collectors = 0
 trainer = false

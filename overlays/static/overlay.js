@@ -57,10 +57,6 @@ function main() {
     },
   });
   connection.start();
-  setInterval(() => {
-    const now = performance.now();
-    for (const tile of tiles) if (tile.tick) tile.tick(now);
-  }, 1000);
 }
 
 // One decode at a time per camera; a frame arriving meanwhile waits, and a newer one replaces it.

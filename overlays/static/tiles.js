@@ -6,7 +6,6 @@ import { LossChart } from "./chart.js";
 
 // The camera index of each camera tile (FRAME_HEADER's first byte, CAMERAS in server.py).
 const CAMERA_OF_TILE = { hood: 0, convcam: 1, camera: 2 };
-const NO_SIGNAL_MS = 5000;
 const ALERTS_SHOWN = 4;
 const ALERT_TITLES = {
   moment: "Moment",
@@ -130,7 +129,12 @@ class CameraTile {
     this.canvas.height = element.clientHeight;
     if (spec.name !== "camera") child(element, "div", "caption", spec.title);
     this.status = child(element, "div", "camera-status", "waiting for the driver");
-    this.lastFrameMs = 0;
+    this.framed = false;
+  }
+
+  onState(state) {
+    const status = state.driver_connected ? "" : this.framed ? "no signal" : "waiting for the driver";
+    if (this.status.textContent !== status) this.status.textContent = status;
   }
 
   onFrame(bitmap) {
@@ -142,12 +146,7 @@ class CameraTile {
     const drawHeight = bitmap.height * scale;
     context.clearRect(0, 0, width, height);
     context.drawImage(bitmap, (width - drawWidth) / 2, (height - drawHeight) / 2, drawWidth, drawHeight);
-    this.lastFrameMs = performance.now();
-    this.status.textContent = "";
-  }
-
-  tick(nowMs) {
-    if (this.lastFrameMs && nowMs - this.lastFrameMs > NO_SIGNAL_MS) this.status.textContent = "no signal";
+    this.framed = true;
   }
 }
 
