@@ -10,8 +10,8 @@ and a Convcam mosaic, JPEG quality 80. Debian's chromium (Playwright, no
 download) opens N pages of /overlay/camera (the chase camera, the largest
 image). Per frame, the page's paint time (after decode and drawImage) minus:
 
-- the time the frame landed in AppState ("state->paint": includes the
-  publisher's poll), and
+- the time the frame was recorded in AppState ("state->paint": includes the
+  publisher's wake-up), and
 - the hub's send stamp in the frame header ("send->paint": the issue's
   "hub-send to browser-paint").
 
@@ -165,13 +165,13 @@ async def _serve(mode: str) -> None:
         await asyncio.sleep(max(0.0, start + index / FPS - loop.time()))
         hood, convcam, chase = frames[index % len(frames)]
         if mode == "overlay":
-            # The frame set a tick ago has been published by now (the poll is 4 ms): note when
+            # The frame recorded a tick ago has been published by now: note when
             # it landed under the number the pages see.
             sent = overlays.sent_frames()["chase"]
             if sent == published + 1:
                 landed[sent] = landed_ms
             published = sent
-            state.frames = Frames(hood=hood, convcam=convcam, chase=chase)
+            state.record(Frames(hood=hood, convcam=convcam, chase=chase), "driver")
             landed_ms = time.time() * 1000
         else:
             landed[index + 1] = time.time() * 1000

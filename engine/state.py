@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,6 +82,9 @@ class AppState:
     events: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=HISTORY_LENGTH)
     )
+    # Called with every message `record` keeps, after it is kept (e.g. the overlay publisher
+    # wakes on new frames instead of polling). Quick, non-blocking callables only.
+    listeners: list[Callable[[Message], None]] = field(default_factory=list)
 
     def record(self, message: Message, sender: str) -> None:
         """Keep what a node reported; messages that carry no state are ignored.
@@ -100,6 +104,10 @@ class AppState:
             self.alerts.append(message)
         elif isinstance(message, CollectorReport):
             self.collectors[sender] = message
+        else:
+            return
+        for listener in self.listeners:
+            listener(message)
 
     def status_json(self) -> dict[str, Any]:
         """The `/api/status` body: model, training and driving numbers, processes, links."""

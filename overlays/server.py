@@ -25,10 +25,10 @@ Routes (read-only, no token: they show what the stream shows anyway):
 
 A slow client never holds up another or grows the app's memory: each client
 has one slot per camera and one for the state, and a newer frame replaces the
-one still waiting in its slot. The hub has no per-message hook, so the
-publisher polls `AppState.frames` every POLL_S while pages are connected
-(about 2 ms of added latency on average) and only samples the state without
-them (the loss history must not miss points while no page is open).
+one still waiting in its slot. The publisher sleeps until new frames are
+recorded in `AppState` (it listens to `AppState.record`), a page connects, a
+frame held back by `max_fps` is due, or the next state sample (taken even
+without pages: the loss history must not miss points while no page is open).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import aiohttp
 from aiohttp import web
 
 from engine.config import OverlayConfig
-from engine.protocol import Frames
+from engine.protocol import Frames, Message
 from engine.state import AppState
 from overlays.feed import OverlayFeed
 from overlays.layout import TILES, layout_json
@@ -58,7 +58,6 @@ log = logging.getLogger("charles.overlays")
 FRAME_HEADER = struct.Struct("<BdI")
 # Index -> the Frames field it carries (the "camera" tile shows "chase").
 CAMERAS = ("hood", "convcam", "chase")
-POLL_S = 0.004
 # The max_fps limit lets this many frames through back to back (jitter of a steady source).
 BURST_FRAMES = 2.0
 HEARTBEAT_S = 10.0
@@ -99,7 +98,9 @@ class OverlayServer:
         self._credit_at = [0.0] * len(CAMERAS)
         self._sequence = [0] * len(CAMERAS)
         self._latest_jpeg: dict[int, bytes] = {}
-        self._client_joined = asyncio.Event()
+        # Set when there may be something to send: new frames recorded, or a page connected.
+        self._wake = asyncio.Event()
+        state.listeners.append(self._on_recorded)
         self._publisher: asyncio.Task[None] | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -175,7 +176,7 @@ class OverlayServer:
         client = OverlayClient(ws, request.transport, cameras)
         self.clients.add(client)
         self._welcome(client)
-        self._client_joined.set()
+        self._wake.set()
         log.info("overlay page connected from %s (%d open)", request.remote, len(self.clients))
         try:
             async for message in ws:
@@ -215,11 +216,16 @@ class OverlayServer:
         for client in list(self.clients):
             await client.close(GOING_AWAY, "hub stopping")
 
+    def _on_recorded(self, message: Message) -> None:
+        if isinstance(message, Frames):
+            self._wake.set()
+
     async def _publish(self) -> None:
         loop = asyncio.get_running_loop()
         period = 1.0 / self.config.state_hz
         next_state = loop.time()
         while True:
+            self._wake.clear()  # before looking: whatever comes in meanwhile wakes the wait
             now = loop.time()
             if self.clients:
                 self._publish_frames(now)
@@ -230,14 +236,11 @@ class OverlayServer:
                     self._publish_state()
                 else:
                     self._state_text = None  # the next page to connect gets a fresh one
-            if self.clients:
-                await asyncio.sleep(POLL_S)
-            else:
-                self._client_joined.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._client_joined.wait(), max(0.0, next_state - loop.time())
-                    )
+            timeout = max(0.0, next_state - loop.time())
+            if self.clients and self._waiting:
+                timeout = min(timeout, 1.0 / self.config.max_fps)  # a frame held by max_fps
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _publish_state(self) -> None:
         text = _dumps(self.feed.state_message())

@@ -234,7 +234,7 @@ async def test_frames_reach_the_page_within_tens_of_milliseconds(page):
         await page.wait_for_function("window.overlayStats.online")
         for index in range(frames):
             # Distinct images: the publisher sends a camera's frame only when it changed.
-            state.frames = Frames(chase=solid_jpeg((index * 4 % 256, 0, 0), 1280, 720))
+            state.record(Frames(chase=solid_jpeg((index * 4 % 256, 0, 0), 1280, 720)), "driver")
             await asyncio.sleep(1 / 30)
         await page.wait_for_function(f"window.overlayStats.frames[2] >= {frames - 2}")
         paints = await page.evaluate("window.overlayStats.paints")

@@ -77,7 +77,7 @@ async def test_a_slow_page_gets_the_newest_frame_and_costs_bounded_memory():
         (client,) = server.clients
         peak = 0
         for index in range(frames):
-            state.frames = Frames(chase=bytes([index]) * FRAME_BYTES)
+            state.record(Frames(chase=bytes([index]) * FRAME_BYTES), "driver")
             await asyncio.sleep(1 / 50)
             peak = max(peak, client.buffered_bytes)
         # 15 MB were published; a queue per page would hold most of them.
@@ -99,7 +99,7 @@ async def test_frames_are_pushed_at_most_max_fps():
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index in range(50):  # 100 frames a second for half a second
-            state.frames = Frames(hood=bytes([index]) * 1000)
+            state.record(Frames(hood=bytes([index]) * 1000), "driver")
             await asyncio.sleep(0.01)
         elapsed = loop.time() - started
         await asyncio.sleep(0.15)
