@@ -128,12 +128,10 @@ async def wait_for_status(port: int, condition) -> dict:
     deadline = time.monotonic() + START_TIMEOUT_S
     async with aiohttp.ClientSession() as session:
         while True:
-            try:
+            with contextlib.suppress(aiohttp.ClientConnectionError):  # still starting
                 status = await get_status(session, port)
                 if condition(status):
                     return status
-            except aiohttp.ClientConnectionError:
-                pass
             if time.monotonic() > deadline:
                 raise SystemExit(f"the app on port {port} did not get there in time")
             await asyncio.sleep(0.1)

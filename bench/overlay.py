@@ -49,21 +49,14 @@ from engine.sim.game import Controls, Game
 from engine.state import AppState
 from overlays.server import FRAME_HEADER, OverlayServer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.overlay_helpers import CHROMIUM_FLAGS  # chromium launched as the tests launch it
+
 FPS = 30.0
 DISTINCT_FRAMES = 30
 JPEG_QUALITY = 80  # [driver] jpeg_quality
 TARGET_P95_MS = 20.0
 CHASE_CAMERA = 2
-# tests/overlay_helpers.py launches chromium the same way: the issue's flags.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 BARE_PAGE = """<!doctype html><html><body style="margin:0">
 <canvas id="c" width="1280" height="720"></canvas>
 <script>
@@ -135,8 +128,7 @@ async def _serve(mode: str) -> None:
             await ws.prepare(request)
             bare_pages.add(ws)
             try:
-                async for _ in ws:
-                    pass
+                await ws.receive()  # the page only listens: wait for it to close
             finally:
                 bare_pages.discard(ws)
             return ws

@@ -61,10 +61,10 @@ class ConsoleChat:
 
     def _read(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
         try:
-            for line in self._source:
-                loop.call_soon_threadsafe(lines.put_nowait, line)
-        except (OSError, ValueError):  # stdin closed or unreadable: the console chat just ends
-            pass
+            # stdin closed or unreadable: the console chat just ends.
+            with contextlib.suppress(OSError, ValueError):
+                for line in self._source:
+                    loop.call_soon_threadsafe(lines.put_nowait, line)
         finally:
             with contextlib.suppress(RuntimeError):  # the app's loop is already closed
                 loop.call_soon_threadsafe(lines.put_nowait, None)

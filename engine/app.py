@@ -170,11 +170,10 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     handled = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # Windows has no loop signal handlers: there Ctrl-C raises KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, _request_stop, stop, signum)
             handled.append(signum)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt
-            pass
     try:
         yield
     finally:

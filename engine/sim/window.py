@@ -126,15 +126,12 @@ class GameWindows(Protocol):
 
     def show(self, hood: np.ndarray, chase: np.ndarray) -> None:
         """Display both RGB frames."""
-        ...
 
     def poll(self, wait_s: float) -> tuple[list[int], bool]:
         """Wait up to `wait_s`, then return the keys pressed and whether a window was closed."""
-        ...
 
     def close(self) -> None:
         """Remove both windows."""
-        ...
 
 
 def open_windows(game: Game) -> GameWindows:
