@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import load_config
+from engine.core.config import load_config
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
 from engine.data.frames import encode_frame, resize_frame
@@ -59,7 +59,7 @@ def main() -> None:
 
 def bench_collector(config, game_seconds: float) -> dict:
     """Balanced samples per wall-clock second from one headless collector."""
-    from engine.collector import Collector
+    from engine.collector.collector import Collector
 
     sets: list[SampleSet] = []
     collector = Collector(config, seed=11, source="bench", sink=sets.append)

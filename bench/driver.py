@@ -16,7 +16,7 @@
    the 3 ms budget.
 3. The demo line's driver while a trainer trains at full speed on the same
    cores, started with the trainer's own process settings ([trainer] nice and
-   threads, `engine.trainer.configure_process`): PPS against the 30 PPS target,
+   threads, `engine.trainer.trainer.configure_process`): PPS against the 30 PPS target,
    and against the same driver alone. The game runs at 60 fps so PPS shows the
    headroom beyond 30.
 """
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from engine.capture import Capture, MssSource, SimSource
-from engine.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
-from engine.convcam import render_convcam
-from engine.inference import OnePassModel, set_tensorflow_threads
+from engine.core.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
+from engine.driver.capture import Capture, MssSource, SimSource
+from engine.driver.convcam import render_convcam
+from engine.driver.inference import OnePassModel, set_tensorflow_threads
 from engine.sim.game import Game
 
 TARGET_RATIO = 0.9
@@ -235,7 +235,7 @@ def bench_demo_while_training(config, seconds: float) -> None:
 
 def train_at_full_speed(config, stop) -> None:
     """A trainer process: the demo line's train steps on random batches, as fast as it can."""
-    from engine.trainer import configure_process
+    from engine.trainer.trainer import configure_process
 
     configure_process(config.trainer)
     from models.build import build_architecture, compile_model
@@ -268,9 +268,9 @@ class StaticWeights:
 
 def drive(config, model, spec, capture: Capture, seconds: float):
     """Run the real driver loop on `capture` for `seconds`; its summary."""
-    from engine.controller import SimController, Translator
-    from engine.driver import Driver, DriverParts
-    from engine.unstuck import AlertOnly, StuckWatch
+    from engine.driver.controller import SimController, Translator
+    from engine.driver.driver import Driver, DriverParts
+    from engine.driver.unstuck import AlertOnly, StuckWatch
 
     # A pad into a game nobody ticks: sending costs what it costs, nothing moves.
     idle_game = getattr(capture.source, "game", None) or Game(config.sim, seed=3)

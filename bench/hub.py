@@ -24,13 +24,13 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from engine.config import HubConfig
+from engine.app.hub import Hub
+from engine.core.config import HubConfig
+from engine.core.store import AppState
+from engine.core.wire import Hello, Message, SampleSets, decode, encode
 from engine.data.frames import encode_frame
 from engine.data.samples import Sample, SampleSet
-from engine.hub import Hub
-from engine.node import NodeClient
-from engine.protocol import Hello, Message, SampleSets, decode, encode
-from engine.state import AppState
+from engine.node.client import NodeClient
 
 TOKEN = "bench-token"
 SAMPLES_PER_SET = 23  # throttle_brake's bins, the largest balanced output

@@ -10,7 +10,7 @@ The acceptance recipe of the driver issue, on this machine's cores:
    sample once, as soon as the collectors store it;
 3. stop both (the trainer saves its last checkpoint on SIGTERM);
 4. `charles-stream eval`: the model, the NPC and an untrained copy on track
-   seeds no collector drove (see engine/commands_eval.py).
+   seeds no collector drove (see engine/driver/eval_cli.py).
 
 Prints the three figures and ratio = model / NPC against the 0.8 limit.
 Runs the tree this script is in, with its config.toml.

@@ -40,13 +40,13 @@ import numpy as np
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
-from engine.config import HubConfig, OverlayConfig, SimConfig
-from engine.convcam import render_convcam
+from engine.app.hub import Hub
+from engine.core.config import HubConfig, OverlayConfig, SimConfig
+from engine.core.store import AppState
+from engine.core.wire import Frames
 from engine.data.frames import encode_frame
-from engine.hub import Hub
-from engine.protocol import Frames
+from engine.driver.convcam import render_convcam
 from engine.sim.game import Controls, Game
-from engine.state import AppState
 from overlays.server import FRAME_HEADER, OverlayServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -25,7 +25,7 @@ from collections.abc import Callable  # noqa: E402
 
 import cv2  # noqa: E402
 
-from engine.config import AutopilotConfig, SimConfig  # noqa: E402
+from engine.core.config import AutopilotConfig, SimConfig  # noqa: E402
 from engine.sim.autopilot import Autopilot  # noqa: E402
 from engine.sim.game import Game  # noqa: E402
 

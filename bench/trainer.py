@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import Config, load_config
+from engine.core.config import Config, load_config
 from engine.data.frames import decode_frame, encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
-from engine.train_step import TrainStep
-from engine.trainer import Trainer, TrainingRun
+from engine.trainer.train_step import TrainStep
+from engine.trainer.trainer import Trainer, TrainingRun
 from models.registry import Registry
 from models.spec import ParameterCounts, load_spec, spec_path
 

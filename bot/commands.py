@@ -2,7 +2,7 @@
 
 Example::
 
-    router = Router(config.chat, actions)         # actions: the app's StreamActions
+    router = Router(config.chat, actions)         # actions: the app's Actions
     reply = await router.handle(ChatMessage("viewer42", "!stats", frozenset()))
     reply.text    # "model_0000_demo_v3 · batch 12,345 · loss 0.0213 · ..."
     announcement = await router.close_due_vote()  # the app calls this when a vote is due
@@ -10,10 +10,11 @@ Example::
 Commands (prefix and aliases from `[chat]`): `!model`, `!models`, `!stats`,
 `!tag [note]`, `!vote NAME`, `!timeline`, `!help`, the named moments of
 `[chat.moments]` (`!water`), and for the broadcaster and moderators
-`!switch NAME [new]`. Every action goes through `StreamActions`, the one
-place that switches and tags; numbers come from `AppState`. Unknown commands
-and plain chat get no reply; a command on cooldown is ignored silently; the
-broadcaster and moderators have no cooldowns. Text a viewer typed is made
+`!switch NAME [new]`. Every action goes through the app's `Actions`
+(`engine/core/actions.py`), the one place that switches and tags; numbers
+come from `AppState`. Unknown commands and plain chat get no reply; a
+command on cooldown is ignored silently; the broadcaster and moderators
+have no cooldowns. Text a viewer typed is made
 plain (`bot/text.py`) before it is stored, alerted or echoed.
 """
 
@@ -33,11 +34,11 @@ from bot.messages import ChatMessage, Reply
 from bot.permissions import is_moderator
 from bot.text import SAFE_START, plain_text, reply_text
 from bot.votes import VoteBox, VoteResult
-from engine.actions import StreamActions
-from engine.config import CHAT_COMMANDS, ChatConfig
-from engine.moments import MAX_NOTE_CHARS
-from engine.protocol import Alert
-from engine.timeline import TimelineEvent
+from engine.core.actions import Actions
+from engine.core.config import CHAT_COMMANDS, ChatConfig
+from engine.core.wire import Alert
+from engine.records.moments import MAX_NOTE_CHARS
+from engine.records.timeline import Timeline, TimelineEvent
 
 log = logging.getLogger("charles.chat")
 
@@ -62,7 +63,7 @@ class Router:
     def __init__(
         self,
         config: ChatConfig,
-        actions: StreamActions,
+        actions: Actions,
         *,
         catalog: ModelCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -71,6 +72,7 @@ class Router:
         self.actions = actions
         self.state = actions.state
         self.catalog = catalog or ModelCatalog(actions.data_dir)
+        self.timeline = Timeline(actions.data_dir)
         self.cooldowns = Cooldowns(config)
         self.votes = VoteBox(window_s=config.vote_window_s, threshold=config.vote_threshold)
         self._clock = clock
@@ -257,7 +259,7 @@ class Router:
         return f"{text}! Moment #{moment['id']} at batch {moment['batch']:,}"
 
     async def _timeline(self, message: ChatMessage, arguments: str) -> str:
-        events = await asyncio.to_thread(self.actions.timeline.events)
+        events = await asyncio.to_thread(self.timeline.events)
         if not events:
             return "Nothing streamed yet"
         shown = [
@@ -300,7 +302,7 @@ class Router:
 
     async def _streamed(self, version: str) -> tuple[float, float]:
         """Seconds `version` has been on stream since it last started, and in total."""
-        events = await asyncio.to_thread(self.actions.timeline.events)
+        events = await asyncio.to_thread(self.timeline.events)
         return streamed_seconds(events, version, datetime.now(UTC))
 
 

@@ -13,7 +13,7 @@ router's clock (monotonic seconds).
 
 from __future__ import annotations
 
-from engine.config import ChatConfig
+from engine.core.config import ChatConfig
 
 # Per-user entries are pruned once there are this many, so a raid of new names cannot grow
 # the table without bound.

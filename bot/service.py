@@ -33,9 +33,9 @@ from bot.messages import ChatMessage, Reply
 from bot.permissions import BROADCASTER
 from bot.tokens import TokenStore
 from bot.twitch import TwitchChat
-from engine.actions import StreamActions
-from engine.config import TWITCH_LOGIN, Config
-from engine.hub import token_problem
+from engine.core.actions import Actions
+from engine.core.auth import token_problem
+from engine.core.config import TWITCH_LOGIN, Config
 
 log = logging.getLogger("charles.chat")
 
@@ -50,7 +50,7 @@ VOTE_CHECK_S = 1.0
 class ChatBot:
     """Starts and stops the chat transports around one `Router`."""
 
-    def __init__(self, config: Config, actions: StreamActions, *, hub_token: str) -> None:
+    def __init__(self, config: Config, actions: Actions, *, hub_token: str) -> None:
         self.router = Router(config.chat, actions)
         self.state = actions.state
         self.twitch = (

@@ -23,8 +23,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.config import ConfigError
-from engine.secrets import SECRETS_DIR
+from engine.core.errors import ConfigError
+from engine.core.secrets import SECRETS_DIR
 
 TOKENS_FILE = "twitch_tokens.json"
 # What the bot asks Twitch for: read the channel's chat (EventSub channel.chat.message) and

@@ -40,8 +40,9 @@ from bot.messages import ChatMessage, Reply
 from bot.outbox import Outbox
 from bot.permissions import roles_from_badges
 from bot.tokens import SCOPES, TokenStore, TwitchTokens
-from engine.config import ChatConfig, ConfigError, TwitchConfig
-from engine.state import AppState
+from engine.core.config import ChatConfig, TwitchConfig
+from engine.core.errors import ConfigError
+from engine.core.store import AppState
 
 log = logging.getLogger("charles.twitch")
 

@@ -25,7 +25,8 @@ from twitchio.authentication import OAuth, Scopes
 
 from bot.tokens import SCOPES, TokenStore, TwitchTokens
 from bot.twitch import TwitchSetupProblem, use_endpoints
-from engine.config import ConfigError, TwitchConfig
+from engine.core.config import TwitchConfig
+from engine.core.errors import ConfigError
 
 log = logging.getLogger("charles.twitch")
 

@@ -13,47 +13,42 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from engine import (
-    commands_chat,
-    commands_collect,
-    commands_config,
-    commands_convcam,
-    commands_drive,
-    commands_eval,
-    commands_report,
-    commands_run,
-    commands_timeline,
-    commands_train,
-    commands_twitch,
-)
-from engine.config import ConfigError
+from bot import cli as chat_cli
+from bot import twitch_cli
+from engine.app import cli as run_cli
+from engine.collector import cli as collect_cli
+from engine.core import config_cli
+from engine.core.errors import CharlesError, exit_code_of
+from engine.core.logs import LOG_LEVELS, setup_logging
 from engine.data import cli as data_cli
-from engine.logs import LOG_LEVELS, setup_logging
+from engine.driver import cli as drive_cli
+from engine.driver import convcam_cli, eval_cli
+from engine.records import cli as timeline_cli
 from engine.sim import cli as sim_cli
+from engine.trainer import cli as train_cli
 from models import cli as models_cli
+from models import report_cli
 from overlays import cli as obs_cli
-
-EXIT_BAD_INPUT = 2
 
 log = logging.getLogger("charles")
 
 # (name, add_command) in the order `--help` lists them.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    commands_run.add_command,
-    commands_config.add_command,
+    run_cli.add_command,
+    config_cli.add_command,
     sim_cli.add_command,
-    commands_collect.add_command,
+    collect_cli.add_command,
     data_cli.add_command,
     models_cli.add_command,
-    commands_drive.add_command,
-    commands_convcam.add_command,
-    commands_eval.add_command,
-    commands_train.add_command,
-    commands_timeline.add_command,
+    drive_cli.add_command,
+    convcam_cli.add_command,
+    eval_cli.add_command,
+    train_cli.add_command,
+    timeline_cli.add_command,
     obs_cli.add_command,
-    commands_chat.add_command,
-    commands_twitch.add_command,
-    commands_report.add_command,
+    chat_cli.add_command,
+    twitch_cli.add_command,
+    report_cli.add_command,
 )
 
 
@@ -63,12 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if not hasattr(args, "handler"):
-        args.handler = commands_run.run  # plain `charles-stream` is `charles-stream run`
+        args.handler = run_cli.run  # plain `charles-stream` is `charles-stream run`
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as error:
+    except CharlesError as error:
         log.error("%s", error)
-        return EXIT_BAD_INPUT
+        return exit_code_of(error)
     except KeyboardInterrupt:
         return 130
 
@@ -86,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="how much to log (default INFO)",
     )
-    commands_run.add_run_arguments(parser)
+    run_cli.add_run_arguments(parser)
     subparsers = parser.add_subparsers(title="subcommands", metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(subparsers)

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from engine.config import ConfigError
+from engine.core.errors import ConfigError
 
 # The names Keras publishes its "notop" ImageNet files under, for the error that asks for one.
 IMAGENET_FILE_NAMES = {

@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from engine.config import ConfigError
+from engine.core.errors import ConfigError, ModelError
 from models.backbones import IMAGENET_FILE_NAMES, build_backbone, load_imagenet_weights
 from models.spec import ModelSpec, ParameterCounts
 
@@ -144,7 +144,7 @@ def _check_convcam_layer(model: keras.Model, spec: ModelSpec) -> None:
     names = {layer.name for layer in model.layers}
     if spec.convcam not in names:
         feature_maps = [layer.name for layer in model.layers if len(layer.output.shape) == 4]
-        raise ConfigError(
+        raise ModelError(
             f"{spec.source}: 'convcam_layer' = {spec.convcam!r} is not a layer of this model; "
             f"accepted: a feature-map layer such as {', '.join(feature_maps[-5:])}"
         )

@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.core.errors import ModelError
+
 if TYPE_CHECKING:
     import keras
 
@@ -48,7 +50,7 @@ _SAVING_PREFIX = ".saving-"
 _REPLACED_PREFIX = ".replaced-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ModelError):
     """Checkpoints exist, but none of them can be loaded."""
 
 

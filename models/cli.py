@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.tree import Tree
 
-from engine.cli_args import (
+from engine.core.cli_args import (
     add_config_argument,
     add_data_argument,
     config_from,

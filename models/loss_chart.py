@@ -8,7 +8,7 @@ Example::
                     title="model_0000_demo_v1", streamed=[(300, 600)], smoothing=0.6)
 
 The trainer writes `loss/total` and `loss/<output>` with `tf.summary.scalar`
-(`engine/tensorboard_log.py`), which TensorBoard stores as tensors of the
+(`models/tensorboard_log.py`), which TensorBoard stores as tensors of the
 "scalars" plugin; this reads them with TensorBoard's own `EventAccumulator`,
 keeping every point. A trainer that resumes from a checkpoint older than its
 last logged batch logs those batches again: like TensorBoard after a restart,

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import db
-from engine.config import ConfigError
+from engine.core import db
+from engine.core.errors import UsageError
 from models.registry import Registry, is_version_name
 from models.spec import available_lines
 
@@ -84,7 +84,7 @@ class Notes:
         self.check_subject(subject)
         text = text.strip()
         if not text:
-            raise ConfigError(f"the note for {subject} is empty; accepted: some text")
+            raise UsageError(f"the note for {subject} is empty; accepted: some text")
         at = datetime.now(UTC)
         with db.opened(self.path) as connection, db.transaction(connection):
             cursor = connection.execute(
@@ -122,7 +122,7 @@ class Notes:
                         "SELECT id FROM notes WHERE subject = ? ORDER BY id", (subject,)
                     )
                 ]
-                raise ConfigError(
+                raise UsageError(
                     f"{subject} has no note {note_id}; its notes: {', '.join(ids) or 'none'}"
                 )
             connection.execute("DELETE FROM notes WHERE id = ?", (note_id,))
@@ -137,7 +137,7 @@ class Notes:
                 return
             lines = set(available_lines()) | {version.line for version in registry.versions()}
         if subject not in lines:
-            raise ConfigError(
+            raise UsageError(
                 f"{subject!r} is neither a model version nor a line; lines: "
                 f"{', '.join(sorted(lines)) or 'none'} (versions look like LINE_v1)"
             )

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from engine import db
-from engine.config import ConfigError
+from engine.core import db
+from engine.core.errors import UsageError
 from models.spec import ModelSpec, ParameterCounts, parse_spec
 
 COMPONENT = "models"
@@ -167,7 +167,7 @@ class Registry:
         if row is None:
             match = VERSION_NAME.match(name)
             known = [v.name for v in self.versions(match["line"] if match else None)]
-            raise ConfigError(
+            raise UsageError(
                 f"unknown model version {name!r} in {self.path}; known: "
                 f"{', '.join(known) or 'none (create one with: charles-stream models new LINE)'}"
             )

@@ -16,7 +16,7 @@ periods (dates, batch ranges, streamed or off-stream; `models/registry.py`),
 the total batches, the parameter summary, the architecture plot, the loss
 chart from the version's TensorBoard event files (`models/loss_chart.py`),
 the operator's notes (`models/notes.py`) and the moments tagged on stream
-(`engine/moments.py`). Images land next to the Markdown with relative links,
+(`engine/records/moments.py`). Images land next to the Markdown with relative links,
 so the folder can be committed or published as it is.
 
 The same records give the same bytes: nothing says when the page was made,
@@ -41,15 +41,15 @@ from pathlib import Path, PureWindowsPath
 
 import keras
 
-from engine.config import ConfigError
-from engine.moments import Moment, Moments
-from engine.tensorboard_log import tensorboard_dir
-from engine.timeline import Timeline, TimelineEvent, render_markdown
+from engine.core.errors import UsageError
+from engine.records.moments import Moment, Moments
+from engine.records.timeline import Timeline, TimelineEvent, render_markdown
 from models.build import GraphvizMissingError, build_architecture, plot_architecture
 from models.loss_chart import DEFAULT_SMOOTHING, draw_loss_chart, read_loss_curves
 from models.notes import Note, Notes
 from models.registry import ModelVersion, Registry, TrainingPeriod, is_version_name, version_dir
 from models.spec import available_lines, load_spec
+from models.tensorboard_log import tensorboard_dir
 
 log = logging.getLogger("charles.models.report")
 
@@ -140,13 +140,13 @@ def read_line_record(data_dir: str | Path, line: str) -> LineRecord:
     when the file is gone.
     """
     if is_version_name(line):
-        raise ConfigError(f"{line!r} is a version; a report is per line: {line.rsplit('_v', 1)[0]}")
+        raise UsageError(f"{line!r} is a version; a report is per line: {line.rsplit('_v', 1)[0]}")
     with Registry(data_dir) as registry:
         versions = registry.versions(line)
         periods = {version.name: registry.periods(version.name) for version in versions}
         known = _known_lines(registry)
     if line not in known:
-        raise ConfigError(f"unknown model line {line!r}; known lines: {', '.join(known) or 'none'}")
+        raise UsageError(f"unknown model line {line!r}; known lines: {', '.join(known) or 'none'}")
     spec = load_spec(line) if line in available_lines() else versions[-1].spec()
     moments, notes = Moments(data_dir), Notes(data_dir)
     return LineRecord(

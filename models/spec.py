@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.config import ConfigError, ImagenetBackbone, OutputBinsConfig, build_section
+from engine.core.config import ImagenetBackbone, OutputBinsConfig, build_section
+from engine.core.errors import ConfigError, ModelError, UsageError
 
 SPEC_DIR = Path(__file__).resolve().parent
 
@@ -184,14 +185,14 @@ class ModelSpec:
         source = f"{self.source} with {flags}" if flags else self.source
         if backbone is not None:
             if backbone not in BACKBONES:
-                raise ConfigError(
+                raise UsageError(
                     f"--backbone {backbone!r} is not a backbone; accepted: {', '.join(BACKBONES)}"
                 )
             spec = dataclasses.replace(spec, backbone=backbone, convcam_layer="")
         if frames is not None:
             low, high = _field_range(InputSpec, "frames")
             if not low <= frames <= high:
-                raise ConfigError(f"--frames {frames} is out of range; accepted: {low} to {high}")
+                raise UsageError(f"--frames {frames} is out of range; accepted: {low} to {high}")
             spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, frames=frames))
         if outputs is not None:
             existing = {output.name: output for output in spec.outputs}
@@ -199,7 +200,10 @@ class ModelSpec:
                 spec, outputs=tuple(existing.get(name, OutputSpec(name)) for name in outputs)
             )
         spec = dataclasses.replace(spec, source=source)
-        _check_spec(spec, file=source)
+        try:
+            _check_spec(spec, file=source)
+        except ModelError as error:  # the flags made it so: a usage problem, named with them
+            raise UsageError(str(error)) from None
         return spec
 
 
@@ -209,11 +213,11 @@ def available_lines(spec_dir: Path = SPEC_DIR) -> list[str]:
 
 
 def spec_path(line: str, spec_dir: Path = SPEC_DIR) -> Path:
-    """The spec file of a line; `ConfigError` listing the known lines if there is none."""
+    """The spec file of a line; `UsageError` listing the known lines if there is none."""
     path = spec_dir / f"{line}.toml"
     if not NAME.match(line) or not path.is_file():
         known = ", ".join(available_lines(spec_dir)) or "none"
-        raise ConfigError(f"unknown model line {line!r}; spec files in {spec_dir}: {known}")
+        raise UsageError(f"unknown model line {line!r}; spec files in {spec_dir}: {known}")
     return path
 
 
@@ -224,31 +228,34 @@ def load_spec(line_or_path: str | Path, spec_dir: Path = SPEC_DIR) -> ModelSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read spec file: {error}") from None
+        raise ModelError(f"{path}: cannot read spec file: {error}") from None
     return parse_spec(text, line=path.stem, source=str(path))
 
 
 def parse_spec(text: str, *, line: str, source: str) -> ModelSpec:
     """Validate spec TOML text (a file's, or a version's stored copy) into a `ModelSpec`."""
     if not NAME.match(line) or VERSION_SUFFIX.search(line):
-        raise ConfigError(
+        raise ModelError(
             f"{source}: {line!r} is not a usable line name; use lowercase letters, digits "
             "and '_', starting with a letter and not ending in _v<number>"
         )
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+        raise ModelError(f"{source}: not valid TOML: {error}") from None
     missing = [key for key in _REQUIRED_KEYS if key not in table]
     if missing:
-        raise ConfigError(
+        raise ModelError(
             f"{source}: missing key(s) {', '.join(missing)}; a spec needs: "
             f"{', '.join(_REQUIRED_KEYS)}"
         )
     for index, output in enumerate(table["outputs"] if isinstance(table["outputs"], list) else []):
         if isinstance(output, dict) and "name" not in output:
-            raise ConfigError(f"{source}: 'outputs[{index}]' has no 'name'")
-    spec = build_section(ModelSpec, table, file=source, prefix="")
+            raise ModelError(f"{source}: 'outputs[{index}]' has no 'name'")
+    try:
+        spec = build_section(ModelSpec, table, file=source, prefix="")
+    except ConfigError as error:  # same wording as config.toml's, but it is the spec that is bad
+        raise ModelError(str(error)) from None
     spec = dataclasses.replace(spec, line=line, source=source)
     _check_spec(spec, file=source)
     return spec
@@ -263,34 +270,34 @@ def _field_range(cls: type, name: str) -> tuple[float, float]:
 def _check_spec(spec: ModelSpec, *, file: str) -> None:
     """Rules that span keys, which the per-key schema cannot express."""
     if not spec.outputs:
-        raise ConfigError(f"{file}: 'outputs' is empty; a model needs at least one output")
+        raise ModelError(f"{file}: 'outputs' is empty; a model needs at least one output")
     seen: set[str] = set()
     for index, output in enumerate(spec.outputs):
         if not NAME.match(output.name):
-            raise ConfigError(
+            raise ModelError(
                 f"{file}: 'outputs[{index}].name' = {output.name!r} is not accepted; use "
                 "lowercase letters, digits and '_', starting with a letter"
             )
         if output.name in seen:
-            raise ConfigError(f"{file}: 'outputs[{index}].name' = {output.name!r} is a duplicate")
+            raise ModelError(f"{file}: 'outputs[{index}].name' = {output.name!r} is a duplicate")
         seen.add(output.name)
     minimum = MIN_INPUT_SIZE[spec.backbone]
     for key in ("height", "width"):
         value = getattr(spec.input, key)
         if value < minimum:
-            raise ConfigError(
+            raise ModelError(
                 f"{file}: 'input.{key}' = {value} is too small for backbone {spec.backbone!r}; "
                 f"accepted: {minimum} or more"
             )
     widths = spec.heads.widths(spec.common.units)
     if widths and widths[-1] < 1:
-        raise ConfigError(
+        raise ModelError(
             f"{file}: 'heads' = {spec.heads.layers} layers shrinking by {spec.heads.shrink} from "
             f"common.units = {spec.common.units} leaves a layer of width 0; accepted: "
             f"common.units >= {spec.heads.shrink**spec.heads.layers} or fewer layers / less shrink"
         )
     if spec.weights == "imagenet" and spec.backbone not in IMAGENET_BACKBONES:
-        raise ConfigError(
+        raise ModelError(
             f"{file}: 'weights' = 'imagenet' is not available for backbone {spec.backbone!r}; "
             f"accepted: 'none', or a backbone among {', '.join(IMAGENET_BACKBONES)}"
         )

@@ -17,7 +17,7 @@ import getpass
 import logging
 import sys
 
-from engine.cli_args import add_config_argument, add_data_argument, config_from, data_dir_from
+from engine.core.cli_args import add_config_argument, add_data_argument, config_from, data_dir_from
 from overlays.obs import ObsError, ObsSession, model_label_text, obs_password, store_obs_password
 from overlays.obs_setup import overlay_base_url, setup_scene
 

@@ -21,8 +21,8 @@ import collections
 from dataclasses import dataclass
 from typing import Any
 
-from engine.protocol import Alert
-from engine.state import AppState
+from engine.core.store import AppState
+from engine.core.wire import Alert
 
 # The newest points ride along with every state message; a page that missed more (it was
 # slow, or the history was reset) fetches /overlay/loss.json.

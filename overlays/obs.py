@@ -34,10 +34,11 @@ import obsws_python
 import websocket
 from obsws_python.error import OBSSDKError, OBSSDKRequestError, OBSSDKTimeoutError
 
-from engine.config import ConfigError, ObsConfig
-from engine.moments import Moment, Moments
-from engine.secrets import SECRETS_DIR
-from engine.state import AppState
+from engine.core.config import ObsConfig
+from engine.core.errors import ConfigError
+from engine.core.secrets import SECRETS_DIR
+from engine.core.store import AppState
+from engine.records.moments import Moment, Moments
 
 log = logging.getLogger("charles.obs")
 # obsws-python logs the password at INFO when it connects and a traceback for every failed

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import Config, ConfigError
+from engine.core.config import Config
+from engine.core.errors import ConfigError
 from overlays.layout import CANVAS_HEIGHT, CANVAS_WIDTH, TILES, Tile, tile_url
 from overlays.obs import MODEL_LABEL, ObsSession
 

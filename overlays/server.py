@@ -46,9 +46,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from engine.config import OverlayConfig
-from engine.protocol import Frames, Message
-from engine.state import AppState
+from engine.core.config import OverlayConfig
+from engine.core.store import AppState
+from engine.core.wire import Frames, Message
 from overlays.feed import OverlayFeed
 from overlays.layout import TILES, layout_json
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.tokens import TokenStore, TwitchTokens
-from engine.actions import StreamActions
-from engine.config import HubConfig, TwitchConfig
-from engine.hub import Hub
-from engine.state import AppState
+from engine.app.actions import StreamActions
+from engine.app.hub import Hub
+from engine.core.config import HubConfig, TwitchConfig
+from engine.core.store import AppState
 from models.registry import Registry
 from models.spec import ParameterCounts, spec_path
 from tests.twitch_server import BOT_SCOPES, FakeTwitch

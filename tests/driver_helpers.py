@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import SimConfig
+from engine.core.config import SimConfig
 from models.registry import Registry, version_dir
 from models.spec import SPEC_DIR, ModelSpec, load_spec, parse_spec
 

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
-from engine.config import HubConfig
+from engine.app.hub import Hub
+from engine.core.actions import Action
+from engine.core.config import HubConfig
+from engine.core.store import AppState
+from engine.core.wire import Hello, Role, SampleSets, encode
 from engine.data.samples import SampleSet
-from engine.hub import Hub
-from engine.protocol import Hello, Role, SampleSets, encode
-from engine.state import Action, AppState
 from tests.data_helpers import make_sample
 
 TOKEN = "test-hub-token"

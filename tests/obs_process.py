@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ObsConfig
+from engine.core.config import ObsConfig
 from overlays.obs import ObsError, ObsSession
 
 OBS = shutil.which("obs")

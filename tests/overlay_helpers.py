@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from playwright.async_api import Browser, Page, Playwright
 
-from engine.config import HubConfig, OverlayConfig
-from engine.hub import Hub
-from engine.protocol import Alert, BufferFill, DriverStatus, Frames, TrainerStatus
-from engine.state import AppState
+from engine.app.hub import Hub
+from engine.core.config import HubConfig, OverlayConfig
+from engine.core.store import AppState
+from engine.core.wire import Alert, BufferFill, DriverStatus, Frames, TrainerStatus
 from overlays.server import OverlayServer
 from tests.hub_helpers import TOKEN
 

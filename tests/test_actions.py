@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.actions import StreamActions
-from engine.config import HubConfig
-from engine.hub import Hub
-from engine.protocol import TrainerStatus
-from engine.state import Action, AppState
+from engine.app.actions import StreamActions
+from engine.app.hub import Hub
+from engine.core.actions import Action
+from engine.core.config import HubConfig
+from engine.core.store import AppState
+from engine.core.wire import TrainerStatus
 from tests.driver_helpers import create_version
 
 

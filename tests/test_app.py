@@ -23,10 +23,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from engine.app import StreamApp
-from engine.config import load_config
+from engine.app.app import StreamApp
+from engine.core.config import load_config
 from engine.data.storage import SampleStorage, default_storage_path
-from engine.timeline import Timeline
+from engine.records.timeline import Timeline
 from models.checkpoints import list_checkpoints
 from models.registry import version_dir
 from tests.stream_helpers import TINY_STREAM_CONFIG

@@ -9,9 +9,9 @@ import pytest
 from bot.commands import Router, streamed_seconds
 from bot.messages import ChatMessage
 from bot.permissions import roles_from_badges
-from engine.config import ChatConfig, CooldownConfig
-from engine.protocol import BufferFill, DriverStatus, TrainerStatus
-from engine.timeline import TimelineEvent
+from engine.core.config import ChatConfig, CooldownConfig
+from engine.core.wire import BufferFill, DriverStatus, TrainerStatus
+from engine.records.timeline import TimelineEvent
 from tests.bot_helpers import DEMO, XCEPTION, Clock, streaming_actions
 
 VIEWER = frozenset()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import ConfigError, load_config
+from engine.core.config import load_config
+from engine.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from bot.commands import Router
 from bot.messages import ChatMessage
 from bot.permissions import roles_from_badges
 from bot.text import MAX_REPLY_CHARS, plain_text, reply_text
-from engine.config import ChatConfig
-from engine.moments import MAX_NOTE_CHARS
+from engine.core.config import ChatConfig
+from engine.records.moments import MAX_NOTE_CHARS
 from tests.bot_helpers import Clock, streaming_actions
 
 MESSAGES = 10_000

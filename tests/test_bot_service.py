@@ -13,11 +13,11 @@ from bot.commands import Router
 from bot.console import ConsoleChat
 from bot.messages import ChatMessage
 from bot.service import ChatBot
-from engine.app import StreamApp
+from engine.app.app import StreamApp
+from engine.app.hub import Hub
 from engine.cli import main
-from engine.config import AppConfig, ChatConfig, Config, HubConfig, StreamConfig, TwitchConfig
-from engine.hub import Hub
-from engine.secrets import hub_token
+from engine.core.config import AppConfig, ChatConfig, Config, HubConfig, StreamConfig, TwitchConfig
+from engine.core.secrets import hub_token
 from tests.bot_helpers import DEMO, bot_tokens, register_versions, streaming_actions, twitch_config
 from tests.hub_helpers import wait_until
 from tests.twitch_server import running_twitch

@@ -15,8 +15,8 @@ import pytest
 from bot.commands import Router
 from bot.tokens import TokenStore
 from bot.twitch import TwitchChat
-from engine.actions import StreamActions
-from engine.config import ChatConfig, TwitchConfig
+from engine.app.actions import StreamActions
+from engine.core.config import ChatConfig, TwitchConfig
 from tests.bot_helpers import XCEPTION, bot_tokens, streaming_actions, twitch_config
 from tests.hub_helpers import wait_until
 from tests.twitch_server import FakeTwitch, running_twitch

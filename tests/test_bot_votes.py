@@ -7,7 +7,7 @@ import pytest
 from bot.commands import Router
 from bot.messages import ChatMessage
 from bot.votes import VoteBox
-from engine.config import ChatConfig
+from engine.core.config import ChatConfig
 from tests.bot_helpers import XCEPTION, Clock, streaming_actions
 
 

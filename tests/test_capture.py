@@ -9,8 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from engine.capture import Capture, CaptureError, SimSource, screen_area, window_area
-from engine.config import CaptureConfig, ConfigError
+from engine.core.config import CaptureConfig
+from engine.core.errors import ConfigError
+from engine.driver.capture import Capture, CaptureError, SimSource, screen_area, window_area
 from engine.sim.game import Controls, Game
 from tests.driver_helpers import small_sim
 

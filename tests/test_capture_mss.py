@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from engine.capture import Capture, Frame, MssSource
-from engine.config import CaptureConfig
+from engine.core.config import CaptureConfig
+from engine.driver.capture import Capture, Frame, MssSource
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which("Xvfb") is None,
@@ -31,7 +31,7 @@ import sys
 import time
 import tkinter
 
-from engine.config import AutopilotConfig, SimConfig
+from engine.core.config import AutopilotConfig, SimConfig
 from engine.sim.autopilot import Autopilot
 from engine.sim.game import Game
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.collector import Collector, apply_dead_zone, control_outputs
-from engine.config import ConfigError, OutputBinsConfig, load_config
+from engine.collector.collector import Collector, apply_dead_zone, control_outputs
+from engine.core.config import OutputBinsConfig, load_config
+from engine.core.errors import ConfigError
 from engine.data.frames import decode_frame
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage
@@ -245,9 +246,9 @@ def test_collectors_end_when_collect_is_killed(config_path):
 
 def test_samples_are_labelled_with_the_npcs_intent_not_its_noisy_controls(config_path, monkeypatch):
     """The noisy NPC drives; each label is what the clean NPC would do in that same state."""
-    import engine.collector as collector_module
-    from engine.expert import expert_config
+    import engine.collector.collector as collector_module
     from engine.sim.autopilot import Autopilot
+    from engine.sim.expert import expert_config
 
     config = load_config(config_path)
     expert = Autopilot(expert_config(config.autopilot))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import build_parser, main
-from engine.config import ConfigError, default_config, load_config
+from engine.core.config import default_config, load_config
+from engine.core.errors import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from engine.console_view import render
-from engine.protocol import BufferFill, DriverStatus, TrainerStatus
-from engine.state import AppState, ProcessState
+from engine.app.consoles import render
+from engine.core.store import AppState, ProcessState
+from engine.core.wire import BufferFill, DriverStatus, TrainerStatus
 
 
 def text_of(state: AppState) -> str:

@@ -7,8 +7,8 @@ import platform
 
 import pytest
 
-from engine.config import ControllerConfig
-from engine.controller import (
+from engine.core.config import ControllerConfig
+from engine.driver.controller import (
     NEUTRAL_PAD,
     ControllerError,
     GamepadState,
@@ -97,7 +97,7 @@ def test_sim_backend_without_a_game_is_a_clear_error():
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="the uinput check is Linux's")
 def test_vgamepad_without_uinput_says_why_and_how_to_fix(monkeypatch, tmp_path):
-    monkeypatch.setattr("engine.controller.UINPUT_PATH", tmp_path / "uinput")
+    monkeypatch.setattr("engine.driver.controller.UINPUT_PATH", tmp_path / "uinput")
     with pytest.raises(ControllerError) as error:
         open_controller(ControllerConfig(backend="vgamepad"))
     assert "uinput" in str(error.value) and "modprobe uinput" in str(error.value)

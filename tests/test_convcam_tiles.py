@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.convcam import (
+from engine.driver.convcam import (
     DUAL_COLOURS,
     grid_shape,
     render_convcam,

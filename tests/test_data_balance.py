@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from engine.config import DataConfig
+from engine.core.config import DataConfig
 from engine.data.balance import Balancer, BalancingStage, balance_score
 from tests.data_helpers import STEERING, THROTTLE_BRAKE, make_sample, value_in_bin
 

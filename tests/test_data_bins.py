@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from engine.config import ConfigError, DataConfig, load_config
+from engine.core.config import DataConfig, load_config
+from engine.core.errors import ConfigError
 from engine.data.bins import OutputBins, bins_from_config
 
 NAN = float("nan")

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from engine import db
+from engine.core import db
 
 NOTES_V1 = (("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",),)
 NOTES_V2 = (*NOTES_V1, ("ALTER TABLE notes ADD COLUMN author TEXT",))

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.capture import Capture, SimSource
-from engine.config import ConfigError, ControllerConfig, DriverConfig, UnstuckConfig
-from engine.controller import SimController, Translator
+from engine.core.config import ControllerConfig, DriverConfig, UnstuckConfig
+from engine.core.errors import ModelError
+from engine.core.wire import Alert, DriverStatus, Frames
 from engine.data.frames import decode_frame
-from engine.driver import Driver, DriverParts, FrameStack, ModelParts, throttle_brake_reader
-from engine.inference import LoadedModel, OnePassModel, load_version
-from engine.protocol import Alert, DriverStatus, Frames
+from engine.driver.capture import Capture, SimSource
+from engine.driver.controller import SimController, Translator
+from engine.driver.driver import Driver, DriverParts, FrameStack, ModelParts, throttle_brake_reader
+from engine.driver.inference import LoadedModel, OnePassModel, load_version
+from engine.driver.unstuck import Respawn, StuckWatch
 from engine.sim.game import Game
-from engine.unstuck import Respawn, StuckWatch
 from tests.driver_helpers import (
     constant_model,
     create_version,
@@ -279,5 +280,5 @@ def test_separate_acceleration_and_braking_heads_make_one_axis():
 
 
 def test_a_model_without_steering_cannot_drive():
-    with pytest.raises(ConfigError, match="driving needs 'steering'"):
+    with pytest.raises(ModelError, match="driving needs 'steering'"):
         throttle_brake_reader(("throttle_brake",))

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.config import AutopilotConfig, Config, ControllerConfig, UnstuckConfig
-from engine.evaluation import (
+from engine.core.config import AutopilotConfig, Config, ControllerConfig, UnstuckConfig
+from engine.driver.evaluation import (
     AutopilotPolicy,
     EpisodeResult,
     EvaluationResult,
     ModelPolicy,
     evaluate,
 )
-from engine.inference import OnePassModel
+from engine.driver.inference import OnePassModel
 from engine.sim.game import Controls, Game
 from tests.driver_helpers import (
     constant_model,

@@ -15,10 +15,12 @@ import aiohttp
 import msgpack
 import pytest
 
-from engine.config import ConfigError, HubConfig
-from engine.data.balance import BalanceStats
-from engine.hub import WAITING_SETS, Hub
-from engine.protocol import (
+from engine.app.hub import WAITING_SETS, Hub
+from engine.core.actions import Action
+from engine.core.config import HubConfig
+from engine.core.errors import DeviceError, UsageError
+from engine.core.store import AppState, ProcessState
+from engine.core.wire import (
     Alert,
     BufferFill,
     Checkpointed,
@@ -30,7 +32,7 @@ from engine.protocol import (
     decode,
     encode,
 )
-from engine.state import Action, AppState, ProcessState
+from engine.data.balance import BalanceStats
 from tests.hub_helpers import (
     AUTH,
     TOKEN,
@@ -363,7 +365,7 @@ class ActionRecorder:
     async def __call__(self, action: Action) -> dict:
         self.actions.append(action)
         if action.model == "unknown_model":
-            raise ValueError("no model line or version 'unknown_model'")
+            raise UsageError("no model line or version 'unknown_model'")
         return {"ok": True, "kind": action.kind}
 
 
@@ -470,5 +472,5 @@ async def test_a_port_in_use_is_a_config_error_naming_host_and_port():
         port = taken.getsockname()[1]
         hub = Hub(HubConfig(host="127.0.0.1", port=port), TOKEN, AppState())
 
-        with pytest.raises(ConfigError, match=rf"host = '127.0.0.1', port = {port}"):
+        with pytest.raises(DeviceError, match=rf"host = '127.0.0.1', port = {port}"):
             await hub.start()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from engine.config import ConfigError
-from engine.inference import GradCam, OnePassModel, feature_map_layers, load_version
+from engine.core.errors import ModelError
+from engine.driver.inference import GradCam, OnePassModel, feature_map_layers, load_version
 from models.build import build_architecture
 from models.checkpoints import save_checkpoint
 from models.registry import version_dir
@@ -70,7 +70,7 @@ def test_two_convcam_layers_come_from_the_same_pass():
 
 def test_unknown_convcam_layer_names_the_layers_that_exist():
     spec = demo_spec()
-    with pytest.raises(ConfigError, match=r"'conv9' is not a feature-map layer.*convcam"):
+    with pytest.raises(ModelError, match=r"'conv9' is not a feature-map layer.*convcam"):
         OnePassModel(build_architecture(spec), spec.output_names, ("conv9",))
 
 

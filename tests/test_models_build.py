@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from engine.config import ConfigError
+from engine.core.errors import ConfigError, ModelError
 from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.spec import CommonDenseSpec, InputSpec, ParameterCounts, load_spec
 
@@ -149,7 +149,7 @@ def test_demo_convcam_layer_is_64_maps_of_9x16():
 
 def test_a_convcam_layer_the_model_lacks_is_rejected_at_build():
     spec = dataclasses.replace(load_spec("model_0000_demo"), convcam_layer="conv9")
-    with pytest.raises(ConfigError, match=r"'convcam_layer' = 'conv9' is not a layer.*convcam"):
+    with pytest.raises(ModelError, match=r"'convcam_layer' = 'conv9' is not a layer.*convcam"):
         build_architecture(spec)
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.config import ConfigError
+from engine.core.errors import UsageError
 from models.registry import Registry, version_dir
 from models.spec import ParameterCounts, spec_path
 
@@ -51,7 +51,7 @@ def test_a_version_keeps_its_creation_time_parameters_and_spec(registry):
 
 def test_an_unknown_version_lists_the_lines_known_versions(registry):
     new_version(registry)
-    with pytest.raises(ConfigError, match=r"'model_0003_xception_v7'.*known: .*_v1$"):
+    with pytest.raises(UsageError, match=r"'model_0003_xception_v7'.*known: .*_v1$"):
         registry.version("model_0003_xception_v7")
 
 
@@ -94,7 +94,7 @@ def test_recording_on_an_ended_period_is_refused(registry):
 
 
 def test_a_period_needs_an_existing_version(registry):
-    with pytest.raises(ConfigError, match="unknown model version 'model_0003_xception_v1'"):
+    with pytest.raises(UsageError, match="unknown model version 'model_0003_xception_v1'"):
         registry.open_period("model_0003_xception_v1", streamed=False, start_batch=0)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, OutputBinsConfig, load_config
+from engine.core.config import OutputBinsConfig, load_config
+from engine.core.errors import ConfigError, ModelError, UsageError
 from models.spec import available_lines, load_spec, parse_spec
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -50,7 +51,7 @@ def test_xception_line_is_the_seed_pages_architecture():
 
 def test_unknown_key_names_file_key_and_accepted_keys(tmp_path):
     path = spec_file(tmp_path, XCEPTION_TOML.replace("[common]", "[common]\nunit = 3"))
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(ModelError) as error:
         load_spec(path)
     message = str(error.value)
     assert str(path) in message and "'common.unit'" in message and "units" in message
@@ -58,37 +59,37 @@ def test_unknown_key_names_file_key_and_accepted_keys(tmp_path):
 
 def test_unknown_backbone_names_value_and_accepted_backbones(tmp_path):
     path = spec_file(tmp_path, XCEPTION_TOML.replace('"xception"', '"resnet"', 1))
-    with pytest.raises(ConfigError, match=r"'backbone' = 'resnet' is not accepted.*'small_cnn'"):
+    with pytest.raises(ModelError, match=r"'backbone' = 'resnet' is not accepted.*'small_cnn'"):
         load_spec(path)
 
 
 def test_missing_section_is_named(tmp_path):
     text = XCEPTION_TOML.replace("[training]", "[not_training]")
-    with pytest.raises(ConfigError, match=r"missing key\(s\) training"):
+    with pytest.raises(ModelError, match=r"missing key\(s\) training"):
         load_spec(spec_file(tmp_path, text))
 
 
 def test_output_without_a_name_is_named_by_position(tmp_path):
     text = XCEPTION_TOML.replace('name = "throttle_brake"', "")
-    with pytest.raises(ConfigError, match=r"'outputs\[1\]' has no 'name'"):
+    with pytest.raises(ModelError, match=r"'outputs\[1\]' has no 'name'"):
         load_spec(spec_file(tmp_path, text))
 
 
 def test_duplicate_output_names_are_rejected(tmp_path):
     text = XCEPTION_TOML.replace('name = "throttle_brake"', 'name = "steering"')
-    with pytest.raises(ConfigError, match=r"'outputs\[1\].name' = 'steering' is a duplicate"):
+    with pytest.raises(ModelError, match=r"'outputs\[1\].name' = 'steering' is a duplicate"):
         load_spec(spec_file(tmp_path, text))
 
 
 def test_input_smaller_than_the_backbone_accepts_is_rejected(tmp_path):
     text = XCEPTION_TOML.replace("height = 270", "height = 64")
-    with pytest.raises(ConfigError, match=r"'input.height' = 64 .* accepted: 71 or more"):
+    with pytest.raises(ModelError, match=r"'input.height' = 64 .* accepted: 71 or more"):
         load_spec(spec_file(tmp_path, text))
 
 
 def test_heads_that_shrink_to_zero_width_are_rejected(tmp_path):
     text = XCEPTION_TOML.replace("units = 1024", "units = 32")
-    with pytest.raises(ConfigError, match="width 0"):
+    with pytest.raises(ModelError, match="width 0"):
         load_spec(spec_file(tmp_path, text))
 
 
@@ -96,7 +97,7 @@ def test_imagenet_weights_need_a_backbone_that_has_them(tmp_path):
     text = XCEPTION_TOML.replace('"xception"', '"small_cnn"', 1).replace(
         'weights = "none"', 'weights = "imagenet"'
     )
-    with pytest.raises(ConfigError, match=r"'weights' = 'imagenet' is not available .*small_cnn"):
+    with pytest.raises(ModelError, match=r"'weights' = 'imagenet' is not available .*small_cnn"):
         load_spec(spec_file(tmp_path, text))
 
 
@@ -111,12 +112,12 @@ def test_an_output_may_override_its_balancing_bins(tmp_path):
 
 
 def test_unknown_line_lists_the_available_lines():
-    with pytest.raises(ConfigError, match=r"unknown model line 'model_9999'.*model_0003_xception"):
+    with pytest.raises(UsageError, match=r"unknown model line 'model_9999'.*model_0003_xception"):
         load_spec("model_9999")
 
 
 def test_a_line_name_that_looks_like_a_version_is_rejected():
-    with pytest.raises(ConfigError, match="not a usable line name"):
+    with pytest.raises(ModelError, match="not a usable line name"):
         parse_spec(XCEPTION_TOML, line="model_0003_xception_v2", source="test")
 
 
@@ -130,12 +131,12 @@ def test_outputs_override_keeps_existing_outputs_and_adds_default_ones(tmp_path)
 
 
 def test_frames_override_out_of_range_names_the_flag_and_range():
-    with pytest.raises(ConfigError, match="--frames 0 is out of range; accepted: 1 to 16"):
+    with pytest.raises(UsageError, match="--frames 0 is out of range; accepted: 1 to 16"):
         load_spec("model_0003_xception").with_overrides(frames=0)
 
 
 def test_bad_output_override_names_the_flag_and_the_value():
-    with pytest.raises(ConfigError, match=r"--outputs steering,Brake: .*\.name' = 'Brake'"):
+    with pytest.raises(UsageError, match=r"--outputs steering,Brake: .*\.name' = 'Brake'"):
         load_spec("model_0003_xception").with_overrides(outputs=["steering", "Brake"])
 
 

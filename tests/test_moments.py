@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.moments import MAX_NOTE_CHARS, Moments
+from engine.records.moments import MAX_NOTE_CHARS, Moments
 
 
 def test_a_tagged_moment_is_stored_and_listed_per_version(tmp_path):

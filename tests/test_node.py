@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from engine.node import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
-from engine.protocol import Alert, Frames, Hello, Message, SwitchModel, TrainerStatus, decode
-from engine.state import AppState
+from engine.core.store import AppState
+from engine.core.wire import Alert, Frames, Hello, Message, SwitchModel, TrainerStatus, decode
+from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
 from tests.hub_helpers import TOKEN, node_socket, running_hub, small_sets, wait_until
 
 

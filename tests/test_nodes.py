@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from engine.config import HubConfig
+from engine.app.hub import Hub
+from engine.core.config import HubConfig
+from engine.core.store import AppState
+from engine.core.wire import SwitchModel
 from engine.data.storage import SampleStorage
-from engine.hub import Hub
-from engine.node import HUB_TOKEN_ENV, HUB_URL_ENV
-from engine.protocol import SwitchModel
-from engine.state import AppState
+from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
 from models.checkpoints import list_checkpoints
 from models.registry import Registry, version_dir
 from tests.driver_helpers import create_version
@@ -93,9 +93,9 @@ async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
     logs = root / "logs"
     logs.mkdir()
     commands = {
-        "trainer": ("engine.nodes.trainer", "--model", versions[0]),
-        "driver": ("engine.nodes.driver", "--model", versions[0]),
-        "collector-0": ("engine.nodes.collector", "--index", "0"),
+        "trainer": ("engine.trainer.node", "--model", versions[0]),
+        "driver": ("engine.driver.node", "--model", versions[0]),
+        "collector-0": ("engine.collector.node", "--index", "0"),
     }
     processes = {}
     for name, (module, *args) in commands.items():

@@ -9,11 +9,11 @@ import socket
 
 import aiohttp
 
-from engine.app import StreamApp
+from engine.app.app import StreamApp
 from engine.cli import main
-from engine.config import Config, HubConfig, ObsConfig, StreamConfig
-from engine.moments import Moments
-from engine.state import AppState
+from engine.core.config import Config, HubConfig, ObsConfig, StreamConfig
+from engine.core.store import AppState
+from engine.records.moments import Moments
 from overlays.obs import (
     MODEL_LABEL,
     PASSWORD_ENV,

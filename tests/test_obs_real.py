@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.actions import StreamActions
+from engine.app.actions import StreamActions
+from engine.app.hub import Hub
 from engine.cli import main
-from engine.config import Config, HubConfig
-from engine.hub import Hub
-from engine.moments import Moments
-from engine.state import AppState
+from engine.core.config import Config, HubConfig
+from engine.core.store import AppState
+from engine.records.moments import Moments
 from overlays.obs import MODEL_LABEL, PASSWORD_ENV, ObsError, ObsLink, ObsSession
 from overlays.obs_setup import setup_scene
 from tests.hub_helpers import wait_until

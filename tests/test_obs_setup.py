@@ -13,7 +13,8 @@ import dataclasses
 import pytest
 
 from engine.cli import main
-from engine.config import CaptureConfig, Config, ConfigError, HubConfig, ObsConfig
+from engine.core.config import CaptureConfig, Config, HubConfig, ObsConfig
+from engine.core.errors import ConfigError
 from overlays.layout import TILES
 from overlays.obs import MODEL_LABEL, PASSWORD_ENV, ObsSession
 from overlays.obs_setup import SetupReport, overlay_base_url, setup_scene

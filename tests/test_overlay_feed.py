@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.protocol import Alert
-from engine.state import HISTORY_LENGTH, AppState
+from engine.core.store import HISTORY_LENGTH, AppState
+from engine.core.wire import Alert
 from overlays.feed import LOSS_TAIL, AlertFeed, LossHistory, OverlayFeed
 from tests.overlay_helpers import VERSION, trainer_status
 

@@ -19,11 +19,11 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
-from engine.actions import StreamActions
-from engine.config import OverlayConfig
-from engine.hub import Hub
-from engine.protocol import Frames
-from engine.state import AppState
+from engine.app.actions import StreamActions
+from engine.app.hub import Hub
+from engine.core.config import OverlayConfig
+from engine.core.store import AppState
+from engine.core.wire import Frames
 from tests.hub_helpers import AUTH
 from tests.overlay_helpers import (
     CHASE_BGR,

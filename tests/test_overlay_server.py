@@ -11,9 +11,9 @@ import struct
 import aiohttp
 import pytest
 
-from engine.config import OverlayConfig
-from engine.protocol import Frames
-from engine.state import AppState
+from engine.core.config import OverlayConfig
+from engine.core.store import AppState
+from engine.core.wire import Frames
 from overlays.server import FRAME_HEADER
 from tests.hub_helpers import wait_until
 from tests.overlay_helpers import live_state, overlay_hub, trainer_status

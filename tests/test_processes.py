@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from engine.config import StreamConfig, default_config
-from engine.processes import ProcessSpec, process_table
+from engine.app.processes import ProcessSpec, process_table
+from engine.core.config import StreamConfig, default_config
 
 VERSION = "model_0000_demo_v1"
 
@@ -17,28 +17,28 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
     assert specs == [
         ProcessSpec(
             "trainer",
-            "engine.nodes.trainer",
+            "engine.trainer.node",
             ("--config", "config.toml", "--model", VERSION),
             "always",
             stop_order=1,
         ),
         ProcessSpec(
             "driver",
-            "engine.nodes.driver",
+            "engine.driver.node",
             ("--config", "config.toml", "--model", VERSION),
             "always",
             stop_order=0,
         ),
         ProcessSpec(
             "collector-0",
-            "engine.nodes.collector",
+            "engine.collector.node",
             ("--config", "config.toml", "--index", "0"),
             "always",
             stop_order=2,
         ),
         ProcessSpec(
             "collector-1",
-            "engine.nodes.collector",
+            "engine.collector.node",
             ("--config", "config.toml", "--index", "1"),
             "always",
             stop_order=2,

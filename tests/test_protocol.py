@@ -12,11 +12,9 @@ import random
 import msgpack
 import pytest
 
-from engine.collector import Collector
-from engine.config import default_config
-from engine.data.balance import BalancerStats, BalanceStats
-from engine.data.samples import Sample, SampleSet
-from engine.protocol import (
+from engine.collector.collector import Collector
+from engine.core.config import default_config
+from engine.core.wire import (
     MAX_MESSAGE_BYTES,
     Alert,
     BufferFill,
@@ -34,6 +32,8 @@ from engine.protocol import (
     encode,
     message_type,
 )
+from engine.data.balance import BalancerStats, BalanceStats
+from engine.data.samples import Sample, SampleSet
 from tests.driver_helpers import small_sim
 
 SAMPLE = Sample(

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 
-from engine import db
 from engine.cli import main
-from engine.config import ConfigError
-from engine.moments import Moments
-from engine.tensorboard_log import LossLog, tensorboard_dir
-from engine.timeline import Timeline
+from engine.core import db
+from engine.core.errors import UsageError
+from engine.records.moments import Moments
+from engine.records.timeline import Timeline
 from models.loss_chart import read_loss_curves, smooth
 from models.notes import Notes
 from models.registry import Registry, version_dir
 from models.report import ARCHITECTURE_FILE, escape_markdown, write_index, write_line_report
 from models.spec import SPEC_DIR, ParameterCounts
+from models.tensorboard_log import LossLog, tensorboard_dir
 from tests.driver_helpers import DEMO_LINE
 
 V1, V2 = f"{DEMO_LINE}_v1", f"{DEMO_LINE}_v2"
@@ -319,10 +319,10 @@ def test_without_graphviz_the_page_says_the_architecture_was_not_drawn(tmp_path,
 
 
 def test_a_version_name_or_unknown_line_is_refused_naming_the_lines(tmp_path):
-    with pytest.raises(ConfigError, match="is a version; a report is per line: model_0000_demo"):
+    with pytest.raises(UsageError, match="is a version; a report is per line: model_0000_demo"):
         write_line_report(tmp_path, V1, tmp_path / "out")
     with pytest.raises(
-        ConfigError, match=r"unknown model line 'nope'; known lines: .*model_0000_demo"
+        UsageError, match=r"unknown model line 'nope'; known lines: .*model_0000_demo"
     ):
         write_line_report(tmp_path, "nope", tmp_path / "out")
 

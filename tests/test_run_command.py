@@ -11,7 +11,7 @@ import time
 import pytest
 
 from engine.cli import main
-from engine.timeline import Timeline
+from engine.records.timeline import Timeline
 
 CONFIG = """
 [app]

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from engine.config import ConfigError
-from engine.secrets import hub_token
+from engine.core.errors import ConfigError
+from engine.core.secrets import hub_token
 
 
 def mode(path) -> int:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import AutopilotConfig, SimConfig
+from engine.core.config import AutopilotConfig, SimConfig
 from engine.sim.autopilot import Autopilot, speed_profile
 from engine.sim.game import Game
 

@@ -76,11 +76,11 @@ def test_missing_config_file_exits_2(tmp_path, caplog):
     assert "nope.toml" in caplog.text
 
 
-def test_window_on_without_a_display_exits_2_saying_why(tmp_path, monkeypatch, caplog):
+def test_window_on_without_a_display_exits_3_saying_why(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
     config = tmp_path / "config.toml"
     config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
-    assert main(["sim", "--seconds", "1", "--config", str(config)]) == 2
+    assert main(["sim", "--seconds", "1", "--config", str(config)]) == 3
     assert "DISPLAY" in caplog.text and "--headless" in caplog.text
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.config import SimConfig
+from engine.core.config import SimConfig
 from engine.sim.game import LANE_CENTRE_M, Controls, Game
 from engine.sim.track import ROAD_HALF_WIDTH_M
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.config import SimConfig
+from engine.core.config import SimConfig
 from engine.sim.game import Controls, Game
 
 CONFIG = SimConfig()

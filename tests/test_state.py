@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from engine.data.balance import BalanceStats
-from engine.protocol import (
+from engine.core.store import HISTORY_LENGTH, AppState, ProcessState
+from engine.core.wire import (
     Alert,
     BufferFill,
     Checkpointed,
@@ -15,7 +15,7 @@ from engine.protocol import (
     SampleSets,
     TrainerStatus,
 )
-from engine.state import HISTORY_LENGTH, AppState, ProcessState
+from engine.data.balance import BalanceStats
 
 
 def test_status_json_before_any_status_is_valid_json_with_every_key():

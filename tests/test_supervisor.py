@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import SupervisorConfig
-from engine.processes import ProcessSpec, RestartPolicy
-from engine.protocol import Alert
-from engine.state import AppState, ProcessState
-from engine.supervisor import Backoff, Supervisor, describe_exit
+from engine.app.processes import ProcessSpec, RestartPolicy
+from engine.app.supervisor import Backoff, Supervisor, describe_exit
+from engine.core.config import SupervisorConfig
+from engine.core.store import AppState, ProcessState
+from engine.core.wire import Alert
 
 ROOT = Path(__file__).resolve().parent.parent
 # The children are modules of this repository's tests package, wherever pytest was started.

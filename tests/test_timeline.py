@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.cli import main
-from engine.config import ConfigError
-from engine.timeline import Timeline, TimelineEvent, render_markdown, resolve_stream_model
+from engine.core.errors import UsageError
+from engine.records.timeline import Timeline, TimelineEvent, render_markdown, resolve_stream_model
 from models.registry import Registry, version_dir
 from tests.driver_helpers import DEMO_LINE, create_version
 
@@ -116,11 +116,11 @@ def test_a_version_trained_off_stream_is_pre_trained(tmp_path):
 
 
 def test_an_unknown_line_is_refused_naming_the_known_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown model line 'no_such_line'.*model_0000_demo"):
+    with pytest.raises(UsageError, match=r"unknown model line 'no_such_line'.*model_0000_demo"):
         resolve_stream_model(tmp_path, "no_such_line")
 
 
 def test_an_unknown_version_is_refused_naming_the_lines_versions(tmp_path):
     create_version(tmp_path)
-    with pytest.raises(ConfigError, match=rf"unknown model version '{DEMO_LINE}_v7'.*_v1"):
+    with pytest.raises(UsageError, match=rf"unknown model version '{DEMO_LINE}_v7'.*_v1"):
         resolve_stream_model(tmp_path, f"{DEMO_LINE}_v7")

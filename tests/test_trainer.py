@@ -14,11 +14,12 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
-from engine.config import Config, ConfigError, load_config
+from engine.core.config import Config, load_config
+from engine.core.errors import ModelError
+from engine.core.wire import TrainerStatus
 from engine.data.frames import decode_frame
 from engine.data.storage import SampleStorage, default_storage_path
-from engine.protocol import TrainerStatus
-from engine.trainer import NewCheckpoint, Trainer
+from engine.trainer.trainer import NewCheckpoint, Trainer
 from models.build import build_architecture, parameter_counts
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
@@ -154,7 +155,11 @@ def test_a_checkpoint_is_saved_and_announced_every_n_batches_and_at_the_end(tmp_
     assert [c.batch for c in list_checkpoints(data_dir / "models" / VERSION)] == [4, 8, 10]
 
 
-def test_tensorboard_events_hold_total_and_per_output_loss_by_batch(config):
+def test_tensorboard_events_hold_total_and_per_output_loss_by_batch(config, monkeypatch):
+    import engine.trainer.trainer
+
+    # log_every alone decides: on a slow machine a first step over 2 s would also report.
+    monkeypatch.setattr(engine.trainer.trainer, "_STATUS_EVERY_S", math.inf)
     with Trainer(config, VERSION, streamed=False, seed=1) as trainer:
         trainer.run(max_batches=12)
     events = EventAccumulator(str(Path(config.app.data_dir) / "tensorboard" / VERSION))
@@ -187,9 +192,10 @@ def test_a_run_is_recorded_as_a_training_period_with_its_batches(config):
 
 
 def test_status_reports_state_batch_losses_speed_and_buffer_fill(config, monkeypatch):
-    import engine.trainer
+    import engine.trainer.trainer
 
-    monkeypatch.setattr(engine.trainer, "_STATUS_EVERY_S", math.inf)  # log_every alone decides
+    # log_every alone decides
+    monkeypatch.setattr(engine.trainer.trainer, "_STATUS_EVERY_S", math.inf)
     statuses: list[TrainerStatus] = []
     with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
         trainer.run(max_batches=5)
@@ -210,10 +216,10 @@ def test_status_reports_state_batch_losses_speed_and_buffer_fill(config, monkeyp
 def test_a_status_comes_at_least_every_few_seconds_when_log_every_batches_take_longer(
     config, monkeypatch
 ):
-    import engine.trainer
+    import engine.trainer.trainer
 
     # As if every batch took longer than the status interval (a big model on a CPU).
-    monkeypatch.setattr(engine.trainer, "_STATUS_EVERY_S", 0.0)
+    monkeypatch.setattr(engine.trainer.trainer, "_STATUS_EVERY_S", 0.0)
     statuses: list[TrainerStatus] = []
     with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
         trainer.run(max_batches=3)
@@ -287,7 +293,7 @@ def test_the_mirrored_strategy_trains(tmp_path):
 def test_a_version_that_stacks_frames_is_refused_before_training(tmp_path):
     config = make_config(tmp_path)
     create_version(Path(config.app.data_dir), frames=2)
-    with pytest.raises(ConfigError, match=r"input\.frames = 2"):
+    with pytest.raises(ModelError, match=r"input\.frames = 2"):
         Trainer(config, VERSION, streamed=False)
 
 
@@ -311,7 +317,7 @@ TWO_REPLICAS = """
 import numpy as np, tensorflow as tf
 (cpu,) = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from engine.train_step import TrainStep
+from engine.trainer.train_step import TrainStep
 from models.build import build_architecture, compile_model
 from models.spec import parse_spec
 from tests.test_trainer import LINE, TINY_SPEC, fixed_batch

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from engine.cli import main
-from engine.config import load_config
+from engine.core.config import load_config
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
 from tests.test_trainer import VERSION, create_version, store_sets, write_config
@@ -82,8 +82,8 @@ def test_sigterm_finishes_saves_a_checkpoint_closes_the_period_and_exits_0(tmp_p
 def test_the_trainer_process_yields_cpu_with_its_nice_value_and_thread_cap():
     script = (
         "import os, tensorflow as tf\n"
-        "from engine.config import TrainerConfig\n"
-        "from engine.trainer import configure_process\n"
+        "from engine.core.config import TrainerConfig\n"
+        "from engine.trainer.trainer import configure_process\n"
         "before = os.nice(0)\n"
         "configure_process(TrainerConfig(threads=1, nice=5))\n"
         "print(os.nice(0) - before, tf.config.threading.get_intra_op_parallelism_threads(),"

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.config import AutopilotConfig, UnstuckConfig
-from engine.sim.autopilot import Autopilot
-from engine.sim.game import Controls, Game
-from engine.unstuck import (
+from engine.core.config import AutopilotConfig, UnstuckConfig
+from engine.driver.unstuck import (
     AlertOnly,
     ButtonSequence,
     Respawn,
     StuckWatch,
     choose_action,
 )
+from engine.sim.autopilot import Autopilot
+from engine.sim.game import Controls, Game
 from tests.driver_helpers import small_sim
 
 WATCH = UnstuckConfig(window_s=2.0, min_distance_m=3.0, offroad_s=1.0, motion_threshold=1.5)

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from engine.config import DataConfig
+from engine.core.config import DataConfig
 from engine.data.bins import OutputBins, bins_from_config
 from engine.data.samples import Sample, SampleSet
 

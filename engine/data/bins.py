@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from engine.config import BinsKind, DataConfig
+from engine.core.config import BinsKind, DataConfig
 
 # Decimal places kept before rounding up, so 0.3 * 10 (= 3.0000000000000004) is 3, not 4.
 _PRECISION = 9

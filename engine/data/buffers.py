@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import Config
+from engine.core.config import Config
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, StoredSample, default_storage_path
 

@@ -17,13 +17,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli_args import (
+from engine.core.cli_args import (
     add_config_argument,
     add_data_argument,
     config_from,
     data_dir_from,
 )
-from engine.config import ConfigError
+from engine.core.errors import UsageError
 from engine.data.stats import data_stats
 from engine.data.storage import SampleStorage, default_storage_path
 
@@ -59,7 +59,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_histogram(args: argparse.Namespace) -> int:
     """Write the balance chart PNG."""
     if args.out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {args.out}: the chart is written as PNG; use a .png file name")
+        raise UsageError(f"--out {args.out}: the chart is written as PNG; use a .png file name")
     # matplotlib loads only for this command, keeping `charles-stream --help` quick.
     from engine.data.histogram import draw_balance_chart
 
@@ -78,7 +78,7 @@ def _report(args: argparse.Namespace) -> dict[str, Any]:
     path = default_storage_path(config, data_dir_from(args, config))
     if not path.is_file():
         where = f"--data {args.data}" if args.data else f"[app] data_dir in {config.source}"
-        raise ConfigError(
+        raise UsageError(
             f"{where}: no sample storage at {path}; run `charles-stream collect` first"
         )
     with SampleStorage(path, capacity=config.data.buffer_capacity) as storage:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.config import DataConfig
+from engine.core.config import DataConfig
 from engine.data.balance import balance_score
 from engine.data.bins import bins_from_config
 from engine.data.storage import SampleStorage

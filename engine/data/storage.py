@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
+from engine.core.config import Config
 from engine.data.samples import SampleSet
 
 log = logging.getLogger("charles.data.storage")

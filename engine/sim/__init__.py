@@ -2,7 +2,7 @@
 
 Example::
 
-    from engine.config import default_config
+    from engine.core.config import default_config
     from engine.sim.autopilot import Autopilot
     from engine.sim.game import Game
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import AutopilotConfig
+from engine.core.config import AutopilotConfig
 from engine.sim.game import LANE_CENTRE_M, Controls, Game
 from engine.sim.physics import (
     AIR_DRAG_PER_M,

@@ -19,8 +19,8 @@ import json
 import logging
 import math
 
-from engine.cli_args import add_config_argument, config_from, seed_value
-from engine.config import ConfigError
+from engine.core.cli_args import add_config_argument, config_from, seed_value
+from engine.core.errors import DeviceError
 
 log = logging.getLogger("charles.sim")
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             stats = run_window(game, pilot, args.seconds)
         except WindowUnavailable as error:
             if config.sim.window == "on":
-                raise ConfigError(f"sim.window = 'on' but {error}; run with --headless") from None
+                raise DeviceError(f"sim.window = 'on' but {error}; run with --headless") from None
             log.warning("%s: running headless (sim.window = 'auto')", error)
     if stats is None:
         seconds = args.seconds
@@ -139,7 +139,7 @@ def _use_window(headless: bool, mode: str) -> bool:
     if problem is None:
         return True
     if mode == "on":
-        raise ConfigError(
+        raise DeviceError(
             f"sim.window = 'on' but {problem}; "
             "run with --headless, or set sim.window = 'auto' or 'off'"
         )

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import SimConfig
+from engine.core.config import SimConfig
 from engine.sim.physics import CarState, step
 from engine.sim.track import LANE_WIDTH_M, ROAD_HALF_WIDTH_M
 from engine.sim.views import ChaseView, HoodView

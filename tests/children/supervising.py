@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from engine.config import SupervisorConfig
-from engine.processes import ProcessSpec
-from engine.state import AppState
-from engine.supervisor import Supervisor
+from engine.app.processes import ProcessSpec
+from engine.app.supervisor import Supervisor
+from engine.core.config import SupervisorConfig
+from engine.core.store import AppState
 
 
 async def main(port: int) -> None:

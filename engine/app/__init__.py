@@ -1,0 +1,1 @@
+"""The stream app: one asyncio process with the hub, supervisor, actions and consoles."""

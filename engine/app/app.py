@@ -1,0 +1,190 @@
+"""`charles-stream`: the one asyncio process that runs the stream.
+
+Example::
+
+    code = asyncio.run(run_app(config, config_path="config.toml", for_seconds=60))
+
+It resolves the `[stream] model` to a version (creating v1 of a line that has
+none), opens the hub, records "started streaming ..." in the timeline, and
+lets the supervisor start the declared processes (NPC collectors, trainer,
+driver: engine/app/processes.py) with the hub's address and token in their
+environment. TensorFlow never runs here: it lives in the trainer and the
+driver. While it runs, a terminal shows the Player and Trainer consoles (or
+the log says what happens); Ctrl-C, SIGTERM or `--for` end it cleanly: the
+driver goes neutral first, the trainer saves a checkpoint, the collectors
+stop, and the timeline records where the version stopped.
+
+Routes of later parts (overlays, chat) hook in through `Hub.app` before the
+hub starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from bot.service import ChatBot
+from engine.app.actions import StreamActions
+from engine.app.consoles import render
+from engine.app.hub import Hub
+from engine.app.processes import process_table
+from engine.app.supervisor import Supervisor
+from engine.core.config import Config
+from engine.core.secrets import hub_token
+from engine.core.store import AppState
+from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
+from overlays.obs import ObsLink, obs_password
+from overlays.server import OverlayServer
+
+log = logging.getLogger("charles.app")
+
+# Terminal view redraws per second.
+VIEW_HZ = 4.0
+
+
+async def run_app(
+    config: Config,
+    *,
+    config_path: str | None,
+    for_seconds: float | None = None,
+    view: bool | None = None,
+) -> int:
+    """Run the stream until Ctrl-C, SIGTERM or `for_seconds`; the process exit code.
+
+    `view`: draw the live consoles (default: when stderr is a terminal).
+    """
+    view = sys.stderr.isatty() if view is None else view
+    app = StreamApp(config, config_path=config_path, view=view)
+    stop = asyncio.Event()
+    with _stop_on_signals(stop):
+        await app.start()
+        try:
+            await _wait(stop, for_seconds, app.state if view else None)
+        finally:
+            await app.stop()
+    return 0
+
+
+class StreamApp:
+    """The hub, the actions and the supervised processes of one stream, started and stopped.
+
+    With `view`, the processes' own output goes to `<data_dir>/logs/<name>.log`
+    instead of scribbling over the consoles.
+    """
+
+    def __init__(self, config: Config, *, config_path: str | None, view: bool = False) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.data_dir = Path(config.app.data_dir)
+        self.state = AppState()
+        # Overlays/OBS and chat set these once they run; until then the API says so.
+        self.state.connections = {"obs": "not configured", "twitch": "not configured"}
+        self.token = hub_token(self.data_dir)
+        self.hub = Hub(config.hub, self.token, self.state)
+        self.actions = StreamActions(self.data_dir, self.state, self.hub)
+        self.hub.set_action_handler(self.actions)
+        # Chat: Twitch when [twitch] is set, else the terminal; POST /api/chat either way.
+        self.chat = ChatBot(config, self.actions, hub_token=self.token)
+        self.chat.add_routes(self.hub.app)
+        # Overlay pages (/overlay/, /ws/overlay) serve with the hub; OBS connects in the background
+        # and saves its replay buffer for every tagged moment.
+        self.overlays = OverlayServer(config.overlay, self.state)
+        self.overlays.add_routes(self.hub.app)
+        self.obs = ObsLink(
+            config.obs, self.state, self.actions.moments, obs_password(self.data_dir)
+        )
+        self.actions.on_tag = self.obs.moment_tagged
+        self.supervisor: Supervisor | None = None
+        self._log_dir = self.data_dir / "logs" if view else None
+
+    async def start(self) -> None:
+        """Open the hub, put `[stream] model` on stream, start the declared processes."""
+        await self.hub.start()
+        try:
+            await self.obs.start()
+            await self.actions.switch(self.config.stream.model, user="app")
+            self.supervisor = Supervisor(
+                process_table(self.config, self.config_path, self.state.version),
+                self.config.supervisor,
+                {
+                    HUB_URL_ENV: self.hub.url(),
+                    HUB_TOKEN_ENV: self.token,
+                    # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) is noise
+                    # on a streamer's terminal; a value the user set wins.
+                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+                },
+                self.state,
+                log_dir=self._log_dir,
+            )
+            await self.supervisor.start()
+            await self.chat.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Driver neutral, trainer checkpoint, collectors stopped (in that order), then the hub."""
+        try:
+            await self.chat.stop()  # no chat action may start while the rest stops
+            if self.supervisor is not None:
+                log.info("stopping: driver neutral, trainer checkpoint, collectors")
+                await self.supervisor.stop()
+            if self.state.version:
+                self.actions.timeline.stopped(self.state.version, self.actions.current_batch())
+        finally:
+            await self.obs.stop()
+            await self.hub.stop()
+
+
+async def _wait(stop: asyncio.Event, for_seconds: float | None, viewed: AppState | None) -> None:
+    """Until `stop` is set or `for_seconds` pass, redrawing the consoles if there is a view."""
+    loop = asyncio.get_running_loop()
+    deadline = None if for_seconds is None else loop.time() + for_seconds
+    live = Live(render(viewed), console=Console(stderr=True)) if viewed else None
+    with live or contextlib.nullcontext():
+        while not stop.is_set():
+            timeout = 1.0 / VIEW_HZ
+            if deadline is not None:
+                timeout = min(timeout, deadline - loop.time())
+                if timeout <= 0:
+                    log.info("--for %.0f s is up", for_seconds)
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout)
+            if live is not None:
+                live.update(render(viewed))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (the app then shuts down in order) instead of killing it."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Windows has no loop signal handlers: there Ctrl-C raises KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, _request_stop, stop, signum)
+            handled.append(signum)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def _request_stop(stop: asyncio.Event, signum: int) -> None:
+    if stop.is_set():
+        log.warning("%s again: still stopping (processes get SIGKILL at the shutdown timeout)",
+                    signal.Signals(signum).name)  # fmt: skip
+    else:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+    stop.set()

@@ -1,0 +1,477 @@
+"""The hub: the app's aiohttp server that every process speaks to.
+
+Example::
+
+    hub = Hub(config.hub, hub_token(config.app.data_dir), state, on_action=app.act)
+    port = await hub.start()                 # children get hub.url() and the token
+    await hub.send("trainer", SwitchModel(version="model_0003_xception_v2"))
+    await hub.stop()
+
+Routes:
+
+- `/ws/node`: nodes (collectors, trainer, driver; local or remote) with
+  `Authorization: Bearer <token>`, checked before the upgrade. Binary frames
+  are `engine.core.wire` messages, the first one a `Hello`. Anything else
+  closes that one connection with a logged reason; the hub keeps serving.
+- `GET /api/status`: `AppState.status_json()`, read-only, no token.
+- `POST /api/switch` `{"model": "...", "new": false}` and `POST /api/tag`
+  `{"text": "..."}`: token required; the parsed `Action` goes to `on_action`,
+  whose dict is the reply.
+
+Routing forwards the bytes a node sent, never a re-encoding: sample sets and
+collector reports go to trainers, checkpoints to drivers, and every status
+lands in the `AppState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from engine.core.actions import Action
+from engine.core.auth import token_problem
+from engine.core.config import HubConfig
+from engine.core.errors import CharlesError, DeviceError, UsageError
+from engine.core.store import AppState
+from engine.core.wire import (
+    Hello,
+    Message,
+    ProtocolError,
+    Role,
+    SwitchModel,
+    decode,
+    encode,
+    message_type,
+)
+
+# Sets that arrive while no trainer is connected wait here (a restarting trainer loses
+# nothing); the oldest go first when more arrive.
+WAITING_SETS = 64
+# Messages queued per node before the sender waits: a slow trainer slows the collectors
+# instead of growing the hub's memory. At least WAITING_SETS, so a new trainer takes them all.
+NODE_QUEUE_LENGTH = WAITING_SETS
+HELLO_TIMEOUT_S = 10.0
+HEARTBEAT_S = 10.0
+STOP_TIMEOUT_S = 2.0
+MAX_TAG_CHARS = 200
+MODEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+# Wire types forwarded by role; everything a node sends is also offered to AppState.record.
+TO_TRAINERS = frozenset({"sample_sets", "collector_report"})
+TO_DRIVERS = frozenset({"checkpointed"})
+# Only the hub sends these.
+FROM_HUB_ONLY = frozenset({"switch_model"})
+
+# RFC 6455: a close frame's reason is at most 123 bytes.
+CLOSE_REASON_BYTES = 123
+# A rejected message's reason can quote what it held; keep log lines readable.
+LOGGED_REASON_CHARS = 300
+POLICY_VIOLATION = 1008
+GOING_AWAY = 1001
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """The app's server: node websockets, the status and action API; other parts add routes.
+
+    Add routes to `app` (overlays: /overlay/*) before `start`.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        token: str,
+        state: AppState,
+        on_action: Callable[[Action], Awaitable[dict]] | None = None,
+    ) -> None:
+        self.app = web.Application()
+        self.app.router.add_get("/ws/node", self._node_socket)
+        self.app.router.add_get("/api/status", self._status)
+        self.app.router.add_post("/api/switch", self._switch)
+        self.app.router.add_post("/api/tag", self._tag)
+        self.state = state  # what the hub writes; the app and its views read it
+        self.port = 0  # the bound port once started
+        self._config = config
+        self._token = token.encode()
+        self._on_action = on_action
+        self._max_message_bytes = int(config.max_message_mb * 1024 * 1024)
+        self._links: set[_NodeLink] = set()
+        self._waiting_sets: collections.deque[bytes] = collections.deque(maxlen=WAITING_SETS)
+        self._dropped_sets = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Bind `config.host:config.port` and serve; return the bound port (useful with port 0)."""
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=STOP_TIMEOUT_S)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            self._runner = None
+            raise DeviceError(
+                f"the hub cannot listen on [hub] host = {self._config.host!r}, port = "
+                f"{self._config.port}: {error.strerror or error}; use a free port (0 = any) and "
+                "an address of this machine"
+            ) from None
+        self.port = self._runner.addresses[0][1]
+        log.info("hub listening on %s:%d", self._config.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every node connection (1001, going away), then the server."""
+        for link in list(self._links):
+            await link.close(GOING_AWAY, "hub stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("hub stopped")
+
+    def set_action_handler(self, on_action: Callable[[Action], Awaitable[dict]]) -> None:
+        """Who carries out /api/switch and /api/tag (it usually needs the hub itself to exist)."""
+        self._on_action = on_action
+
+    def url(self) -> str:
+        """The URL nodes connect to: "ws://host:port/ws/node" (wildcard hosts -> loopback)."""
+        return f"ws://{_connectable_host(self._config.host)}:{self.port}/ws/node"
+
+    async def send(self, role: Role, message: Message) -> int:
+        """Send a message to every connected node of `role`; return how many got it."""
+        return await self._forward(role, message_type(message), encode(message))
+
+    # -- node connections ----------------------------------------------------------------
+
+    async def _node_socket(self, request: web.Request) -> web.StreamResponse:
+        peer = _peer(request)
+        problem = self._authorization_problem(request)
+        if problem is not None:
+            log.warning("rejected node connection from %s: %s", peer, problem)
+            return web.Response(
+                status=401, text=f"{problem}\n", headers={"WWW-Authenticate": "Bearer"}
+            )
+        ws = web.WebSocketResponse(
+            max_msg_size=self._max_message_bytes,
+            heartbeat=HEARTBEAT_S,
+            compress=False,  # JPEG bytes do not compress; deflate would only cost CPU
+        )
+        await ws.prepare(request)
+        link = _NodeLink(ws, peer)
+        # Tracked from the start (not only after Hello), so stop() closes every connection.
+        self._links.add(link)
+        try:
+            await self._serve(link)
+        finally:
+            await self._forget(link)
+        return ws
+
+    async def _serve(self, link: _NodeLink) -> None:
+        ws = link.ws
+        while True:
+            try:
+                received = await ws.receive(timeout=None if link.role else HELLO_TIMEOUT_S)
+            except TimeoutError:
+                await self._reject(link, f"no hello within {HELLO_TIMEOUT_S:g} s")
+                return
+            if received.type is aiohttp.WSMsgType.BINARY:
+                problem = await self._handle(link, received.data)
+                if problem is not None:
+                    await self._reject(link, problem)
+                    return
+            elif received.type is aiohttp.WSMsgType.TEXT:
+                await self._reject(link, "text frames are not accepted: send msgpack binary frames")
+                return
+            elif received.type is aiohttp.WSMsgType.ERROR:
+                # aiohttp already closed it with the matching code (1009 too big, 1002 bad frame).
+                log.warning(
+                    "closed node connection %s: %s (close code %s)",
+                    link.describe(),
+                    _short(str(received.data)),
+                    ws.close_code,
+                )
+                return
+            else:  # CLOSE, CLOSING, CLOSED: the node left
+                return
+
+    async def _handle(self, link: _NodeLink, data: bytes) -> str | None:
+        """Route one message; return why the connection must close, or None."""
+        try:
+            message = decode(data)
+        except ProtocolError as error:
+            return str(error)
+        kind = message_type(message)
+        if link.role is None:
+            if not isinstance(message, Hello):
+                return f"the first message must be hello, got {kind}"
+            self._welcome(link, message)
+            return None
+        if isinstance(message, Hello):
+            return "hello was already sent on this connection"
+        if kind in FROM_HUB_ONLY:
+            return f"{kind} is sent by the hub, not to it"
+        self.state.record(message, link.name)
+        if kind in TO_TRAINERS:
+            delivered = await self._forward("trainer", kind, data)
+            if delivered == 0 and kind == "sample_sets":
+                self._keep_for_trainer(data)
+        elif kind in TO_DRIVERS:
+            await self._forward("driver", kind, data)
+        return None
+
+    def _welcome(self, link: _NodeLink, hello: Hello) -> None:
+        link.name = hello.name
+        if hello.role == "trainer" and self._waiting_sets:
+            # Queued before the link has a role (is routable), so newer sets cannot overtake them.
+            for data in self._waiting_sets:
+                link.queue_now("sample_sets", data)
+            log.info(
+                "handed %d waiting sample set(s) to %s (%d dropped while no trainer was there)",
+                len(self._waiting_sets),
+                hello.name,
+                self._dropped_sets,
+            )
+            self._waiting_sets.clear()
+            self._dropped_sets = 0
+        if hello.role in ("trainer", "driver") and self.state.version:
+            # The streamed version is the app's to say: a node restarted with the version it
+            # was first started with catches up with any switch made since.
+            link.queue_now("switch_model", encode(SwitchModel(self.state.version)))
+        link.role = hello.role
+        link.start_writing()
+        self._note_nodes(f"{hello.name} ({hello.role}) connected from {link.peer}")
+
+    async def _forget(self, link: _NodeLink) -> None:
+        unsent = await link.close(GOING_AWAY, "")
+        self._links.discard(link)
+        if link.role is None:
+            return
+        if link.role == "trainer" and not self._nodes_of("trainer"):
+            for kind, data in unsent:
+                if kind == "sample_sets":
+                    self._keep_for_trainer(data)
+        self._note_nodes(f"{link.name} ({link.role}) disconnected")
+
+    async def _reject(self, link: _NodeLink, reason: str) -> None:
+        log.warning("closed node connection %s: %s", link.describe(), _short(reason))
+        await link.close(POLICY_VIOLATION, reason)
+
+    async def _forward(self, role: str, kind: str, data: bytes) -> int:
+        delivered = 0
+        for link in self._nodes_of(role):
+            if await link.put(kind, data):
+                delivered += 1
+        return delivered
+
+    def _keep_for_trainer(self, data: bytes) -> None:
+        if len(self._waiting_sets) == WAITING_SETS:
+            if self._dropped_sets == 0:
+                log.warning(
+                    "no trainer connected and %d sample sets waiting: dropping the oldest",
+                    WAITING_SETS,
+                )
+            self._dropped_sets += 1
+        self._waiting_sets.append(data)
+
+    def _nodes_of(self, role: str) -> list[_NodeLink]:
+        return [link for link in self._links if link.role == role]
+
+    def _note_nodes(self, event: str) -> None:
+        self.state.nodes = {link.name: link.role for link in self._links if link.role}
+        self.state.events.append(event)
+        log.info("%s", event)
+
+    def _authorization_problem(self, request: web.Request) -> str | None:
+        return token_problem(request.headers.get("Authorization"), self._token)
+
+    # -- HTTP API ------------------------------------------------------------------------
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.status_json())
+
+    async def _switch(self, request: web.Request) -> web.Response:
+        return await self._act(request, _switch_action)
+
+    async def _tag(self, request: web.Request) -> web.Response:
+        return await self._act(request, _tag_action)
+
+    async def _act(
+        self, request: web.Request, parse: Callable[[dict[str, Any]], Action]
+    ) -> web.Response:
+        problem = self._authorization_problem(request)
+        if problem is not None:
+            log.warning(
+                "rejected %s %s from %s: %s", request.method, request.path, _peer(request), problem
+            )
+            return _error(401, problem)
+        try:
+            action = parse(await _json_object(request))
+        except _BadRequest as error:
+            log.info("rejected %s %s: %s", request.method, request.path, error)
+            return _error(400, str(error))
+        if self._on_action is None:
+            return _error(503, "this hub takes no actions: the app gave it no action handler")
+        try:
+            reply = await self._on_action(action)
+        except UsageError as error:  # e.g. an unknown model: the request named something bad
+            return _error(400, str(error))
+        except CharlesError as error:  # the request was fine; carrying it out was not
+            log.error("%s %s failed: %s", request.method, request.path, error)
+            return _error(500, str(error))
+        return web.json_response(reply)
+
+
+class _NodeLink:
+    """One node's websocket, with its own send queue so one slow node does not hold up others."""
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+        self.ws = ws
+        self.peer = peer
+        self.role: Role | None = None
+        self.name = ""
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._closed = False
+        self._writer: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        """Who this is, for log lines: name and role once known, and the address."""
+        return f"{self.name} ({self.role}) from {self.peer}" if self.role else f"from {self.peer}"
+
+    def start_writing(self) -> None:
+        """Start sending what is queued."""
+        self._writer = asyncio.create_task(self._write(), name=f"hub-send-{self.name}")
+
+    def queue_now(self, kind: str, data: bytes) -> None:
+        """Queue without waiting: only for a link that is not routable yet (its queue has room)."""
+        self._queue.append((kind, data))
+        self._ready.set()
+
+    async def put(self, kind: str, data: bytes) -> bool:
+        """Queue a message, waiting while the queue is full; False if the link closed."""
+        while len(self._queue) >= NODE_QUEUE_LENGTH and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        if self._closed:
+            return False
+        self.queue_now(kind, data)
+        return True
+
+    async def close(self, code: int, reason: str) -> list[tuple[str, bytes]]:
+        """Stop sending, close the socket; return what was still queued."""
+        self._closed = True
+        self._room.set()  # senders waiting for room give up
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if not self.ws.closed:
+            await self.ws.close(
+                code=code, message=reason.encode("ascii", "replace")[:CLOSE_REASON_BYTES]
+            )
+        unsent = list(self._queue)
+        self._queue.clear()
+        return unsent
+
+    async def _write(self) -> None:
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            data = self._queue[0][1]
+            try:
+                await self.ws.send_bytes(data)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+                log.info("sending to %s failed: %r", self.describe(), error)
+                return
+            self._queue.popleft()
+            self._room.set()
+
+
+class _BadRequest(ValueError):
+    """A POST body the API cannot use, with the field, its value and what is accepted."""
+
+
+# Tells a missing field from one sent as null.
+_MISSING = object()
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    text = await request.text()
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        raise _BadRequest(f"the body is not JSON ({error}); send a JSON object") from None
+    if not isinstance(body, dict):
+        raise _BadRequest(f"the body is a JSON {type(body).__name__}; send a JSON object")
+    return body
+
+
+def _switch_action(body: dict[str, Any]) -> Action:
+    _only_fields(body, ("model", "new"))
+    model = body.get("model", _MISSING)
+    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
+        raise _field_problem(
+            "model",
+            model,
+            "a model line or version: 1-100 letters, digits, '_' or '-' "
+            "(e.g. 'model_0003_xception_v2')",
+        )
+    new = body.get("new", False)
+    if not isinstance(new, bool):
+        raise _field_problem("new", new, "true or false")
+    return Action(kind="switch", model=model, new=new)
+
+
+def _tag_action(body: dict[str, Any]) -> Action:
+    _only_fields(body, ("text",))
+    text = body.get("text", _MISSING)
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TAG_CHARS:
+        raise _field_problem(
+            "text", text, f"a string of 1-{MAX_TAG_CHARS} characters, not only spaces"
+        )
+    return Action(kind="tag", text=text.strip())
+
+
+def _only_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(accepted))
+    if unknown:
+        raise _BadRequest(f"unknown field {unknown[0]!r}; accepted: {', '.join(accepted)}")
+
+
+def _field_problem(name: str, value: Any, accepted: str) -> _BadRequest:
+    if value is _MISSING:
+        return _BadRequest(f"field {name!r} is missing; accepted: {accepted}")
+    shown = _short(json.dumps(value), 80)
+    return _BadRequest(f"field {name!r} = {shown} is not accepted; accepted: {accepted}")
+
+
+def _error(status: int, text: str) -> web.Response:
+    return web.json_response({"error": text}, status=status)
+
+
+def _peer(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return request.remote or "unknown peer"
+
+
+def _connectable_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _short(text: str, limit: int = LOGGED_REASON_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"

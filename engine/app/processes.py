@@ -1,0 +1,116 @@
+"""The one declared table of processes the stream app runs, and when each one runs.
+
+Example::
+
+    specs = process_table(config, "config.toml", "model_0000_demo_v1")
+    [spec.name for spec in specs]   # -> ['trainer', 'driver', 'collector-0', 'collector-1']
+
+In the spirit of openpilot's `process_config.py`: every child process of the
+app is one row of `PROCESSES` below (its module, how many run given the
+`[stream]` section, restart policy and shutdown order), so one screen tells
+what runs and why. `process_table` turns the rows into the `ProcessSpec`s the
+supervisor starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.core.config import Config, StreamConfig
+
+RestartPolicy = Literal["always", "on_failure", "never"]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process: started as `python -m MODULE ARGS`, restarted per `restart`.
+
+    `stop_order` groups the shutdown: lower groups get SIGTERM first and are
+    awaited before the next group is told.
+    """
+
+    name: str
+    module: str
+    args: tuple[str, ...] = ()
+    restart: RestartPolicy = "always"
+    stop_order: int = 0
+
+
+@dataclass(frozen=True)
+class DeclaredProcess:
+    """A row of the table: a kind of process and how many of it `[stream]` asks for."""
+
+    name: str
+    module: str
+    instances: Callable[[StreamConfig], int]
+    stop_order: int
+    takes_model: bool  # gets `--model VERSION`, the streamed version
+    indexed: bool = False  # several instances, named NAME-I and given `--index I`
+    restart: RestartPolicy = "always"
+
+
+# Start order is table order: the trainer first (it loads TensorFlow, the slowest start).
+# Stop order: the driver first so the controller goes neutral while the car is still
+# watched, then the trainer (it checkpoints, and must not miss sets collectors still send),
+# then the collectors.
+PROCESSES: tuple[DeclaredProcess, ...] = (
+    DeclaredProcess(
+        "trainer",
+        "engine.trainer.node",
+        instances=lambda stream: int(stream.trainer),
+        stop_order=1,
+        takes_model=True,
+    ),
+    DeclaredProcess(
+        "driver",
+        "engine.driver.node",
+        instances=lambda stream: int(stream.driver),
+        stop_order=0,
+        takes_model=True,
+    ),
+    DeclaredProcess(
+        "collector",
+        "engine.collector.node",
+        instances=lambda stream: stream.collectors,
+        stop_order=2,
+        takes_model=False,
+        indexed=True,
+    ),
+)
+
+
+def process_table(config: Config, config_path: str | None, version: str) -> list[ProcessSpec]:
+    """The processes this config runs, with their command lines, in start order.
+
+    `config_path` is handed on as `--config` so every child reads the same file
+    as the app (none: the children use the schema's defaults, as the app did);
+    `version` is the streamed model version, resolved by the app beforehand.
+    """
+    config_args = ("--config", str(config_path)) if config_path else ()
+    specs: list[ProcessSpec] = []
+    for row in PROCESSES:
+        count = row.instances(config.stream)
+        if count and row.takes_model and not version:
+            raise ValueError(f"the {row.name} process needs the streamed model version; got ''")
+        model_args = ("--model", version) if row.takes_model else ()
+        for index in range(count):
+            name, index_args = _instance(row, index)
+            specs.append(
+                ProcessSpec(
+                    name=name,
+                    module=row.module,
+                    args=config_args + model_args + index_args,
+                    restart=row.restart,
+                    stop_order=row.stop_order,
+                )
+            )
+    return specs
+
+
+def _instance(row: DeclaredProcess, index: int) -> tuple[str, tuple[str, ...]]:
+    # A single-instance row keeps its plain name ("trainer"), as logs and /api/status show it.
+    if row.indexed:
+        return f"{row.name}-{index}", ("--index", str(index))
+    return row.name, ()

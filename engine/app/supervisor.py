@@ -1,0 +1,362 @@
+"""Run the app's child processes: start them, restart the ones that die, stop them in order.
+
+Example::
+
+    supervisor = Supervisor(
+        process_table(config, config_path, version),
+        config.supervisor,
+        env={HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: token},
+        state=state,
+        on_alert=overlay_alert,
+    )
+    await supervisor.start()
+    ...
+    await supervisor.stop()   # driver, then trainer, then collectors; SIGKILL at the deadline
+
+Each child is `python -m MODULE ARGS` (the same interpreter as the app) in an
+asyncio subprocess, watched by one task that restarts it with exponential
+backoff. A child that keeps dying is left stopped in state "crash_loop" and
+an alert says so, instead of spinning the CPU on restarts and hiding the
+error in a flood of logs.
+
+Children never outlive the app: `stop()` ends them, and on Linux each child
+asks the kernel for SIGTERM when the app dies without cleanup (SIGKILL, a
+crash): PR_SET_PDEATHSIG. Children run in their own session, so a Ctrl-C in
+the terminal reaches only the app, which then stops them in `stop_order`
+(the driver's controller goes neutral before anything else stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from engine.app.processes import ProcessSpec, RestartPolicy
+from engine.core.config import SupervisorConfig
+from engine.core.store import AppState, ProcessPhase, ProcessState
+from engine.core.wire import Alert
+
+log = logging.getLogger("charles.supervisor")
+
+# <linux/prctl.h>: deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the child processes of the app.
+
+    Everything it learns goes into `state.processes` (one `ProcessState` per
+    child), `state.events` (every start, exit and restart) and the log.
+    Children inherit the app's stdout and stderr, or, with `log_dir`, append
+    both to `<log_dir>/<name>.log` (quiet tests, a clean terminal view).
+    `on_change` is called with a child's `ProcessState` after each change of
+    its phase, so a view can redraw (or a test await a state) without polling.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ProcessSpec],
+        settings: SupervisorConfig,
+        env: Mapping[str, str],
+        state: AppState,
+        on_alert: Callable[[Alert], None] | None = None,
+        *,
+        log_dir: str | Path | None = None,
+        on_change: Callable[[ProcessState], None] | None = None,
+    ) -> None:
+        names = [spec.name for spec in specs]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"process names must be unique; repeated: {', '.join(duplicates)}")
+        self._settings = settings
+        self._env = dict(env)
+        self._state = state
+        self._on_alert = on_alert
+        self._on_change = on_change
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        if self._log_dir is not None:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+        self._children = {
+            spec.name: _Child(spec, ProcessState(spec.name, "stopped")) for spec in specs
+        }
+        self._preexec = _die_with_parent_hook()
+        self._started = False
+        self._stopping = False  # no restarts from here on
+        self._killing = False  # the shutdown deadline passed: SIGKILL anything still starting
+        self._stop_requested = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start every child in table order; return once each is spawned (or failed to spawn)."""
+        if self._started:
+            raise RuntimeError("Supervisor.start() was already called")
+        self._started = True
+        for child in self._children.values():
+            self._state.processes[child.spec.name] = child.state
+        for child in self._children.values():
+            if self._stopping:  # stop() came while earlier children were being spawned
+                break
+            process = await self._spawn(child)
+            child.task = asyncio.create_task(self._supervise(child, process), name=child.spec.name)
+
+    async def stop(self) -> None:
+        """Stop every child: SIGTERM by `stop_order` group, each group awaited, then SIGKILL.
+
+        The whole shutdown takes at most `shutdown_timeout_s` plus the moment
+        SIGKILL needs; it returns when no child is left. Calling it again (or
+        concurrently) waits for the same shutdown.
+        """
+        async with self._stop_lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._stop_requested.set()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._settings.shutdown_timeout_s
+            children = sorted(self._children.values(), key=lambda child: child.spec.stop_order)
+            self._event(logging.INFO, f"stopping {len(self._running(children))} process(es)")
+            for _, group in itertools.groupby(children, key=lambda child: child.spec.stop_order):
+                running = self._running(list(group))
+                for child in running:
+                    child.end(hard=False)
+                remaining = deadline - loop.time()
+                if running and remaining > 0:
+                    await asyncio.wait([child.task for child in running], timeout=remaining)
+                if loop.time() >= deadline:
+                    break
+            self._killing = True  # from here on, a child still being spawned gets no grace
+            await self._kill_leftovers(children)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child, as a crash would; it is restarted like after any exit.
+
+        For tests and the chat admin. A child that is not running right now
+        (backoff, crash loop, stopped) is left as it is.
+        """
+        child = self._children.get(name)
+        if child is None:
+            known = ", ".join(self._children) or "none"
+            raise ValueError(f"no process named {name!r}; supervised: {known}")
+        if child.process is None or child.process.returncode is not None:
+            log.info("kill %s: not running (%s)", name, child.state.state)
+            return
+        log.warning("killing %s (pid %d) on request", name, child.process.pid)
+        child.end(hard=True)
+
+    async def _supervise(self, child: _Child, process: asyncio.subprocess.Process | None) -> None:
+        """Watch one child from its first start: wait for each exit, restart or give up."""
+        settings = self._settings
+        backoff = Backoff(settings)
+        exits: collections.deque[float] = collections.deque()  # times of recent exits
+        while True:
+            started = time.monotonic()
+            code = await process.wait() if process is not None else None
+            now = time.monotonic()
+            self._exited(child, process, code)
+            if self._stopping or not wants_restart(child.spec.restart, code):
+                self._set(child, "stopped")
+                return
+            exits.append(now)
+            while exits[0] < now - settings.crash_loop_window_s:
+                exits.popleft()
+            if len(exits) > settings.crash_loop_restarts:
+                self._crash_loop(child, len(exits), code)
+                return
+            delay = backoff.next_delay(ran_s=now - started)
+            self._set(child, "backoff")
+            self._event(logging.INFO, f"{child.spec.name} restarts in {delay:.2f} s")
+            if await self._stop_requested_within(delay):
+                self._set(child, "stopped")
+                return
+            child.state.restarts += 1
+            process = await self._spawn(child)
+
+    async def _spawn(self, child: _Child) -> asyncio.subprocess.Process | None:
+        spec = child.spec
+        self._set(child, "starting")
+        try:
+            with self._output(spec.name) as output:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    spec.module,
+                    *spec.args,
+                    env={**os.environ, **self._env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    start_new_session=True,
+                    preexec_fn=self._preexec,
+                )
+        except (OSError, subprocess.SubprocessError) as error:
+            self._event(logging.ERROR, f"{spec.name} failed to start: {error}")
+            return None
+        child.process = process
+        child.state.pid = process.pid
+        self._set(child, "running")
+        again = f", restart {child.state.restarts}" if child.state.restarts else ""
+        self._event(logging.INFO, f"{spec.name} started (pid {process.pid}{again})")
+        if self._stopping:
+            # stop() signalled its group while this child was being spawned.
+            child.end(hard=self._killing)
+        return process
+
+    def _exited(
+        self, child: _Child, process: asyncio.subprocess.Process | None, code: int | None
+    ) -> None:
+        child.process = None
+        child.state.pid = None
+        child.state.last_exit = code
+        if process is not None:  # a failed spawn was reported by _spawn already
+            level = logging.INFO if self._stopping else logging.WARNING
+            self._event(level, f"{child.spec.name} (pid {process.pid}) {describe_exit(code)}")
+
+    async def _kill_leftovers(self, children: list[_Child]) -> None:
+        leftovers = self._running(children)
+        if not leftovers:
+            return
+        for child in leftovers:
+            self._event(
+                logging.WARNING,
+                f"{child.spec.name} did not stop within "
+                f"{self._settings.shutdown_timeout_s:g} s: SIGKILL",
+            )
+            child.end(hard=True)
+        await asyncio.gather(*(child.task for child in leftovers))
+
+    def _crash_loop(self, child: _Child, exits: int, code: int | None) -> None:
+        self._set(child, "crash_loop")
+        settings = self._settings
+        alert = Alert(
+            kind="crash_loop",
+            text=(
+                f"{child.spec.name} stopped after {exits} exits within "
+                f"{settings.crash_loop_window_s:g} s (last: {describe_exit(code)}); "
+                "not restarting it"
+            ),
+        )
+        self._event(logging.ERROR, alert.text)
+        self._state.alerts.append(alert)
+        if self._on_alert is not None:
+            self._on_alert(alert)
+
+    async def _stop_requested_within(self, delay: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+        except TimeoutError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _output(self, name: str) -> Iterator[IO[bytes] | None]:
+        # None = inherit the app's stdout/stderr. The file is the child's to keep;
+        # the app's copy of the descriptor is closed once the child is spawned.
+        if self._log_dir is None:
+            yield None
+            return
+        with open(self._log_dir / f"{name}.log", "ab") as output:
+            yield output
+
+    def _running(self, children: list[_Child]) -> list[_Child]:
+        return [child for child in children if child.task is not None and not child.task.done()]
+
+    def _set(self, child: _Child, phase: ProcessPhase) -> None:
+        child.state.state = phase
+        child.state.since = time.time()
+        if self._on_change is not None:
+            self._on_change(child.state)
+
+    def _event(self, level: int, text: str) -> None:
+        log.log(level, "%s", text)
+        self._state.events.append(text)
+
+
+@dataclass
+class Backoff:
+    """Restart delays that double after each exit, from backoff_s up to backoff_max_s.
+
+    A run that lasted backoff_reset_s or longer was healthy: the next delay
+    starts again from backoff_s, so a crash once a day never waits 30 s.
+    """
+
+    settings: SupervisorConfig
+    failures: int = 0
+
+    def next_delay(self, ran_s: float) -> float:
+        """The delay before restarting a child that just exited after running `ran_s` seconds."""
+        if ran_s >= self.settings.backoff_reset_s:
+            self.failures = 0
+        delay = min(self.settings.backoff_s * 2.0**self.failures, self.settings.backoff_max_s)
+        if delay < self.settings.backoff_max_s:
+            self.failures += 1  # stop counting at the cap, so 2**failures stays small
+        return delay
+
+
+def wants_restart(policy: RestartPolicy, code: int | None) -> bool:
+    """Whether a child that ended with `code` (None: it never started) is started again."""
+    if policy == "always":
+        return True
+    if policy == "on_failure":
+        return code != 0
+    return False
+
+
+def describe_exit(code: int | None) -> str:
+    """An exit status for people: 'exited with code 3', 'was killed by SIGKILL'."""
+    if code is None:
+        return "did not start"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    state: ProcessState
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+
+    def end(self, *, hard: bool) -> None:
+        """SIGTERM, or SIGKILL when `hard` (TerminateProcess for both on Windows)."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # it ended a moment ago
+            if hard:
+                self.process.kill()
+            else:
+                self.process.terminate()
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the app dies; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Resolved here, in the app: between fork and exec the child only makes the call.
+    # Linux sends the signal when the *thread* that forked the child ends: the
+    # event loop's thread, which lives as long as the app.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    app_pid = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != app_pid:  # the app died before the request was in place
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent

@@ -1,0 +1,1 @@
+"""NPC data collectors: the built-in game driven by its autopilot, balanced into sample sets."""

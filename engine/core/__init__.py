@@ -1,0 +1,1 @@
+"""The foundation every other package imports: errors, config, wire, services, db, store, logs."""

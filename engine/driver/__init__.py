@@ -1,0 +1,1 @@
+"""The driver (player): capture, one forward pass with Convcam, controller, unstuck, eval."""

@@ -1,0 +1,1 @@
+"""The trainer: buffers to batches to a compiled step, checkpoints, TensorBoard, its node."""

@@ -1,0 +1,407 @@
+"""The trainer: sample buffers -> batches -> compiled train step -> curves, checkpoints, status.
+
+Example::
+
+    configure_process(config.trainer)      # first, in the trainer's own process
+    with Trainer(config, "model_0000_demo_v1", streamed=True,
+                 on_status=send_status, on_checkpoint=announce_weights) as trainer:
+        trainer.add_sets(sample_sets)      # balanced sets from collectors, any thread
+        result = trainer.run(stop=stop_event)
+
+The trainer runs in its own process (TensorFlow never runs in the asyncio app)
+and knows nothing of how it is reached: sample sets come in through `add_sets`,
+and it reports through two callbacks, `on_status` (waiting for data / training /
+saving, batch, losses, samples/s, buffer fill: the wire protocol's
+`TrainerStatus`, so the trainer node forwards it as it is) and `on_checkpoint`
+(a new checkpoint the driver can load). The app's transport wraps those. The
+callbacks run on the thread that calls `run`, between steps: keep them quick.
+
+Training follows the reference: a step runs only while every buffer is at least
+`data.ready_threshold` full, and each batch takes an equal share of random
+samples from every buffer and removes them (`engine.data`). Mean losses go to
+TensorBoard (`<data_dir>/tensorboard/<version>/`) and a status report every
+`trainer.log_every` batches (and at least every 2 s); a checkpoint is saved every
+`trainer.checkpoint_every` batches and when the run ends, and a new run resumes
+from the latest checkpoint with its batch counter. Each run is one training
+period of the version in the registry, streamed or off-stream.
+
+An off-stream trainer (`charles-stream train`) has no sets coming in; while it
+waits for data it picks up samples that another process (`charles-stream
+collect`) stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import keras
+import tensorflow as tf
+
+from engine.core.config import Config, DataConfig, TrainerConfig
+from engine.core.errors import ModelError
+from engine.core.wire import BufferFill, TrainerState, TrainerStatus
+from engine.data.batches import BatchSource
+from engine.data.buffers import SampleBuffers
+from engine.data.samples import SampleSet
+from engine.trainer.train_step import TrainStep, make_strategy
+from models.build import build_architecture, build_model, compile_model
+from models.checkpoints import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from models.registry import Registry, version_dir
+from models.spec import ModelSpec
+from models.tensorboard_log import LossLog, tensorboard_dir
+
+log = logging.getLogger("charles.trainer")
+
+StopReason = Literal["batches_done", "stop_requested", "data_below_threshold"]
+
+# How long the loop waits for a batch before re-checking `stop` and the buffers.
+_POLL_S = 0.5
+# A status (and a TensorBoard point) at least this often while training, even when
+# `log_every` batches take longer (a big model on a CPU): the consoles stay live.
+_STATUS_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class NewCheckpoint:
+    """A checkpoint just saved: the driver can load `path` into the version's model."""
+
+    version: str
+    batch: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """How one `Trainer.run` went: batch counters before and after, and why it ended."""
+
+    version: str
+    start_batch: int
+    end_batch: int
+    stopped_because: StopReason
+    # Throughput while training (waits for data excluded); None if no batch was trained.
+    samples_per_s: float | None
+    # The newest checkpoint this trainer saved; None if it has saved none yet.
+    checkpoint: Path | None
+
+    @property
+    def batches(self) -> int:
+        """Batches trained in this run."""
+        return self.end_batch - self.start_batch
+
+
+def configure_process(settings: TrainerConfig) -> None:
+    """Lower the trainer's CPU priority and cap TensorFlow's threads, before TensorFlow starts.
+
+    On a 2-core machine the driver must keep its frame rate while the trainer
+    trains: a higher nice value lets it go first, fewer threads leave it a core.
+    Threads created later (TensorFlow's pools, the batch prefetcher) inherit the
+    nice value, so this runs first thing in the trainer process.
+    """
+    if settings.nice:
+        os.nice(settings.nice)
+    if settings.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(settings.threads)
+
+
+class Trainer:
+    """Trains one model version from the sample buffers; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        version: str,
+        *,
+        streamed: bool,
+        data_dir: str | Path | None = None,
+        on_status: Callable[[TrainerStatus], None] | None = None,
+        on_checkpoint: Callable[[NewCheckpoint], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.streamed = streamed
+        self.data_dir = Path(data_dir if data_dir is not None else config.app.data_dir)
+        self._on_status = on_status or (lambda status: None)
+        self._on_checkpoint = on_checkpoint or (lambda checkpoint: None)
+        with Registry(self.data_dir) as registry:
+            model_version = registry.version(version)
+        self.version = model_version.name
+        self.spec = model_version.spec()
+        _check_trainable(self.spec, config.data, self.version)
+        self.checkpoint_dir = version_dir(self.data_dir, self.version)
+        self.strategy = make_strategy(config.trainer.strategy)
+        self.model, self.batch = self._load_model(model_version.batches_trained)
+        self.step = TrainStep(self.model, self.strategy, self.spec.output_names)
+        if self.spec.training.batch_size < self.step.replicas:
+            raise ModelError(
+                f"{self.version}: training.batch_size = {self.spec.training.batch_size} is "
+                f"smaller than the {self.step.replicas} replicas of the mirrored strategy; "
+                f"accepted: {self.step.replicas} or more"
+            )
+        self.buffers = SampleBuffers.from_config(config, data_dir=self.data_dir, seed=seed)
+        self._saved_batch = self.batch
+        self._last_checkpoint: Path | None = None
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the sample storage (what it holds is already safe on disk)."""
+        self.buffers.storage.close()
+
+    def add_sets(self, sample_sets: Iterable[SampleSet]) -> None:
+        """Store balanced sets and add them to their buffers; safe from any thread."""
+        for sample_set in sample_sets:
+            self.buffers.add_set(sample_set)
+
+    def ready(self) -> bool:
+        """Whether every buffer is full enough to train (the reference's 90% rule)."""
+        return self.buffers.ready()
+
+    def fill(self) -> dict[str, BufferFill]:
+        """Each buffer's samples, against the number training needs."""
+        needed = math.ceil(self.buffers.ready_threshold * self.buffers.capacity)
+        return {
+            name: BufferFill(fill=held, capacity=self.buffers.capacity, needed=needed)
+            for name, held in self.buffers.fill().items()
+        }
+
+    def run(
+        self,
+        max_batches: int | None = None,
+        stop: threading.Event | None = None,
+        *,
+        wait_for_data: bool = True,
+    ) -> TrainingRun:
+        """Train `max_batches` more batches, until `stop` is set, or (not waiting) data runs low.
+
+        With `wait_for_data` the trainer waits while a buffer is below the
+        threshold; without it the run ends there. Either way the run ends with a
+        checkpoint of what it trained and a closed training period.
+        """
+        stop = stop or threading.Event()
+        start_batch = self.batch
+        if stop.is_set():
+            return TrainingRun(self.version, start_batch, start_batch, "stop_requested", None, None)
+        batch_size = self.spec.training.batch_size
+        try:
+            source = BatchSource(
+                self.buffers,
+                batch_size=batch_size,
+                frame_size=(self.spec.input.width, self.spec.input.height),
+                outputs=self.spec.output_names,
+                prefetch=self.config.data.prefetch_batches,
+            )
+        except ValueError as error:
+            raise ModelError(f"{self.version}: {error}") from None
+        with (
+            Registry(self.data_dir) as registry,
+            LossLog(tensorboard_dir(self.data_dir, self.version)) as curves,
+            source,
+        ):
+            period = registry.open_period(
+                self.version, streamed=self.streamed, start_batch=start_batch
+            )
+            log.info(
+                "training %s from batch %d (%s)",
+                self.version,
+                start_batch,
+                "streamed" if self.streamed else "off-stream",
+            )
+            loop = _Loop(self, source, registry, curves, period.id)
+            try:
+                reason, samples_per_s = loop.train(max_batches, stop, wait_for_data)
+                loop.finish()
+            except BaseException:
+                # The period ends at its last checkpoint: what a restart resumes from.
+                registry.close_period(period.id)
+                raise
+            registry.close_period(period.id, self.batch)
+        self._report("stopped", loop.last_losses, None)
+        log.info("stopped %s at batch %d: %s", self.version, self.batch, reason.replace("_", " "))
+        return TrainingRun(
+            self.version, start_batch, self.batch, reason, samples_per_s, self._last_checkpoint
+        )
+
+    def _save(self, registry: Registry, period_id: int) -> None:
+        """Checkpoint the current batch, record it in the period, and announce it."""
+        self._report("saving", None, None)
+        checkpoint = save_checkpoint(
+            self.model,
+            self.checkpoint_dir,
+            self.batch,
+            keep=self.config.models.keep_checkpoints,
+        )
+        registry.record_batches(period_id, self.batch)
+        self._saved_batch = self.batch
+        self._last_checkpoint = checkpoint.path
+        self._on_checkpoint(NewCheckpoint(self.version, self.batch, checkpoint.path))
+
+    def _report(
+        self,
+        state: TrainerState,
+        losses: dict[str, float] | None,
+        samples_per_s: float | None,
+    ) -> None:
+        self._on_status(
+            TrainerStatus(
+                version=self.version,
+                status=state,
+                batch=self.batch,
+                loss=dict(losses or {}),
+                samples_per_s=samples_per_s or 0.0,
+                buffers=self.fill(),
+            )
+        )
+
+    def _load_model(self, batches_recorded: int) -> tuple[keras.Model, int]:
+        """The version's model under the strategy, with its latest checkpoint and batch counter."""
+        resuming = bool(list_checkpoints(self.checkpoint_dir))
+        with self.strategy.scope():
+            # Only a brand-new version starts from ImageNet weights; a checkpoint replaces them.
+            model = (
+                build_architecture(self.spec)
+                if resuming
+                else build_model(self.spec, self.config.models.imagenet_weights)
+            )
+            compile_model(model, self.spec)
+            checkpoint = load_latest_checkpoint(model, self.checkpoint_dir)
+        if checkpoint is None:
+            if batches_recorded:
+                log.warning(
+                    "%s trained %d batches, but %s holds no checkpoint; starting again at 0",
+                    self.version,
+                    batches_recorded,
+                    self.checkpoint_dir,
+                )
+            return model, 0
+        return model, checkpoint.batch
+
+
+def _check_trainable(spec: ModelSpec, data: DataConfig, version: str) -> None:
+    """Refuse, before any training, a version the recorded samples cannot feed."""
+    missing = [name for name in spec.output_names if name not in data.outputs]
+    if missing:
+        raise ModelError(
+            f"{version}: outputs {', '.join(missing)} are not recorded in samples; "
+            f"data.outputs lists {', '.join(data.outputs)}; accepted: a version whose outputs "
+            "are all among them"
+        )
+    if spec.input.frames != 1:
+        raise ModelError(
+            f"{version}: input.frames = {spec.input.frames}, but a sample carries one frame; "
+            "accepted for training: frames = 1"
+        )
+
+
+class _Loop:
+    """One run's training loop: the per-batch work and its bookkeeping."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        source: BatchSource,
+        registry: Registry,
+        curves: LossLog,
+        period_id: int,
+    ) -> None:
+        self.trainer = trainer
+        self.source = source
+        self.registry = registry
+        self.curves = curves
+        self.period_id = period_id
+        self.last_losses: dict[str, float] | None = None
+        self._logged_batch = trainer.batch
+        self._logged_at = time.monotonic()
+        self._training_s = 0.0
+        self._interval_training_s = 0.0
+        self._interval_samples = 0
+        self._samples_trained = 0
+
+    def train(
+        self, max_batches: int | None, stop: threading.Event, wait_for_data: bool
+    ) -> tuple[StopReason, float | None]:
+        """Step until done; return why it stopped and the samples/s while training."""
+        trainer = self.trainer
+        settings = trainer.config.trainer
+        end = None if max_batches is None else trainer.batch + max_batches
+        waiting = False
+        reason: StopReason = "batches_done"
+        while end is None or trainer.batch < end:
+            if stop.is_set():
+                reason = "stop_requested"
+                break
+            started = time.perf_counter()
+            batch = self.source.next_batch(timeout=_POLL_S)
+            if batch is None:
+                if trainer.buffers.ready():
+                    continue  # a batch is still being decoded
+                if not wait_for_data:
+                    reason = "data_below_threshold"
+                    break
+                self._wait(announce=not waiting)
+                waiting = True
+                continue
+            waiting = False
+            trainer.step(batch.x, batch.y)
+            trainer.batch += 1
+            elapsed = time.perf_counter() - started
+            self._interval_training_s += elapsed
+            self._training_s += elapsed
+            self._interval_samples += len(batch.x)
+            self._samples_trained += len(batch.x)
+            if (
+                trainer.batch % settings.log_every == 0
+                or time.monotonic() - self._logged_at >= _STATUS_EVERY_S
+            ):
+                self._log_interval()
+            if trainer.batch % settings.checkpoint_every == 0:
+                trainer._save(self.registry, self.period_id)
+        speed = self._samples_trained / self._training_s if self._training_s else None
+        return reason, speed
+
+    def finish(self) -> None:
+        """Log the last partial interval and checkpoint what was trained since the last save."""
+        trainer = self.trainer
+        if trainer.batch != self._logged_batch:
+            self._log_interval()
+        if trainer.batch != trainer._saved_batch:
+            trainer._save(self.registry, self.period_id)
+
+    def _log_interval(self) -> None:
+        trainer = self.trainer
+        losses = trainer.step.mean_losses()
+        samples_per_s = (
+            self._interval_samples / self._interval_training_s
+            if self._interval_training_s
+            else None
+        )
+        self.curves.write(trainer.batch, losses, samples_per_s)
+        self.last_losses = losses
+        self._logged_batch = trainer.batch
+        self._logged_at = time.monotonic()
+        self._interval_training_s = 0.0
+        self._interval_samples = 0
+        trainer._report("training", losses, samples_per_s)
+
+    def _wait(self, *, announce: bool) -> None:
+        """A buffer is below the threshold: report it and, off-stream, look for stored samples."""
+        trainer = self.trainer
+        if announce:
+            fill = ", ".join(f"{name} {f.fill}/{f.needed}" for name, f in trainer.fill().items())
+            log.info("waiting for data: buffers %s (held/needed)", fill)
+            self.curves.flush()
+        if not trainer.streamed:
+            trainer.buffers.load_new()
+        trainer._report("waiting_for_data", self.last_losses, None)
