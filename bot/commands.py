@@ -7,12 +7,16 @@ Example::
     reply.text    # "model_0000_demo_v3 · batch 12,345 · loss 0.0213 · ..."
     announcement = await router.close_due_vote()  # the app calls this when a vote is due
 
-Commands (prefix and aliases from `[chat]`): `!model`, `!models`, `!stats`,
-`!tag [note]`, `!vote NAME`, `!timeline`, `!help`, the named moments of
+Each command is one `@command` method of `Router` that declares its name,
+help line, usage, default cooldown and audience (`bot/declarations.py`); the
+dispatch, `!help`, the cooldown defaults, the refusal for viewers and the
+`[chat]` checks (`check_config`) all read those declarations. Commands
+(prefix and aliases from `[chat]`): `!help [COMMAND]`, `!model`, `!models`,
+`!stats`, `!tag [note]`, `!timeline`, `!vote NAME`, the named moments of
 `[chat.moments]` (`!water`), and for the broadcaster and moderators
 `!switch NAME [new]`. Every action goes through the app's `Actions`
 (`engine/core/actions.py`), the one place that switches and tags; numbers
-come from `AppState`. Unknown commands and plain chat get no reply; a
+come from the app's state. Unknown commands and plain chat get no reply; a
 command on cooldown is ignored silently; the broadcaster and moderators
 have no cooldowns. Text a viewer typed is made
 plain (`bot/text.py`) before it is stored, alerted or echoed.
@@ -25,17 +29,20 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.catalog import ModelCatalog, Models
-from bot.cooldowns import Cooldowns
+from bot.chat_config import check_chat_config
+from bot.cooldowns import Cooldown, Cooldowns
+from bot.declarations import ChatCommand, CommandHandlers, command
 from bot.messages import ChatMessage, Reply
-from bot.permissions import is_moderator
+from bot.permissions import EVERYONE, MODERATORS, is_moderator
 from bot.text import SAFE_START, plain_text, reply_text
 from bot.votes import VoteBox, VoteResult
 from engine.core.actions import Actions
-from engine.core.config import CHAT_COMMANDS, ChatConfig
+from engine.core.config import ChatConfig, Config
+from engine.core.store import AlertRaised
 from engine.core.wire import Alert
 from engine.records.moments import MAX_NOTE_CHARS
 from engine.records.timeline import Timeline, TimelineEvent
@@ -52,13 +59,19 @@ SHOWN_CHARS = 40
 MAX_NAME_CHARS = 40
 TIMELINE_EVENTS = 3
 VOTE_RESULTS_SHOWN = 3
-SWITCH_DENIED = "switch:denied"  # a cooldown of its own for the "moderators only" hint
+# A refused command rests under this key of its own (with the "default" cooldown): the
+# "moderators only" answer is not repeated to every viewer who tries.
+REFUSED = "{}:refused"
+# Where no [chat] file is named (a router built in a test or a tool).
+NO_SOURCE = "<chat config>"
 
-Handler = Callable[[ChatMessage, str], Awaitable[str | None]]
 
+class Router(CommandHandlers):
+    """Parses chat lines, checks roles and cooldowns, acts, and words the replies.
 
-class Router:
-    """Parses chat lines, checks roles and cooldowns, acts, and words the replies."""
+    Raises `ConfigError` when `config` names a command that is not declared
+    (`source`: the file it came from, for the message).
+    """
 
     def __init__(
         self,
@@ -67,28 +80,22 @@ class Router:
         *,
         catalog: ModelCatalog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        source: str = NO_SOURCE,
     ) -> None:
+        check_chat_config(config, source, self.commands)
         self.config = config
         self.actions = actions
         self.state = actions.state
         self.catalog = catalog or ModelCatalog(actions.data_dir)
         self.timeline = Timeline(actions.data_dir)
-        self.cooldowns = Cooldowns(config)
+        self.cooldowns = Cooldowns(
+            config, {name: declared.cooldown for name, declared in self.commands.items()}
+        )
         self.votes = VoteBox(window_s=config.vote_window_s, threshold=config.vote_threshold)
         self._clock = clock
         # What a viewer may type after the prefix -> the command or moment it runs.
-        self._names = {name: name for name in (*CHAT_COMMANDS, *config.moments)}
+        self._names = {name: name for name in (*self.commands, *config.moments)}
         self._names.update(config.aliases)
-        self._handlers: dict[str, Handler] = {
-            "help": self._help,
-            "model": self._model,
-            "models": self._models,
-            "stats": self._stats,
-            "switch": self._switch,
-            "tag": self._tag,
-            "timeline": self._timeline,
-            "vote": self._vote,
-        }
 
     def parse(self, text: str) -> tuple[str, str] | None:
         """(command or moment, arguments) of a chat line, or None if it runs nothing."""
@@ -111,15 +118,20 @@ class Router:
         command, arguments = parsed
         # The name goes into alerts, moments, the timeline and replies: plain text from here on.
         message = dataclasses.replace(message, user=plain_text(message.user, MAX_NAME_CHARS) or "?")
-        moderator = is_moderator(message.roles)
-        if command == "switch" and not moderator:
-            command = SWITCH_DENIED
+        declared = self.commands.get(command)
+        refused = declared is not None and not declared.allowed.admits(message.roles)
+        key = REFUSED.format(command) if refused else command
         now = self._clock()
-        if not moderator and not self.cooldowns.ready(command, message.key, now):
+        if not is_moderator(message.roles) and not self.cooldowns.ready(key, message.key, now):
             return None
-        self.cooldowns.use(command, message.key, now)
+        self.cooldowns.use(key, message.key, now)
         try:
-            text = await self._run(command, message, arguments)
+            if declared is None:
+                text = await self._moment(command, message, arguments)
+            elif refused:
+                text = self._refusal(declared)
+            else:
+                text = await declared.handler(self, message, arguments)
         except Exception:  # a broken command must not take the chat (or the app) down
             log.exception("chat command %r from %s failed", command, message.user)
             text = f"Sorry, {self.config.prefix}{command} failed; the app's log says why"
@@ -137,30 +149,35 @@ class Router:
         if result is None:
             return None
         text = await self._apply_vote(result)
-        self.state.alerts.append(Alert(kind="vote", text=plain_text(text, MAX_NOTE_CHARS)))
+        self.state.apply(AlertRaised(Alert(kind="vote", text=plain_text(text, MAX_NOTE_CHARS))))
         log.info("%s", text)
         return Reply(self._reply_text(text))
 
     # -- commands ------------------------------------------------------------------------
 
-    async def _run(self, command: str, message: ChatMessage, arguments: str) -> str | None:
-        if command == SWITCH_DENIED:
-            return (
-                f"Only the broadcaster and moderators can {self.config.prefix}switch; "
-                f"vote with {self.config.prefix}vote NAME"
-            )
-        if command in self.config.moments:
-            return await self._moment(command, message, arguments)
-        return await self._handlers[command](message, arguments)
-
+    @command(
+        "help",
+        help="lists the commands, or says what one does",
+        usage="[COMMAND]",
+        cooldown=Cooldown(global_s=30.0, user_s=60.0),
+    )
     async def _help(self, message: ChatMessage, arguments: str) -> str:
         p = self.config.prefix
-        moments = " ".join(f"{p}{name}" for name in self.config.moments)
-        return (
-            f"Commands: {p}model {p}models {p}stats {p}timeline {p}tag [note] {p}vote NAME"
-            f"{' ' + moments if moments else ''} · moderators: {p}switch NAME [new]"
-        )
+        asked = arguments.split(None, 1)[0].lower().removeprefix(p) if arguments else ""
+        name = self._names.get(asked)
+        if name is not None:
+            return self._describe(name)
+        everyone = [self._shown(c) for c in self.commands.values() if c.allowed is EVERYONE]
+        moments = [f"{p}{name}" for name in self.config.moments]
+        text = "Commands: " + " ".join([*everyone, *moments])
+        moderators = [self._shown(c) for c in self.commands.values() if c.allowed is MODERATORS]
+        return f"{text} · moderators: {' '.join(moderators)}" if moderators else text
 
+    @command(
+        "model",
+        help="the model on stream: its version, batch and time on stream",
+        cooldown=Cooldown(global_s=10.0, user_s=30.0),
+    )
     async def _model(self, message: ChatMessage, arguments: str) -> str:
         version = self.state.version
         if not version:
@@ -172,6 +189,11 @@ class Router:
             f"streamed for {_duration(current)} ({_duration(total)} in total)"
         )
 
+    @command(
+        "models",
+        help="the model lines and their versions, any of which can be voted for",
+        cooldown=Cooldown(global_s=15.0, user_s=60.0),
+    )
     async def _models(self, message: ChatMessage, arguments: str) -> str:
         models = await self.catalog.current()
         lines = " | ".join(_describe_line(line, models) for line in models.lines)
@@ -180,6 +202,11 @@ class Router:
             f"{self.config.prefix}vote NAME"
         )
 
+    @command(
+        "stats",
+        help="training and driving numbers: batch, loss, buffers, samples/s, PPS and FPS",
+        cooldown=Cooldown(global_s=10.0, user_s=30.0),
+    )
     async def _stats(self, message: ChatMessage, arguments: str) -> str:
         parts = [self.state.version or "no model on stream"]
         trainer, driver = self.state.trainer, self.state.driver
@@ -206,11 +233,18 @@ class Router:
             parts.append(f"on stream {_duration(current)}")
         return " · ".join(parts)
 
+    @command(
+        "switch",
+        help="puts a model line or version on stream now; with new, a new version of the line",
+        usage="NAME [new]",
+        cooldown=Cooldown(),
+        allowed=MODERATORS,
+        refusal_hint="vote with {prefix}vote NAME",
+    )
     async def _switch(self, message: ChatMessage, arguments: str) -> str:
         words = arguments.split()
-        usage = f"usage: {self.config.prefix}switch NAME [new] (NAME: {self.config.prefix}models)"
         if not 1 <= len(words) <= 2 or (len(words) == 2 and words[1].lower() != "new"):
-            return usage
+            return self._usage("switch", f"(NAME: {self.config.prefix}models)")
         name = words[0]
         problem = await self._unknown_model(name)
         if problem:
@@ -225,10 +259,16 @@ class Router:
             return f"{result['version']} is on stream already"
         return f"Switched to {result['version']} ({result['how']}, batch {result['batch']:,})"
 
+    @command(
+        "vote",
+        help="votes for the model to stream next; the first vote opens the vote",
+        usage="NAME",
+        cooldown=Cooldown(global_s=0.0, user_s=2.0),
+    )
     async def _vote(self, message: ChatMessage, arguments: str) -> str | None:
         name = arguments.split(None, 1)[0].lower() if arguments else ""
         if not name:
-            return f"usage: {self.config.prefix}vote NAME (NAME: {self.config.prefix}models)"
+            return self._usage("vote", f"(NAME: {self.config.prefix}models)")
         problem = await self._unknown_model(name)
         if problem:
             return problem
@@ -240,9 +280,15 @@ class Router:
             f"the next model (needs {self.config.vote_threshold} votes). "
             f"{message.user} votes {name}"
         )
-        self.state.alerts.append(Alert(kind="vote", text=plain_text(text, MAX_NOTE_CHARS)))
+        self.state.apply(AlertRaised(Alert(kind="vote", text=plain_text(text, MAX_NOTE_CHARS))))
         return text
 
+    @command(
+        "tag",
+        help="tags this moment of the stream, with an optional note",
+        usage="[note]",
+        cooldown=Cooldown(global_s=15.0, user_s=60.0),
+    )
     async def _tag(self, message: ChatMessage, arguments: str) -> str:
         note = plain_text(arguments, MAX_NOTE_CHARS) or "tagged"
         moment = await self.actions.tag(note, user=message.user)
@@ -258,6 +304,11 @@ class Router:
         moment = await self.actions.tag(note, user=message.user, name=name)
         return f"{text}! Moment #{moment['id']} at batch {moment['batch']:,}"
 
+    @command(
+        "timeline",
+        help="the latest events of the stream: which version streamed from when",
+        cooldown=Cooldown(global_s=30.0, user_s=60.0),
+    )
     async def _timeline(self, message: ChatMessage, arguments: str) -> str:
         events = await asyncio.to_thread(self.timeline.events)
         if not events:
@@ -274,6 +325,31 @@ class Router:
         """Chat-safe text that never starts with the prefix: the bot cannot command itself."""
         text = reply_text(text)
         return reply_text(SAFE_START + text) if text.startswith(self.config.prefix) else text
+
+    def _shown(self, declared: ChatCommand) -> str:
+        """A command as `!help` lists it: "!vote NAME"."""
+        shown = f"{self.config.prefix}{declared.name}"
+        return f"{shown} {declared.usage}" if declared.usage else shown
+
+    def _describe(self, name: str) -> str:
+        """`!help NAME`: what the command or moment `name` does, and who may use it."""
+        declared = self.commands.get(name)
+        if declared is None:
+            moment = self.config.moments[name]
+            return f'{self.config.prefix}{name} [note]: tags the moment "{moment}" (and your note)'
+        text = f"{self._shown(declared)}: {declared.help}"
+        return text if declared.allowed is EVERYONE else f"{text} ({declared.allowed.value} only)"
+
+    def _usage(self, name: str, note: str) -> str:
+        """The usage reply of command `name`: "usage: !vote NAME (NAME: !models)"."""
+        return f"usage: {self._shown(self.commands[name])} {note}"
+
+    def _refusal(self, declared: ChatCommand) -> str:
+        """The answer to someone outside the command's audience."""
+        p = self.config.prefix
+        text = f"Only {declared.allowed.value} can {p}{declared.name}"
+        hint = declared.refusal_hint.format(prefix=p)
+        return f"{text}; {hint}" if hint else text
 
     async def _unknown_model(self, name: str) -> str | None:
         """Why `name` cannot be voted for or switched to, or None if it can."""
@@ -304,6 +380,15 @@ class Router:
         """Seconds `version` has been on stream since it last started, and in total."""
         events = await asyncio.to_thread(self.timeline.events)
         return streamed_seconds(events, version, datetime.now(UTC))
+
+
+def check_config(config: Config) -> None:
+    """Raise `ConfigError` if `[chat]` names a command the router does not declare.
+
+    The foundation cannot know the bot's commands; `charles-stream config check`
+    and the app call this so a bad alias stops them before anything starts.
+    """
+    check_chat_config(config.chat, config.source, Router.commands)
 
 
 def streamed_seconds(

@@ -3,7 +3,8 @@
 Example::
 
     roles = roles_from_badges(["moderator", "subscriber"])    # {"moderator", "subscriber"}
-    is_moderator(roles)                                       # True: may !switch, no cooldowns
+    is_moderator(roles)                                       # True: no cooldowns
+    MODERATORS.admits(roles)                                  # True: may !switch
 
 A name can be anything a viewer registers, a badge only Twitch grants: the
 broadcaster badge comes with the channel, moderator and VIP badges with the
@@ -13,6 +14,7 @@ broadcaster (whoever holds the hub token runs the stream).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from typing import Literal
 
@@ -40,3 +42,22 @@ def roles_from_badges(badge_set_ids: Iterable[str]) -> frozenset[Role]:
 def is_moderator(roles: frozenset[Role]) -> bool:
     """Broadcaster or moderator: may switch models directly and has no cooldowns."""
     return "broadcaster" in roles or "moderator" in roles
+
+
+class Audience(enum.Enum):
+    """Who may use a chat command, as its declaration says (`bot/declarations.py`).
+
+    The value is how a refusal names the audience: "Only the broadcaster and
+    moderators can !switch".
+    """
+
+    EVERYONE = "everyone"
+    MODERATORS = "the broadcaster and moderators"
+
+    def admits(self, roles: frozenset[Role]) -> bool:
+        """Whether someone with `roles` may use a command declared for this audience."""
+        return self is Audience.EVERYONE or is_moderator(roles)
+
+
+EVERYONE = Audience.EVERYONE
+MODERATORS = Audience.MODERATORS

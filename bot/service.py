@@ -51,7 +51,7 @@ class ChatBot:
     """Starts and stops the chat transports around one `Router`."""
 
     def __init__(self, config: Config, actions: Actions, *, hub_token: str) -> None:
-        self.router = Router(config.chat, actions)
+        self.router = Router(config.chat, actions, source=config.source)
         self.state = actions.state
         self.twitch = (
             TwitchChat(

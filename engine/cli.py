@@ -9,12 +9,14 @@ Each subcommand lives next to the code it runs and registers itself through an
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from bot import cli as chat_cli
 from bot import twitch_cli
+from bot.commands import check_config as check_chat_config
 from engine.app import cli as run_cli
 from engine.collector import cli as collect_cli
 from engine.core import config_cli
@@ -35,7 +37,8 @@ log = logging.getLogger("charles")
 # (name, add_command) in the order `--help` lists them.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     run_cli.add_command,
-    config_cli.add_command,
+    # The loader cannot know the bot's commands: [chat] is checked against them here.
+    functools.partial(config_cli.add_command, checks=(check_chat_config,)),
     sim_cli.add_command,
     collect_cli.add_command,
     data_cli.add_command,

@@ -1,9 +1,18 @@
-"""What the bot's tests share: a data directory with model versions, real actions, Twitch config."""
+"""What the bot's tests share: a data directory with model versions, real actions, Twitch config.
+
+Also `LouderRouter`: the router with two more commands, each declared in one
+place, the way a new command is added.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bot.commands import Router
+from bot.cooldowns import Cooldown
+from bot.declarations import command
+from bot.messages import ChatMessage
+from bot.permissions import MODERATORS
 from bot.tokens import TokenStore, TwitchTokens
 from engine.app.actions import StreamActions
 from engine.app.hub import Hub
@@ -15,6 +24,23 @@ from tests.twitch_server import BOT_SCOPES, FakeTwitch
 
 DEMO = "model_0000_demo"
 XCEPTION = "model_0003_xception"
+
+
+class LouderRouter(Router):
+    """The router plus !shout (everyone, its own cooldown) and !pause (moderators, no cooldown)."""
+
+    @command(
+        "shout",
+        help="says it louder",
+        usage="TEXT",
+        cooldown=Cooldown(global_s=7.0, user_s=70.0),
+    )
+    async def _shout(self, message: ChatMessage, arguments: str) -> str:
+        return arguments.upper() or "WHAT?"
+
+    @command("pause", help="pauses the stream", allowed=MODERATORS)
+    async def _pause(self, message: ChatMessage, arguments: str) -> str:
+        return "paused"
 
 
 class Clock:

@@ -7,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.commands import Router, streamed_seconds
+from bot.cooldowns import DEFAULT_COOLDOWN, Cooldown
+from bot.declarations import command
 from bot.messages import ChatMessage
 from bot.permissions import roles_from_badges
 from engine.core.config import ChatConfig, CooldownConfig
+from engine.core.store import Received
 from engine.core.wire import BufferFill, DriverStatus, TrainerStatus
 from engine.records.timeline import TimelineEvent
-from tests.bot_helpers import DEMO, XCEPTION, Clock, streaming_actions
+from tests.bot_helpers import DEMO, XCEPTION, Clock, LouderRouter, streaming_actions
 
 VIEWER = frozenset()
 MODERATOR = roles_from_badges(["moderator"])
@@ -47,12 +50,33 @@ def test_roles_come_from_badges_only():
 
 
 async def test_help_lists_commands_and_named_moments(router):
-    text = await say(router, "!help")
-    assert "!stats" in text and "!vote NAME" in text and "!water" in text and "!switch" in text
+    assert await say(router, "!help") == (
+        "Commands: !help [COMMAND] !model !models !stats !tag [note] !timeline !vote NAME !water"
+        " · moderators: !switch NAME [new]"
+    )
+
+
+async def test_help_with_a_name_says_what_the_command_or_moment_does(router, clock):
+    # A reply never starts with the prefix (the bot cannot command itself): "» " goes first.
+    assert await say(router, "!help vote", user="a") == (
+        "» !vote NAME: votes for the model to stream next; the first vote opens the vote"
+    )
+    clock.now += 30
+    assert await say(router, "!help !switch", user="b") == (
+        "» !switch NAME [new]: puts a model line or version on stream now; with new, a new version "
+        "of the line (the broadcaster and moderators only)"
+    )
+    clock.now += 30
+    assert await say(router, "!help water", user="c") == (
+        '» !water [note]: tags the moment "Charles went for a swim" (and your note)'
+    )
+    clock.now += 30
+    assert (await say(router, "!help nosuch", user="d")).startswith("Commands: !help")
 
 
 async def test_model_says_version_created_batch_and_time_on_stream(router, actions):
-    actions.state.trainer = TrainerStatus(version="model_0000_demo_v1", status="training", batch=42)
+    report = TrainerStatus(version="model_0000_demo_v1", status="training", batch=42)
+    actions.state.apply(Received(report, "trainer"))
     text = await say(router, "!model")
     assert text.startswith("On stream: model_0000_demo_v1 (created ")
     assert "batch 42" in text and "streamed for 0 s" in text
@@ -66,7 +90,7 @@ async def test_models_lists_lines_and_their_versions(router):
 
 
 async def test_stats_reports_training_and_driving_numbers(router, actions):
-    actions.state.trainer = TrainerStatus(
+    trainer = TrainerStatus(
         version="model_0000_demo_v1",
         status="training",
         batch=12_345,
@@ -74,9 +98,9 @@ async def test_stats_reports_training_and_driving_numbers(router, actions):
         buffers={"steering": BufferFill(fill=1_990, capacity=2_000, needed=1_800)},
         samples_per_s=412.0,
     )
-    actions.state.driver = DriverStatus(
-        version="model_0000_demo_v1", batch=12_000, pps=31.2, fps=58.7
-    )
+    driver = DriverStatus(version="model_0000_demo_v1", batch=12_000, pps=31.2, fps=58.7)
+    actions.state.apply(Received(trainer, "trainer"))
+    actions.state.apply(Received(driver, "driver"))
     text = await say(router, "!stats")
     assert text == (
         "model_0000_demo_v1 · batch 12,345 · loss 0.0213 · buffer steering 1,990/2,000 · "
@@ -190,6 +214,78 @@ async def test_prefix_aliases_and_cooldowns_come_from_config(actions, clock):
     assert (await say(router, "?s")).startswith("model_0000_demo_v1")
     assert (await say(router, "?swim")).startswith("Charles went for a swim!")
     assert await say(router, "!stats") is None
+
+
+async def test_declared_cooldowns_are_the_defaults_and_config_entries_win(actions):
+    router = Router(ChatConfig(cooldowns={"tag": CooldownConfig(global_s=1.0)}), actions)
+    assert router.cooldowns.of("tag") == Cooldown(global_s=1.0, user_s=0.0)
+    assert router.cooldowns.of("stats") == Router.commands["stats"].cooldown
+    assert router.cooldowns.of("stats") == Cooldown(global_s=10.0, user_s=30.0)
+    assert router.cooldowns.of("water") == DEFAULT_COOLDOWN
+
+
+async def test_a_new_command_declared_once_is_listed_in_help(actions):
+    router = LouderRouter(ChatConfig(), actions)
+    assert await say(router, "!help") == (
+        "Commands: !help [COMMAND] !model !models !shout TEXT !stats !tag [note] !timeline "
+        "!vote NAME !water · moderators: !pause !switch NAME [new]"
+    )
+    assert await say(router, "!help shout", roles=MODERATOR) == "» !shout TEXT: says it louder"
+    assert await say(router, "!shout vroom", user="a") == "VROOM"
+
+
+async def test_a_new_command_gets_its_declared_default_cooldown(actions, clock):
+    router = LouderRouter(ChatConfig(), actions, clock=clock)
+    assert router.cooldowns.of("shout") == Cooldown(global_s=7.0, user_s=70.0)
+    assert await say(router, "!shout a", user="a") == "A"
+    clock.now += 6.9
+    assert await say(router, "!shout b", user="b") is None
+    clock.now += 0.2
+    assert await say(router, "!shout b", user="b") == "B"
+    clock.now += 60
+    assert await say(router, "!shout a", user="a") is None
+    clock.now += 3
+    assert await say(router, "!shout a", user="a") == "A"
+
+
+async def test_a_new_command_without_a_cooldown_rests_like_default(actions):
+    router = LouderRouter(ChatConfig(), actions)
+    assert router.cooldowns.of("pause") == DEFAULT_COOLDOWN
+
+
+async def test_a_new_moderators_command_is_refused_to_viewers(actions, clock):
+    router = LouderRouter(ChatConfig(), actions, clock=clock)
+    assert await say(router, "!pause", user="a") == "Only the broadcaster and moderators can !pause"
+    assert await say(router, "!pause", user="b", roles=roles_from_badges(["vip"])) is None
+    assert await say(router, "!pause", roles=MODERATOR) == "paused"
+    assert await say(router, "!pause", roles=BROADCASTER) == "paused"
+    clock.now += DEFAULT_COOLDOWN.global_s
+    assert await say(router, "!pause", user="b", roles=roles_from_badges(["vip"])) == (
+        "Only the broadcaster and moderators can !pause"
+    )
+
+
+def test_a_command_name_declared_twice_in_one_class_is_refused():
+    with pytest.raises(TypeError, match=r"Twice\._b declares chat command 'stats' that Twice\._a"):
+
+        class Twice(Router):
+            @command("stats", help="one")
+            async def _a(self, message: ChatMessage, arguments: str) -> str:
+                return "a"
+
+            @command("stats", help="two")
+            async def _b(self, message: ChatMessage, arguments: str) -> str:
+                return "b"
+
+
+def test_a_subclass_may_redeclare_a_command_of_its_base():
+    class Quiet(Router):
+        @command("stats", help="nothing to see", cooldown=Cooldown(global_s=99.0))
+        async def _quiet_stats(self, message: ChatMessage, arguments: str) -> str:
+            return "shh"
+
+    assert Quiet.commands["stats"].help == "nothing to see"
+    assert Router.commands["stats"].help.startswith("training and driving numbers")
 
 
 async def test_a_failing_action_answers_instead_of_raising(router, actions, monkeypatch):

@@ -32,6 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from bot.commands import check_config as check_chat_config
 from bot.service import ChatBot
 from engine.app.actions import StreamActions
 from engine.app.consoles import render
@@ -40,7 +41,7 @@ from engine.app.processes import process_table
 from engine.app.supervisor import Supervisor
 from engine.core.config import Config
 from engine.core.secrets import hub_token
-from engine.core.store import AppState
+from engine.core.store import AppState, ConnectionChanged
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
 from overlays.obs import ObsLink, obs_password
 from overlays.server import OverlayServer
@@ -82,12 +83,15 @@ class StreamApp:
     """
 
     def __init__(self, config: Config, *, config_path: str | None, view: bool = False) -> None:
+        # [chat] against the bot's commands (the loader cannot know them), before anything is made.
+        check_chat_config(config)
         self.config = config
         self.config_path = config_path
         self.data_dir = Path(config.app.data_dir)
         self.state = AppState()
-        # Overlays/OBS and chat set these once they run; until then the API says so.
-        self.state.connections = {"obs": "not configured", "twitch": "not configured"}
+        # Overlays/OBS and chat say how their links are once they run; until then the API says so.
+        for link in ("obs", "twitch"):
+            self.state.apply(ConnectionChanged(link, "not configured"))
         self.token = hub_token(self.data_dir)
         self.hub = Hub(config.hub, self.token, self.state)
         self.actions = StreamActions(self.data_dir, self.state, self.hub)
@@ -149,7 +153,7 @@ async def _wait(stop: asyncio.Event, for_seconds: float | None, viewed: AppState
     """Until `stop` is set or `for_seconds` pass, redrawing the consoles if there is a view."""
     loop = asyncio.get_running_loop()
     deadline = None if for_seconds is None else loop.time() + for_seconds
-    live = Live(render(viewed), console=Console(stderr=True)) if viewed else None
+    live = Live(render(viewed.snapshot()), console=Console(stderr=True)) if viewed else None
     with live or contextlib.nullcontext():
         while not stop.is_set():
             timeout = 1.0 / VIEW_HZ
@@ -161,7 +165,7 @@ async def _wait(stop: asyncio.Event, for_seconds: float | None, viewed: AppState
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout)
             if live is not None:
-                live.update(render(viewed))
+                live.update(render(viewed.snapshot()))
 
 
 @contextlib.contextmanager
