@@ -4,13 +4,13 @@
 
 A server process runs the hub with the overlay routes (`OverlayServer`,
 default [overlay] settings) and a stand-in driver in the same event loop that
-records real built-in-game frames into `AppState.frames` at 30 fps, exactly as
+applies real built-in-game frames to the app's state at 30 fps, exactly as
 the hub does when the driver's `Frames` arrive: chase 1280x720, hood 480x270
 and a Convcam mosaic, JPEG quality 80. Debian's chromium (Playwright, no
 download) opens N pages of /overlay/camera (the chase camera, the largest
 image). Per frame, the page's paint time (after decode and drawImage) minus:
 
-- the time the frame was recorded in AppState ("state->paint": includes the
+- the time the frame was applied to the state ("state->paint": includes the
   publisher's wake-up), and
 - the hub's send stamp in the frame header ("send->paint": the issue's
   "hub-send to browser-paint").
@@ -42,7 +42,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from engine.app.hub import Hub
 from engine.core.config import HubConfig, OverlayConfig, SimConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, Received, VersionStreamed
 from engine.core.wire import Frames
 from engine.data.frames import encode_frame
 from engine.driver.convcam import render_convcam
@@ -110,8 +110,9 @@ def main() -> int:
 async def _serve(mode: str) -> None:
     """Serve pages and push 30 fps until killed; print the port, answer /bench/* for the parent."""
     frames = _game_frames()
-    state = AppState(version="model_0000_demo_v1", version_created="2026-11-20T10:00:00+00:00")
-    landed: dict[int, float] = {}  # sequence number of a chase frame -> ms it landed in AppState
+    state = AppState()
+    state.apply(VersionStreamed("model_0000_demo_v1", "2026-11-20T10:00:00+00:00"))
+    landed: dict[int, float] = {}  # sequence number of a chase frame -> ms it landed in the state
     bare_pages: set[web.WebSocketResponse] = set()
     overlays = OverlayServer(OverlayConfig(), state)
     if mode == "overlay":
@@ -163,7 +164,7 @@ async def _serve(mode: str) -> None:
             if sent == published + 1:
                 landed[sent] = landed_ms
             published = sent
-            state.record(Frames(hood=hood, convcam=convcam, chase=chase), "driver")
+            state.apply(Received(Frames(hood=hood, convcam=convcam, chase=chase), "driver"))
             landed_ms = time.time() * 1000
         else:
             landed[index + 1] = time.time() * 1000

@@ -14,9 +14,10 @@ replies go out through the Helix API, rate-limited by `Outbox`. twitchio owns
 the protocol: the websocket's welcome, keepalive, reconnect and resubscribe,
 token validation and refresh. This adapter adds what the stream needs around
 it: tokens from `<data_dir>/secrets/` (saved again whenever twitchio
-refreshes them), the link's state in `AppState.connections["twitch"]` (and
-the console), its own retries with backoff while Twitch cannot be reached at
-all, and badges turned into roles for the router. Problems only a person can
+refreshes them), the link's state applied to the app's state as a
+`ConnectionChanged` (shown in /api/status and the console), its own retries
+with backoff while Twitch cannot be reached at all, and badges turned into
+roles for the router. Problems only a person can
 fix (no tokens, the wrong account, an unknown channel) stop the retries and
 say what to do.
 
@@ -42,14 +43,14 @@ from bot.permissions import roles_from_badges
 from bot.tokens import SCOPES, TokenStore, TwitchTokens
 from engine.core.config import ChatConfig, TwitchConfig
 from engine.core.errors import ConfigError
-from engine.core.store import AppState
+from engine.core.store import AppState, ConnectionChanged
 
 log = logging.getLogger("charles.twitch")
 
 # Retries while Twitch cannot be reached at all: doubling from 1 s up to a minute.
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
-# How often the EventSub link's state is read into AppState.
+# How often the EventSub link's state is read into the app's state.
 WATCH_S = 0.25
 # twitchio retries a dropped websocket with backoff up to 90 s; past this we start over.
 LOST_AFTER_S = 120.0
@@ -272,8 +273,7 @@ class TwitchChat:
     def _set_state(self, text: str) -> None:
         if self.state.connections.get("twitch") == text:
             return
-        self.state.connections["twitch"] = text
-        self.state.events.append(f"twitch: {text}")
+        self.state.apply(ConnectionChanged("twitch", text, event=f"twitch: {text}"))
         log.info("Twitch: %s", text)
 
 

@@ -2,27 +2,43 @@
 
 Example::
 
-    feed = OverlayFeed(state, loss_points=2000)
-    feed.observe(time.time())       # call a few times a second: picks up new losses and alerts
+    feed = OverlayFeed(state, loss_points=2000)   # subscribes to the app's state
+    state.apply(Received(TrainerStatus(...), "trainer"))   # every report is one loss point
     feed.state_message()            # {"type": "state", "model": {...}, "loss": {...}, ...}
     feed.loss.as_json()             # the whole chart, for /overlay/loss.json
 
-`AppState` keeps only the newest trainer status and a short deque of alerts;
-the pages need a loss *history* and alerts they can tell apart. The feed keeps
-both on the overlay side, bounded: `loss_points` points of the streamed
-version (reset when it switches) and the last ALERTS_KEPT alerts, each with a
-sequence number so a page shows every alert once, also after a reconnect.
-Everything here is plain data read by the server in the app's event loop.
+The app's state keeps only the newest trainer report and a short tuple of
+alerts; the pages need a loss *history* and alerts they can tell apart. The
+feed keeps both on the overlay side, bounded, and builds them from the
+state's events as they are applied (not by sampling): every trainer report
+of the streamed version is a point, also when several come between two
+state messages, and `loss_points` points at most (restarted when the version
+switches). Each alert gets a sequence number and the wall-clock time it was
+raised, so a page shows every alert once, also after a reconnect; the last
+ALERTS_KEPT are kept.
+
+The state message is the pages' view of one `Snapshot`, as `/api/status` is
+the API's (`engine.core.store.status_view`); both go out through
+`engine.core.store.encode_json`. Everything here runs in the app's event loop.
 """
 
 from __future__ import annotations
 
 import collections
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.core.store import AppState
-from engine.core.wire import Alert
+from engine.core.store import (
+    AlertRaised,
+    AppState,
+    Event,
+    Received,
+    Snapshot,
+    VersionStreamed,
+)
+from engine.core.wire import Alert, TrainerStatus
 
 # The newest points ride along with every state message; a page that missed more (it was
 # slow, or the history was reset) fetches /overlay/loss.json.
@@ -31,125 +47,40 @@ ALERTS_KEPT = 20
 EVENTS_SHOWN = 8
 
 
-@dataclass(frozen=True)
-class LossPoint:
-    """The trainer's mean losses at one reported batch."""
+class OverlayFeed:
+    """The state message the pages get: a view of the app's state plus the loss and alert history.
 
-    seq: int
-    batch: int
-    losses: dict[str, float]
-
-    def as_json(self) -> list[Any]:
-        """[seq, batch, {name: loss}]: compact, the chart's wire form."""
-        return [self.seq, self.batch, self.losses]
-
-
-class LossHistory:
-    """The streamed version's loss curve since the app started or switched, at most `limit` points.
-
-    `generation` changes whenever the curve is restarted (a switch, or a trainer
-    that resumed from an older checkpoint), so a page knows to reload it.
+    From construction on it follows `state`'s events; what the state already
+    holds then (the current trainer report, the alerts) is taken as the start.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.version = ""
-        self.generation = 0
-        self._points: collections.deque[LossPoint] = collections.deque(maxlen=limit)
-        self._next_seq = 1
-
-    def observe(self, state: AppState) -> bool:
-        """Take the trainer's newest report if it is a new batch of the streamed version."""
-        if state.version != self.version:
-            self.version = state.version
-            self._restart()
-        trainer = state.trainer
-        if trainer is None or trainer.version != state.version or not trainer.loss:
-            return False
-        if self._points and trainer.batch == self._points[-1].batch:
-            return False
-        if self._points and trainer.batch < self._points[-1].batch:
-            # The trainer went back to an older checkpoint: those batches are trained again.
-            self._restart()
-        self._points.append(LossPoint(self._next_seq, trainer.batch, dict(trainer.loss)))
-        self._next_seq += 1
-        return True
-
-    def tail(self) -> dict[str, Any]:
-        """The newest points and the generation: what every state message carries."""
-        points = list(self._points)[-LOSS_TAIL:]
-        return {"generation": self.generation, "tail": [point.as_json() for point in points]}
-
-    def as_json(self) -> dict[str, Any]:
-        """The whole curve, for a page that (re)loads it."""
-        return {
-            "version": self.version,
-            "generation": self.generation,
-            "points": [point.as_json() for point in self._points],
-        }
-
-    def __len__(self) -> int:
-        return len(self._points)
-
-    def _restart(self) -> None:
-        self._points.clear()
-        self.generation += 1
-
-
-class AlertFeed:
-    """Numbers the alerts that appear in `AppState.alerts`, keeping the last ALERTS_KEPT."""
-
-    def __init__(self) -> None:
-        self._shown: collections.deque[list[Any]] = collections.deque(maxlen=ALERTS_KEPT)
-        self._newest: Alert | None = None  # held, so its identity cannot be reused
-        self._next_seq = 1
-
-    def observe(self, state: AppState, now_s: float) -> bool:
-        """Number the alerts added since the last call; True if there were any."""
-        alerts = list(state.alerts)
-        start = 0
-        if self._newest is not None:
-            # Alerts are only ever appended: everything after the newest one seen is new. If it
-            # has left the deque, every alert there is newer than it.
-            for index in range(len(alerts) - 1, -1, -1):
-                if alerts[index] is self._newest:
-                    start = index + 1
-                    break
-        fresh = alerts[start:]
-        for alert in fresh:
-            self._shown.append([self._next_seq, alert.kind, alert.text, round(now_s * 1000)])
-            self._next_seq += 1
-        if alerts:
-            self._newest = alerts[-1]
-        return bool(fresh)
-
-    def as_json(self) -> list[list[Any]]:
-        """[[seq, kind, text, at_ms], ...] oldest first."""
-        return list(self._shown)
-
-
-class OverlayFeed:
-    """The state message the pages get, built from `AppState` plus the loss and alert history."""
-
-    def __init__(self, state: AppState, *, loss_points: int) -> None:
+    def __init__(
+        self, state: AppState, *, loss_points: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.state = state
         self.loss = LossHistory(loss_points)
-        self.alerts = AlertFeed()
+        self.alerts = AlertFeed(clock)
+        now = state.snapshot()
+        self.loss.stream(now.version)
+        if now.trainer is not None:
+            self.loss.report(now.trainer)
+        for alert in now.alerts:
+            self.alerts.raised(alert)
+        state.subscribe(self._on_event)
 
-    def observe(self, now_s: float) -> None:
-        """Pick up new trainer losses and alerts (wall-clock `now_s` stamps the alerts)."""
-        self.loss.observe(self.state)
-        self.alerts.observe(self.state, now_s)
+    def state_message(self, snapshot: Snapshot | None = None) -> dict[str, Any]:
+        """Everything the tiles show except the images; the pages render it as text only.
 
-    def state_message(self) -> dict[str, Any]:
-        """Everything the tiles show except the images; the pages render it as text only."""
-        state = self.state
-        trainer, driver = state.trainer, state.driver
+        Built from `snapshot` (default: the state now).
+        """
+        now = snapshot or self.state.snapshot()
+        trainer, driver = now.trainer, now.driver
         return {
             "type": "state",
             "model": {
-                "version": state.version,
-                "created": state.version_created,
-                "batch": _streamed_batch(state),
+                "version": now.version,
+                "created": now.version_created,
+                "batch": now.streamed_batch(),
             },
             "trainer": (
                 {
@@ -183,22 +114,108 @@ class OverlayFeed:
             ),
             # Cameras say "no signal" by this, not by time since the last frame: a car standing
             # still sends the same JPEG again, which is not sent on to the pages.
-            "driver_connected": "driver" in state.nodes.values(),
+            "driver_connected": "driver" in now.nodes.values(),
             "processes": {
                 name: {"state": process.state, "restarts": process.restarts}
-                for name, process in state.processes.items()
+                for name, process in now.processes.items()
             },
-            "connections": dict(state.connections),
-            "events": list(state.events)[-EVENTS_SHOWN:],
+            "connections": dict(now.connections),
+            "events": list(now.events[-EVENTS_SHOWN:]),
             "alerts": self.alerts.as_json(),
             "loss": self.loss.tail(),
         }
 
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, VersionStreamed):
+            self.loss.stream(event.version)
+        elif isinstance(event, AlertRaised):
+            self.alerts.raised(event.alert)
+        elif isinstance(event, Received):
+            if isinstance(event.message, TrainerStatus):
+                self.loss.report(event.message)
+            elif isinstance(event.message, Alert):
+                self.alerts.raised(event.message)
 
-def _streamed_batch(state: AppState) -> int | None:
-    # The same rule as StreamActions.current_batch, without its records: trainer, else checkpoint.
-    if state.trainer is not None and state.trainer.version == state.version:
-        return state.trainer.batch
-    if state.checkpoint is not None and state.checkpoint.version == state.version:
-        return state.checkpoint.batch
-    return None
+
+@dataclass(frozen=True)
+class LossPoint:
+    """The trainer's mean losses at one reported batch."""
+
+    seq: int
+    batch: int
+    losses: dict[str, float]
+
+    def as_json(self) -> list[Any]:
+        """[seq, batch, {name: loss}]: compact, the chart's wire form."""
+        return [self.seq, self.batch, self.losses]
+
+
+class LossHistory:
+    """The streamed version's loss curve since the app started or switched, at most `limit` points.
+
+    `generation` changes whenever the curve is restarted (a switch, or a trainer
+    that resumed from an older checkpoint), so a page knows to reload it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.version = ""
+        self.generation = 0
+        self._points: collections.deque[LossPoint] = collections.deque(maxlen=limit)
+        self._next_seq = 1
+
+    def stream(self, version: str) -> None:
+        """The app streams `version` now: a different one starts a new curve."""
+        if version != self.version:
+            self.version = version
+            self._restart()
+
+    def report(self, report: TrainerStatus) -> bool:
+        """Add a trainer report as a point if it is a new batch of the streamed version."""
+        if report.version != self.version or not report.loss:
+            return False
+        if self._points and report.batch == self._points[-1].batch:
+            return False  # no step since the previous report: nothing new to draw
+        if self._points and report.batch < self._points[-1].batch:
+            # The trainer went back to an older checkpoint: those batches are trained again.
+            self._restart()
+        self._points.append(LossPoint(self._next_seq, report.batch, dict(report.loss)))
+        self._next_seq += 1
+        return True
+
+    def tail(self) -> dict[str, Any]:
+        """The newest points and the generation: what every state message carries."""
+        points = list(self._points)[-LOSS_TAIL:]
+        return {"generation": self.generation, "tail": [point.as_json() for point in points]}
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole curve, for a page that (re)loads it."""
+        return {
+            "version": self.version,
+            "generation": self.generation,
+            "points": [point.as_json() for point in self._points],
+        }
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def _restart(self) -> None:
+        self._points.clear()
+        self.generation += 1
+
+
+class AlertFeed:
+    """Numbers every alert as it is raised, keeping the last ALERTS_KEPT."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._shown: collections.deque[list[Any]] = collections.deque(maxlen=ALERTS_KEPT)
+        self._clock = clock
+        self._next_seq = 1
+
+    def raised(self, alert: Alert) -> None:
+        """Number an alert, stamped with the wall-clock time now."""
+        self._shown.append([self._next_seq, alert.kind, alert.text, round(self._clock() * 1000)])
+        self._next_seq += 1
+
+    def as_json(self) -> list[list[Any]]:
+        """[[seq, kind, text, at_ms], ...] oldest first."""
+        return list(self._shown)

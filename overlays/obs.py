@@ -7,12 +7,12 @@ Example::
     actions.on_tag = link.moment_tagged   # a tag saves the replay buffer with the moment
     await link.stop()
 
-While the app streams, `ObsLink` keeps one connection to OBS: it reports its
-state in `AppState.connections["obs"]` (so /api/status and the consoles show
-it), writes the streamed model's name and creation date into the scene's
-model label when OBS has one (`obs setup` makes it where OBS has no browser
-source), and saves the replay buffer for every tagged moment while the buffer
-runs, recording the saved file with the moment. OBS absent, restarting or
+While the app streams, `ObsLink` keeps one connection to OBS: it applies its
+state to the app's state as a `ConnectionChanged` (so /api/status and the
+consoles show it), writes the streamed model's name and creation date into
+the scene's model label when OBS has one (`obs setup` makes it where OBS has
+no browser source), and saves the replay buffer for every tagged moment while
+the buffer runs, recording the saved file with the moment. OBS absent, restarting or
 refusing the password never stops the app: the link retries, doubling its
 delay from `reconnect_min_s` to `reconnect_max_s`.
 
@@ -37,7 +37,7 @@ from obsws_python.error import OBSSDKError, OBSSDKRequestError, OBSSDKTimeoutErr
 from engine.core.config import ObsConfig
 from engine.core.errors import ConfigError
 from engine.core.secrets import SECRETS_DIR
-from engine.core.store import AppState
+from engine.core.store import AppState, ConnectionChanged, Noted
 from engine.records.moments import Moment, Moments
 
 log = logging.getLogger("charles.obs")
@@ -296,7 +296,7 @@ class ObsLink:
             log.info("moment %d: no replay saved, OBS's replay buffer is not running", moment.id)
             return
         await asyncio.to_thread(self.moments.set_replay, moment.id, path)
-        self.state.events.append(f"replay of moment {moment.id} saved: {path}")
+        self.state.apply(Noted(f"replay of moment {moment.id} saved: {path}"))
         log.info("moment %d: replay saved to %s", moment.id, path)
 
     async def _last_replay(self) -> str | None:
@@ -320,7 +320,7 @@ class ObsLink:
                 raise
 
     def _set_status(self, text: str) -> None:
-        self.state.connections["obs"] = text
+        self.state.apply(ConnectionChanged("obs", text))
         # Each change is logged once, not every retry.
         head = text.split(";")[0]
         if head != self._status.split(";")[0]:

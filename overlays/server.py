@@ -15,8 +15,8 @@ Routes (read-only, no token: they show what the stream shows anyway):
 - `/overlay/static/<file>`: the pages' plain JS and CSS (no build step).
 - `/overlay/loss.json`: the streamed version's loss history.
 - `/ws/overlay[?cameras=hood,convcam,chase]`: pushes a JSON state message
-  (consoles, model, alerts, the newest loss points) about `state_hz` times a
-  second when it changed, and the hood, Convcam and chase JPEGs as binary
+  (consoles, model, alerts, the newest loss points) when the app's state
+  changed, at most `state_hz` times a second, and the hood, Convcam and chase JPEGs as binary
   messages as they arrive, at most `max_fps` per camera, only the cameras
   named (all without `cameras`; a tile page names its own, or none). Each
   frame starts with FRAME_HEADER: the camera, the wall-clock ms when the hub
@@ -25,10 +25,10 @@ Routes (read-only, no token: they show what the stream shows anyway):
 
 A slow client never holds up another or grows the app's memory: each client
 has one slot per camera and one for the state, and a newer frame replaces the
-one still waiting in its slot. The publisher sleeps until new frames are
-recorded in `AppState` (it listens to `AppState.record`), a page connects, a
-frame held back by `max_fps` is due, or the next state sample (taken even
-without pages: the loss history must not miss points while no page is open).
+one still waiting in its slot. The publisher subscribes to the app's state
+and sleeps until new frames arrive, the state changes, a page connects or a
+frame held back by `max_fps` is due; with no page open it sends nothing (the
+loss history follows the state's events by itself, see `overlays.feed`).
 """
 
 from __future__ import annotations
@@ -37,18 +37,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import struct
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from engine.core.config import OverlayConfig
-from engine.core.store import AppState
-from engine.core.wire import Frames, Message
+from engine.core.store import AppState, Event, Received, encode_json
+from engine.core.wire import Frames
 from overlays.feed import OverlayFeed
 from overlays.layout import TILES, layout_json
 
@@ -98,9 +96,10 @@ class OverlayServer:
         self._credit_at = [0.0] * len(CAMERAS)
         self._sequence = [0] * len(CAMERAS)
         self._latest_jpeg: dict[int, bytes] = {}
-        # Set when there may be something to send: new frames recorded, or a page connected.
+        # Set when there may be something to send: new frames or state, or a page connected.
         self._wake = asyncio.Event()
-        state.listeners.append(self._on_recorded)
+        self._state_changed = False  # since the last state message went out
+        state.subscribe(self._on_event)
         self._publisher: asyncio.Task[None] | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -146,7 +145,7 @@ class OverlayServer:
 
     async def _loss(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=_dumps(self.feed.loss.as_json()),
+            text=encode_json(self.feed.loss.as_json()),
             content_type="application/json",
             headers=SECURITY_HEADERS,
         )
@@ -196,9 +195,9 @@ class OverlayServer:
 
     def _welcome(self, client: OverlayClient) -> None:
         hello = {"type": "hello", "server_ms": time.time() * 1000, "max_fps": self.config.max_fps}
-        client.offer_hello(_dumps(hello))
+        client.offer_hello(encode_json(hello))
         if self._state_text is None:
-            self._state_text = _dumps(self.feed.state_message())
+            self._state_text = encode_json(self.feed.state_message())
         client.offer_state(self._state_text)
         now_ms = time.time() * 1000
         for camera, jpeg in self._latest_jpeg.items():
@@ -216,9 +215,15 @@ class OverlayServer:
         for client in list(self.clients):
             await client.close(GOING_AWAY, "hub stopping")
 
-    def _on_recorded(self, message: Message) -> None:
-        if isinstance(message, Frames):
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Received) and isinstance(event.message, Frames):
             self._wake.set()
+            return
+        if self.clients:
+            self._state_changed = True
+            self._wake.set()
+        else:
+            self._state_text = None  # the next page to connect gets a fresh one
 
     async def _publish(self) -> None:
         loop = asyncio.get_running_loop()
@@ -227,23 +232,23 @@ class OverlayServer:
         while True:
             self._wake.clear()  # before looking: whatever comes in meanwhile wakes the wait
             now = loop.time()
+            timeout: float | None = None
             if self.clients:
                 self._publish_frames(now)
-            if now >= next_state:
-                next_state = now + period
-                self.feed.observe(time.time())
-                if self.clients:
+                if self._state_changed and now >= next_state:
+                    next_state = now + period
+                    self._state_changed = False
                     self._publish_state()
-                else:
-                    self._state_text = None  # the next page to connect gets a fresh one
-            timeout = max(0.0, next_state - loop.time())
-            if self.clients and self._waiting:
-                timeout = min(timeout, 1.0 / self.config.max_fps)  # a frame held by max_fps
+                if self._state_changed:
+                    timeout = max(0.0, next_state - loop.time())  # at most state_hz
+                if self._waiting:
+                    held = 1.0 / self.config.max_fps  # a frame held back by max_fps
+                    timeout = held if timeout is None else min(timeout, held)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _publish_state(self) -> None:
-        text = _dumps(self.feed.state_message())
+        text = encode_json(self.feed.state_message())
         if text == self._state_text:
             return
         self._state_text = text
@@ -394,18 +399,3 @@ def _page(*, tile: str) -> str:
 
 def _html(page: str) -> web.Response:
     return web.Response(text=page, content_type="text/html", headers=SECURITY_HEADERS)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    # A diverged model reports NaN; JSON has no NaN, and the pages show a gap (null) instead.
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value

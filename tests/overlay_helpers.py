@@ -13,7 +13,14 @@ from playwright.async_api import Browser, Page, Playwright
 
 from engine.app.hub import Hub
 from engine.core.config import HubConfig, OverlayConfig
-from engine.core.store import AppState
+from engine.core.store import (
+    AlertRaised,
+    AppState,
+    ConnectionChanged,
+    NodesChanged,
+    Received,
+    VersionStreamed,
+)
 from engine.core.wire import Alert, BufferFill, DriverStatus, Frames, TrainerStatus
 from overlays.server import OverlayServer
 from tests.hub_helpers import TOKEN
@@ -71,15 +78,22 @@ def solid_jpeg(bgr: tuple[int, int, int], width: int, height: int) -> bytes:
 
 def live_state() -> AppState:
     """An AppState as a running stream has it: frames, driver, trainer, an event and an alert."""
-    state = AppState(version=VERSION, version_created=CREATED)
-    state.connections = {"obs": "connected (OBS 29.0.2, replay buffer on)", "twitch": "off"}
-    state.nodes = {"driver": "driver", "trainer": "trainer"}
-    state.frames = Frames(
+    state = AppState()
+    state.apply(VersionStreamed(VERSION, CREATED))
+    state.apply(ConnectionChanged("obs", "connected (OBS 29.0.2, replay buffer on)"))
+    state.apply(ConnectionChanged("twitch", "off"))
+    state.apply(
+        NodesChanged(
+            {"driver": "driver", "trainer": "trainer"},
+            "trainer (trainer) connected from 127.0.0.1:5000",
+        )
+    )
+    frames = Frames(
         hood=solid_jpeg(HOOD_BGR, 480, 270),
         convcam=solid_jpeg(CONVCAM_BGR, 320, 320),
         chase=solid_jpeg(CHASE_BGR, 1280, 720),
     )
-    state.driver = DriverStatus(
+    driver = DriverStatus(
         version=VERSION,
         batch=500,
         predictions={"steering": 0.3, "throttle_brake": 0.8},
@@ -89,16 +103,17 @@ def live_state() -> AppState:
         unstucks=2,
         distance_m=1234.0,
     )
-    state.trainer = trainer_status(1180, 0.05)
-    state.events.append("trainer (trainer) connected from 127.0.0.1:5000")
-    state.alerts.append(Alert(kind="moment", text="viewer42: Charles went for a swim"))
+    for message in (frames, driver):
+        state.apply(Received(message, "driver"))
+    state.apply(Received(trainer_status(1180, 0.05), "trainer"))
+    state.apply(AlertRaised(Alert(kind="moment", text="viewer42: Charles went for a swim")))
     return state
 
 
-def trainer_status(batch: int, total: float) -> TrainerStatus:
+def trainer_status(batch: int, total: float, version: str = VERSION) -> TrainerStatus:
     """The trainer's report at `batch` with a total loss (the outputs' losses are parts of it)."""
     return TrainerStatus(
-        version=VERSION,
+        version=version,
         status="training",
         batch=batch,
         loss={"total": total, "steering": total * 0.6, "throttle_brake": total * 0.4},

@@ -8,9 +8,13 @@ from engine.app.actions import StreamActions
 from engine.app.hub import Hub
 from engine.core.actions import Action
 from engine.core.config import HubConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, Received
 from engine.core.wire import TrainerStatus
 from tests.driver_helpers import create_version
+
+
+def trainer_report(batch: int) -> TrainerStatus:
+    return TrainerStatus(version="model_0000_demo_v1", status="training", batch=batch)
 
 
 def actions_for(tmp_path) -> StreamActions:
@@ -23,7 +27,7 @@ async def test_switching_records_the_timeline_and_the_streamed_version(tmp_path)
     create_version(tmp_path)
     actions = actions_for(tmp_path)
     await actions(Action("switch", model="model_0000_demo_v1"))
-    actions.state.trainer = TrainerStatus(version="model_0000_demo_v1", status="training", batch=40)
+    actions.state.apply(Received(trainer_report(40), "trainer"))
     reply = await actions(Action("switch", model="model_0000_demo_v2", user="mod"))
     assert reply == {
         "version": "model_0000_demo_v2", "switched": True, "batch": 0, "how": "from scratch"
@@ -56,7 +60,7 @@ async def test_a_tag_stores_a_moment_at_the_current_batch(tmp_path):
     create_version(tmp_path)
     actions = actions_for(tmp_path)
     await actions.switch("model_0000_demo_v1")
-    actions.state.trainer = TrainerStatus(version="model_0000_demo_v1", status="training", batch=7)
+    actions.state.apply(Received(trainer_report(7), "trainer"))
     reply = await actions(Action("tag", text="<b>water</b>", user="viewer"))
     assert (reply["version"], reply["batch"], reply["note"]) == (
         "model_0000_demo_v1",

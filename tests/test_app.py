@@ -162,11 +162,12 @@ async def test_a_killed_driver_is_restarted_and_drives_again(app):
     pid = state.processes["driver"].pid
     app.supervisor.kill("driver")
     await wait_for(lambda: state.processes["driver"].pid not in (None, pid))
-    state.driver = None
+    before = state.driver
     # Restarted with its first --model, it catches up with the switch the hub greets it with.
     await wait_for(
         lambda: (
             state.driver is not None
+            and state.driver is not before
             and state.driver.version == state.version
             and state.driver.pps > 0
         ),

@@ -18,6 +18,7 @@ from engine.app.hub import Hub
 from engine.cli import main
 from engine.core.config import AppConfig, ChatConfig, Config, HubConfig, StreamConfig, TwitchConfig
 from engine.core.secrets import hub_token
+from engine.core.store import status_view
 from tests.bot_helpers import DEMO, bot_tokens, register_versions, streaming_actions, twitch_config
 from tests.hub_helpers import wait_until
 from tests.twitch_server import running_twitch
@@ -183,7 +184,7 @@ async def test_app_with_twitch_configured_joins_the_channel_and_leaves_on_stop(t
             await twitch.wait(twitch.subscribed)
             await twitch.chat("viewer42", "!stats")
             await twitch.wait(lambda: twitch.sent)
-            status = app.state.status_json()["connections"]["twitch"]
+            status = status_view(app.state.snapshot())["connections"]["twitch"]
         finally:
             await app.stop()
         await twitch.wait(lambda: not twitch.sessions)

@@ -5,19 +5,32 @@ from __future__ import annotations
 from rich.console import Console
 
 from engine.app.consoles import render
-from engine.core.store import AppState, ProcessState
+from engine.core.store import (
+    AppState,
+    Noted,
+    ProcessChanged,
+    ProcessState,
+    Received,
+    VersionStreamed,
+)
 from engine.core.wire import BufferFill, DriverStatus, TrainerStatus
 
 
 def text_of(state: AppState) -> str:
     console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(render(state))
+    console.print(render(state.snapshot()))
     return console.export_text()
 
 
+def streaming(version: str) -> AppState:
+    state = AppState()
+    state.apply(VersionStreamed(version))
+    return state
+
+
 def test_both_consoles_show_live_numbers():
-    state = AppState(version="model_0000_demo_v2")
-    state.trainer = TrainerStatus(
+    state = streaming("model_0000_demo_v2")
+    trainer = TrainerStatus(
         version="model_0000_demo_v2",
         status="training",
         batch=1234,
@@ -25,7 +38,7 @@ def test_both_consoles_show_live_numbers():
         samples_per_s=812.0,
         buffers={"steering": BufferFill(fill=1900, capacity=2000)},
     )
-    state.driver = DriverStatus(
+    driver = DriverStatus(
         version="model_0000_demo_v2",
         batch=1200,
         predictions={"steering": -0.25},
@@ -33,8 +46,10 @@ def test_both_consoles_show_live_numbers():
         fps=30.0,
         pps=29.5,
     )
-    state.processes["trainer"] = ProcessState("trainer", "running", pid=7, restarts=2)
-    state.events.append("trainer (pid 6) exited with code -9")
+    state.apply(Received(trainer, "trainer"))
+    state.apply(Received(driver, "driver"))
+    state.apply(ProcessChanged(ProcessState("trainer", "running", pid=7, restarts=2)))
+    state.apply(Noted("trainer (pid 6) exited with code -9"))
     text = text_of(state)
     for expected in (
         "Player: model_0000_demo_v2 (batch 1,200)",
@@ -51,6 +66,6 @@ def test_both_consoles_show_live_numbers():
 
 
 def test_consoles_say_starting_before_any_report():
-    text = text_of(AppState(version="model_0000_demo_v1"))
+    text = text_of(streaming("model_0000_demo_v1"))
     assert "waiting for the driver" in text
     assert "starting" in text

@@ -7,7 +7,9 @@ over real websockets with real msgpack.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import random
 import socket
 
@@ -19,7 +21,13 @@ from engine.app.hub import WAITING_SETS, Hub
 from engine.core.actions import Action
 from engine.core.config import HubConfig
 from engine.core.errors import DeviceError, UsageError
-from engine.core.store import AppState, ProcessState
+from engine.core.store import (
+    AppState,
+    ConnectionChanged,
+    ProcessChanged,
+    ProcessState,
+    VersionStreamed,
+)
 from engine.core.wire import (
     Alert,
     BufferFill,
@@ -328,9 +336,11 @@ def api(hub: Hub, path: str) -> str:
 
 
 async def test_statuses_sent_by_nodes_show_in_api_status():
-    state = AppState(version="m_v1", version_created="2024-05-01T10:00:00")
-    state.processes["trainer"] = ProcessState(name="trainer", state="running", pid=1234)
-    state.connections.update(obs="off", twitch="connected")
+    state = AppState()
+    state.apply(VersionStreamed("m_v1", "2024-05-01T10:00:00"))
+    state.apply(ProcessChanged(ProcessState(name="trainer", state="running", pid=1234)))
+    state.apply(ConnectionChanged("obs", "off"))
+    state.apply(ConnectionChanged("twitch", "connected"))
     trainer_status = TrainerStatus(
         version="m_v1",
         status="training",
@@ -354,6 +364,24 @@ async def test_statuses_sent_by_nodes_show_in_api_status():
     assert body["processes"]["trainer"]["state"] == "running"
     assert body["processes"]["trainer"]["pid"] == 1234
     assert body["connections"] == {"obs": "off", "twitch": "connected"}
+
+
+async def test_a_diverged_loss_reaches_api_status_as_null_in_valid_json():
+    state = AppState()
+    state.apply(VersionStreamed("m_v1", "2024-05-01T10:00:00"))
+    diverged = TrainerStatus(
+        version="m_v1", status="training", batch=43, loss={"total": math.nan, "steering": math.inf}
+    )
+    async with running_hub(state=state) as hub:
+        async with node_socket(hub, "trainer") as trainer:
+            await trainer.send_bytes(encode(diverged))
+            await wait_until(lambda: state.trainer is not None)
+        async with aiohttp.ClientSession() as session, session.get(api(hub, "/api/status")) as got:
+            text = await got.text()
+
+    assert got.headers["Content-Type"].startswith("application/json")
+    assert "NaN" not in text and "Infinity" not in text  # what Python's json would have written
+    assert json.loads(text)["loss"] == {"total": None, "steering": None}
 
 
 class ActionRecorder:

@@ -7,16 +7,16 @@ Xvfb with software OpenGL. The reconnect test restarts it, so it runs last.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.app.actions import StreamActions
 from engine.app.hub import Hub
 from engine.cli import main
 from engine.core.config import Config, HubConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, VersionStreamed
 from engine.records.moments import Moments
 from overlays.obs import MODEL_LABEL, PASSWORD_ENV, ObsError, ObsLink, ObsSession
 from overlays.obs_setup import setup_scene
@@ -39,10 +39,10 @@ def obs(tmp_path_factory: pytest.TempPathFactory) -> ObsProcess:
 
 
 def stream_config(obs: ObsProcess) -> Config:
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         Config(),
         hub=HubConfig(port=8765),
-        obs=dataclasses.replace(obs.config, scene=SCENE, reconnect_max_s=1.0),
+        obs=msgspec.structs.replace(obs.config, scene=SCENE, reconnect_max_s=1.0),
     )
 
 
@@ -93,14 +93,20 @@ def test_a_wrong_password_is_refused_with_what_to_do(obs):
     assert "charles-stream obs password" in str(refused.value)
 
 
+def streaming(version: str) -> AppState:
+    state = AppState()
+    state.apply(VersionStreamed(version, CREATED))
+    return state
+
+
 @pytest.mark.asyncio
 async def test_a_switch_updates_the_model_label(obs, tmp_path):
-    state = AppState(version="model_0000_demo_v1", version_created=CREATED)
+    state = streaming("model_0000_demo_v1")
     link = ObsLink(stream_config(obs).obs, state, Moments(tmp_path), PASSWORD)
     await link.start()
     try:
         await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
-        state.version, state.version_created = "model_0003_xception_v2", CREATED
+        state.apply(VersionStreamed("model_0003_xception_v2", CREATED))
         await wait_until(
             lambda: label_text(obs).startswith("model_0003_xception_v2\ncreated "), timeout=10
         )
@@ -111,7 +117,7 @@ async def test_a_switch_updates_the_model_label(obs, tmp_path):
 @pytest.mark.asyncio
 async def test_a_tag_saves_the_replay_buffer_and_records_the_file(obs, tmp_path):
     await asyncio.to_thread(_start_replay_buffer, obs)
-    state = AppState(version="model_0000_demo_v1", version_created=CREATED)
+    state = streaming("model_0000_demo_v1")
     actions = StreamActions(tmp_path, state, Hub(HubConfig(port=0), "token", state))
     link = ObsLink(stream_config(obs).obs, state, actions.moments, PASSWORD)
     actions.on_tag = link.moment_tagged
@@ -130,14 +136,14 @@ async def test_a_tag_saves_the_replay_buffer_and_records_the_file(obs, tmp_path)
 
 @pytest.mark.asyncio
 async def test_the_link_reconnects_after_obs_restarts_and_relabels(obs, tmp_path):
-    state = AppState(version="model_0000_demo_v1", version_created=CREATED)
+    state = streaming("model_0000_demo_v1")
     link = ObsLink(stream_config(obs).obs, state, Moments(tmp_path), PASSWORD)
     await link.start()
     try:
         await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
         await asyncio.to_thread(obs.stop)
         await wait_until(lambda: state.connections["obs"].startswith(("lost", "not connected")))
-        state.version = "model_0003_xception_v3"  # switched while OBS was away
+        state.apply(VersionStreamed("model_0003_xception_v3", CREATED))  # while OBS was away
         await asyncio.to_thread(obs.start)
         await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
         await wait_until(lambda: label_text(obs).startswith("model_0003_xception_v3"), timeout=10)

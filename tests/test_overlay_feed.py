@@ -1,101 +1,120 @@
-"""The overlay's own history: loss points of the streamed version, numbered alerts."""
+"""The overlay's own history, built from the state's events: loss points, numbered alerts."""
 
 from __future__ import annotations
 
-from engine.core.store import HISTORY_LENGTH, AppState
+import itertools
+
+from engine.core.store import AlertRaised, AppState, Received, VersionStreamed
 from engine.core.wire import Alert
-from overlays.feed import LOSS_TAIL, AlertFeed, LossHistory, OverlayFeed
+from overlays.feed import ALERTS_KEPT, LOSS_TAIL, OverlayFeed
 from tests.overlay_helpers import VERSION, trainer_status
 
 
-def test_loss_history_keeps_one_point_per_reported_batch():
-    state = AppState(version=VERSION)
-    history = LossHistory(limit=100)
-    for batch in (20, 20, 40, 40, 60):  # the same report seen twice is one point
-        state.trainer = trainer_status(batch, 1.0 / batch)
-        history.observe(state)
-    assert [point[1] for point in history.as_json()["points"]] == [20, 40, 60]
-    assert history.as_json()["points"][-1][2]["total"] == 1.0 / 60
+def streaming(version: str = VERSION) -> AppState:
+    state = AppState()
+    state.apply(VersionStreamed(version, "2026-11-20T10:00:00+00:00"))
+    return state
 
 
-def test_loss_history_ignores_another_versions_trainer():
-    state = AppState(version="model_0003_xception_v1")
-    history = LossHistory(limit=100)
-    state.trainer = trainer_status(20, 0.5)  # still the previous version's report
-    assert not history.observe(state)
-    assert len(history) == 0
+def report(state: AppState, batch: int, total: float, version: str = VERSION) -> None:
+    state.apply(Received(trainer_status(batch, total, version), "trainer"))
 
 
-def test_loss_history_starts_again_when_the_streamed_version_switches():
-    state = AppState(version=VERSION)
-    history = LossHistory(limit=100)
-    state.trainer = trainer_status(20, 0.5)
-    history.observe(state)
-    generation = history.generation
-    state.version = "model_0003_xception_v1"
-    history.observe(state)
-    assert len(history) == 0
-    assert history.generation != generation
-    assert history.as_json()["version"] == "model_0003_xception_v1"
+def batches(feed: OverlayFeed) -> list[int]:
+    return [point[1] for point in feed.loss.as_json()["points"]]
 
 
-def test_loss_history_starts_again_when_the_trainer_resumes_from_an_older_checkpoint():
-    state = AppState(version=VERSION)
-    history = LossHistory(limit=100)
+def test_every_trainer_report_is_a_point_also_when_two_come_between_state_messages():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=100)
+    report(state, 20, 0.5)
+    first = feed.state_message()
+    report(state, 21, 0.4)  # two reports before the next state message: neither is lost
+    report(state, 22, 0.3)
+    second = feed.state_message()
+    assert [point[1] for point in first["loss"]["tail"]] == [20]
+    assert [point[1] for point in second["loss"]["tail"]] == [20, 21, 22]
+    assert second["loss"]["tail"][-1][2]["total"] == 0.3
+
+
+def test_a_report_of_the_same_batch_again_is_not_a_second_point():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=100)
+    for batch in (20, 20, 40, 40, 60):  # no step between two reports: nothing new to draw
+        report(state, batch, 1.0 / batch)
+    assert batches(feed) == [20, 40, 60]
+    assert feed.loss.as_json()["points"][-1][2]["total"] == 1.0 / 60
+
+
+def test_another_versions_trainer_reports_are_not_points():
+    state = streaming("model_0003_xception_v1")
+    feed = OverlayFeed(state, loss_points=100)
+    report(state, 20, 0.5)  # still the previous version's report
+    assert len(feed.loss) == 0
+
+
+def test_the_curve_starts_again_when_the_streamed_version_switches():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=100)
+    report(state, 20, 0.5)
+    generation = feed.loss.generation
+    state.apply(VersionStreamed("model_0003_xception_v1"))
+    assert len(feed.loss) == 0
+    assert feed.loss.generation != generation
+    assert feed.loss.as_json()["version"] == "model_0003_xception_v1"
+    report(state, 5, 0.9, version="model_0003_xception_v1")
+    assert batches(feed) == [5]
+
+
+def test_the_curve_starts_again_when_the_trainer_resumes_from_an_older_checkpoint():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=100)
     for batch in (20, 40, 60):
-        state.trainer = trainer_status(batch, 0.5)
-        history.observe(state)
-    generation = history.generation
-    state.trainer = trainer_status(40, 0.5)
-    history.observe(state)
-    assert [point[1] for point in history.as_json()["points"]] == [40]
-    assert history.generation != generation
+        report(state, batch, 0.5)
+    generation = feed.loss.generation
+    report(state, 40, 0.5)
+    assert batches(feed) == [40]
+    assert feed.loss.generation != generation
 
 
-def test_loss_history_is_bounded_and_state_messages_carry_only_its_tail():
-    state = AppState(version=VERSION)
-    history = LossHistory(limit=50)
+def test_the_curve_is_bounded_and_state_messages_carry_only_its_tail():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=50)
     for batch in range(1, 201):
-        state.trainer = trainer_status(batch, 1.0 / batch)
-        history.observe(state)
-    assert len(history) == 50
-    tail = history.tail()["tail"]
+        report(state, batch, 1.0 / batch)
+    assert len(feed.loss) == 50
+    tail = feed.state_message()["loss"]["tail"]
     assert len(tail) == LOSS_TAIL
     assert tail[-1][1] == 200
     assert [point[0] for point in tail] == list(range(201 - LOSS_TAIL, 201))
 
 
-def test_every_alert_is_numbered_once_also_when_the_deque_rolls_over():
+def test_every_alert_is_numbered_once_and_stamped_when_it_was_raised():
     state = AppState()
-    feed = AlertFeed()
-    for index in range(HISTORY_LENGTH):
-        state.alerts.append(Alert(kind="unstuck", text=f"stuck {index}"))
-    feed.observe(state, now_s=1.0)
-    assert not feed.observe(state, now_s=2.0)  # nothing new
-    for index in range(3):  # pushes the three oldest out of AppState's deque
-        state.alerts.append(Alert(kind="moment", text=f"moment {index}"))
-    assert feed.observe(state, now_s=3.0)
-    shown = feed.as_json()
-    assert [entry[2] for entry in shown[-3:]] == ["moment 0", "moment 1", "moment 2"]
-    assert [entry[0] for entry in shown[-4:]] == list(range(HISTORY_LENGTH, HISTORY_LENGTH + 4))
-    assert shown[-1][3] == 3000
+    clock = itertools.count(1.0)
+    feed = OverlayFeed(state, loss_points=10, clock=lambda: next(clock))
+    for index in range(ALERTS_KEPT + 3):
+        alert = Alert(kind="unstuck", text=f"stuck {index}")
+        state.apply(Received(alert, "driver") if index % 2 else AlertRaised(alert))
+    shown = feed.state_message()["alerts"]
+    assert len(shown) == ALERTS_KEPT
+    assert [entry[0] for entry in shown] == list(range(4, ALERTS_KEPT + 4))
+    assert shown[-1][1:] == ["unstuck", f"stuck {ALERTS_KEPT + 2}", (ALERTS_KEPT + 3) * 1000]
 
 
 def test_identical_alerts_in_a_row_are_each_shown():
     state = AppState()
-    feed = AlertFeed()
-    state.alerts.append(Alert(kind="vote", text="viewer votes model_0003"))
-    feed.observe(state, now_s=1.0)
-    state.alerts.append(Alert(kind="vote", text="viewer votes model_0003"))
-    feed.observe(state, now_s=2.0)
-    assert [entry[0] for entry in feed.as_json()] == [1, 2]
-
-
-def test_state_message_shows_the_streamed_model_and_its_batch():
-    state = AppState(version=VERSION, version_created="2026-11-20T10:00:00+00:00")
-    state.trainer = trainer_status(1180, 0.05)
     feed = OverlayFeed(state, loss_points=10)
-    feed.observe(1.0)
+    state.apply(AlertRaised(Alert(kind="vote", text="viewer votes model_0003")))
+    state.apply(AlertRaised(Alert(kind="vote", text="viewer votes model_0003")))
+    assert [entry[0] for entry in feed.alerts.as_json()] == [1, 2]
+
+
+def test_a_feed_made_on_a_running_stream_starts_from_what_the_state_holds():
+    state = streaming()
+    report(state, 1180, 0.05)
+    state.apply(AlertRaised(Alert(kind="moment", text="viewer42: Charles went for a swim")))
+    feed = OverlayFeed(state, loss_points=10)
     message = feed.state_message()
     assert message["model"] == {
         "version": VERSION,
@@ -103,3 +122,4 @@ def test_state_message_shows_the_streamed_model_and_its_batch():
         "batch": 1180,
     }
     assert message["loss"]["tail"][-1][1] == 1180
+    assert [entry[2] for entry in message["alerts"]] == ["viewer42: Charles went for a swim"]

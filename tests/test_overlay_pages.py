@@ -12,7 +12,6 @@ import json
 import math
 import socket
 import statistics
-import time
 
 import aiohttp
 import pytest
@@ -22,7 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from engine.app.actions import StreamActions
 from engine.app.hub import Hub
 from engine.core.config import OverlayConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, NodesChanged, Noted, Received, VersionStreamed
 from engine.core.wire import Frames
 from tests.hub_helpers import AUTH
 from tests.overlay_helpers import (
@@ -106,7 +105,7 @@ async def test_a_camera_says_no_signal_while_the_driver_is_disconnected(page):
         await page.goto(url(hub, "/overlay/hood"))
         await page.wait_for_function("window.overlayStats.frames[0] > 0")
         assert await page.text_content(".camera-status") == ""
-        state.nodes = {"trainer": "trainer"}  # the driver's connection is gone
+        state.apply(NodesChanged({"trainer": "trainer"}, "driver (driver) disconnected"))
         await page.wait_for_function(
             "document.querySelector('.camera-status').textContent === 'no signal'"
         )
@@ -114,10 +113,9 @@ async def test_a_camera_says_no_signal_while_the_driver_is_disconnected(page):
 
 async def test_loss_page_draws_the_chart_of_the_history(page):
     state = live_state()
-    async with overlay_hub(state) as (hub, server):
+    async with overlay_hub(state) as (hub, _):
         for batch in range(20, 1200, 20):
-            state.trainer = trainer_status(batch, 1.0 / batch)
-            server.feed.observe(time.time())
+            state.apply(Received(trainer_status(batch, 1.0 / batch), "trainer"))
         await page.goto(url(hub, "/overlay/loss?width=760&height=360"))
         await page.wait_for_function(
             "document.querySelector('.legend').textContent.includes('total')"
@@ -128,10 +126,9 @@ async def test_loss_page_draws_the_chart_of_the_history(page):
 
 async def test_full_layout_shows_every_camera_the_model_and_the_chart(page):
     state = live_state()
-    async with overlay_hub(state) as (hub, server):
+    async with overlay_hub(state) as (hub, _):
         for batch in range(20, 400, 20):
-            state.trainer = trainer_status(batch, 1.0 / batch)
-            server.feed.observe(time.time())
+            state.apply(Received(trainer_status(batch, 1.0 / batch), "trainer"))
         await page.goto(url(hub, "/overlay/"))
         await page.wait_for_function("window.overlayStats.frames.every((count) => count > 0)")
         await page.wait_for_timeout(100)
@@ -148,7 +145,7 @@ async def test_model_label_follows_a_switch(page):
     async with overlay_hub(state) as (hub, _):
         await page.goto(url(hub, "/overlay/model"))
         await page.wait_for_function(f"document.body.textContent.includes('{VERSION}')")
-        state.version = "model_0003_xception_v2"
+        state.apply(VersionStreamed("model_0003_xception_v2"))
         await page.wait_for_function(
             "document.querySelector('.model-name').textContent === 'model_0003_xception_v2'"
         )
@@ -182,7 +179,7 @@ async def test_chat_text_in_a_tag_shows_as_text_never_as_html(page, tmp_path, pa
 async def test_node_names_in_console_events_show_as_text(page):
     state = live_state()
     payload = XSS_PAYLOADS[1]
-    state.events.append(f"{payload} (collector) connected")
+    state.apply(Noted(f"{payload} (collector) connected"))
     async with overlay_hub(state) as (hub, _):
         await page.goto(url(hub, "/overlay/trainer"))
         await page.wait_for_function(
@@ -203,7 +200,7 @@ async def test_page_shows_offline_and_reconnects_after_the_hub_restarts(page):
     await page.wait_for_function("document.body.classList.contains('offline')")
     assert await page.is_visible("#offline")
     restarted = live_state()
-    restarted.version = "model_0003_xception_v1"
+    restarted.apply(VersionStreamed("model_0003_xception_v1"))
     async with overlay_hub(restarted, port=port):
         await page.wait_for_function(
             "window.overlayStats.connects === 2 && !document.body.classList.contains('offline')",
@@ -234,7 +231,8 @@ async def test_frames_reach_the_page_within_tens_of_milliseconds(page):
         await page.wait_for_function("window.overlayStats.online")
         for index in range(frames):
             # Distinct images: the publisher sends a camera's frame only when it changed.
-            state.record(Frames(chase=solid_jpeg((index * 4 % 256, 0, 0), 1280, 720)), "driver")
+            frames_now = Frames(chase=solid_jpeg((index * 4 % 256, 0, 0), 1280, 720))
+            state.apply(Received(frames_now, "driver"))
             await asyncio.sleep(1 / 30)
         await page.wait_for_function(f"window.overlayStats.frames[2] >= {frames - 2}")
         paints = await page.evaluate("window.overlayStats.paints")

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from engine.core.config import OverlayConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, Received
 from engine.core.wire import Frames
 from overlays.server import FRAME_HEADER
 from tests.hub_helpers import wait_until
@@ -77,7 +77,7 @@ async def test_a_slow_page_gets_the_newest_frame_and_costs_bounded_memory():
         (client,) = server.clients
         peak = 0
         for index in range(frames):
-            state.record(Frames(chase=bytes([index]) * FRAME_BYTES), "driver")
+            state.apply(Received(Frames(chase=bytes([index]) * FRAME_BYTES), "driver"))
             await asyncio.sleep(1 / 50)
             peak = max(peak, client.buffered_bytes)
         # 15 MB were published; a queue per page would hold most of them.
@@ -99,7 +99,7 @@ async def test_frames_are_pushed_at_most_max_fps():
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index in range(50):  # 100 frames a second for half a second
-            state.record(Frames(hood=bytes([index]) * 1000), "driver")
+            state.apply(Received(Frames(hood=bytes([index]) * 1000), "driver"))
             await asyncio.sleep(0.01)
         elapsed = loop.time() - started
         await asyncio.sleep(0.15)
@@ -134,7 +134,7 @@ async def test_pages_beyond_max_clients_are_refused():
 
 async def test_a_diverged_loss_reaches_the_pages_as_null():
     state = live_state()
-    state.trainer = trainer_status(1200, math.nan)
+    state.apply(Received(trainer_status(1200, math.nan), "trainer"))
     async with (
         overlay_hub(state) as (hub, _),
         aiohttp.ClientSession() as session,
@@ -144,6 +144,24 @@ async def test_a_diverged_loss_reaches_the_pages_as_null():
         message = await ws.receive(timeout=5)
     loss = json.loads(message.data)["trainer"]["loss"]  # strict JSON: NaN would not parse in a page
     assert loss["total"] is None
+
+
+async def test_two_trainer_reports_between_two_pushes_are_both_loss_points():
+    state = live_state()
+    async with (
+        overlay_hub(state, config=OverlayConfig(state_hz=1.0)) as (hub, _),
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{hub.port}/ws/overlay?cameras=") as ws,
+    ):
+        await ws.receive_json(timeout=5)  # hello
+        await ws.receive_json(timeout=5)  # the state as the page connected
+        state.apply(Received(trainer_status(1181, 0.04), "trainer"))
+        state.apply(Received(trainer_status(1182, 0.03), "trainer"))  # the same moment
+        pushed = await ws.receive_json(timeout=5)
+        async with session.get(f"http://127.0.0.1:{hub.port}/overlay/loss.json") as response:
+            curve = await response.json()
+    assert [point[1] for point in pushed["loss"]["tail"]] == [1180, 1181, 1182]
+    assert [point[1] for point in curve["points"]] == [1180, 1181, 1182]
 
 
 async def test_an_unknown_tile_is_404_naming_the_tiles():

@@ -237,12 +237,14 @@ async def test_on_failure_restarts_a_failed_child_but_not_one_that_exited_cleanl
             tmp_path=tmp_path,
         ) as (_, state, changes),
     ):
-        processes = state.processes
         await changes.until(
-            lambda: processes["clean"].state == "stopped" and processes["failing"].restarts >= 1
+            lambda: (
+                state.processes["clean"].state == "stopped"
+                and state.processes["failing"].restarts >= 1
+            )
         )
-        assert processes["clean"].restarts == 0
-        assert processes["clean"].last_exit == 0
+        assert state.processes["clean"].restarts == 0
+        assert state.processes["clean"].last_exit == 0
 
 
 async def test_stop_sends_sigterm_group_by_group_in_stop_order(tmp_path):

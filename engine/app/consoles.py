@@ -2,15 +2,16 @@
 
 Example::
 
-    with Live(render(state), console=Console(stderr=True)) as live:
+    with Live(render(state.snapshot()), console=Console(stderr=True)) as live:
         while running:
-            live.update(render(state))
+            live.update(render(state.snapshot()))
 
 Player: raw predictions, controller values, FPS, PPS, the loaded version and
 batch, unstucks. Server/Trainer: the streamed version, trainer status, batch,
 losses, samples/s, buffer fill, every process and the newest connection and
-restart events. Pure functions of `AppState`: the app redraws a few times a
-second when stderr is a terminal, and logs plainly otherwise.
+restart events. Pure functions of one `Snapshot` of the app's state: the app
+redraws a few times a second when stderr is a terminal, and logs plainly
+otherwise.
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
-from engine.core.store import AppState
+from engine.core.store import Snapshot
 from engine.driver.console import MIN_WIDTH, player_table
 
 # Events shown under the trainer table; the full history is in the log.
 SHOWN_EVENTS = 6
 
 
-def render(state: AppState) -> Group:
+def render(state: Snapshot) -> Group:
     """Both consoles, side by side in one renderable."""
     grid = Table.grid(padding=(0, 2))
     grid.add_row(player_table(state.driver), trainer_table(state))
     return Group(grid, events_table(state))
 
 
-def trainer_table(state: AppState) -> Table:
+def trainer_table(state: Snapshot) -> Table:
     """The Server/Trainer Console: training progress, buffers and the processes behind it."""
     table = Table(title=f"Trainer: {state.version or '-'}", show_header=False, min_width=MIN_WIDTH)
     trainer = state.trainer
@@ -54,9 +55,9 @@ def trainer_table(state: AppState) -> Table:
     return table
 
 
-def events_table(state: AppState) -> Table:
+def events_table(state: Snapshot) -> Table:
     """The newest connection, restart and alert lines."""
     table = Table(title="Events", show_header=False, expand=True)
-    for event in list(state.events)[-SHOWN_EVENTS:]:
+    for event in state.events[-SHOWN_EVENTS:]:
         table.add_row(event)
     return table

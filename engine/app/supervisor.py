@@ -32,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import itertools
 import logging
 import os
@@ -42,11 +43,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from engine.app.processes import ProcessSpec, RestartPolicy
 from engine.core.config import SupervisorConfig
-from engine.core.store import AppState, ProcessPhase, ProcessState
+from engine.core.store import (
+    AlertRaised,
+    AppState,
+    Noted,
+    ProcessChanged,
+    ProcessPhase,
+    ProcessState,
+)
 from engine.core.wire import Alert
 
 log = logging.getLogger("charles.supervisor")
@@ -58,8 +66,9 @@ _PR_SET_PDEATHSIG = 1
 class Supervisor:
     """Starts, watches, restarts and stops the child processes of the app.
 
-    Everything it learns goes into `state.processes` (one `ProcessState` per
-    child), `state.events` (every start, exit and restart) and the log.
+    Everything it learns is applied to `state`: a `ProcessChanged` with the
+    child's new `ProcessState` after every change, a `Noted` line for every
+    start, exit and restart, an `AlertRaised` for a crash loop; and the log.
     Children inherit the app's stdout and stderr, or, with `log_dir`, append
     both to `<log_dir>/<name>.log` (quiet tests, a clean terminal view).
     `on_change` is called with a child's `ProcessState` after each change of
@@ -105,7 +114,7 @@ class Supervisor:
             raise RuntimeError("Supervisor.start() was already called")
         self._started = True
         for child in self._children.values():
-            self._state.processes[child.spec.name] = child.state
+            self._state.apply(ProcessChanged(child.state))
         for child in self._children.values():
             if self._stopping:  # stop() came while earlier children were being spawned
                 break
@@ -181,7 +190,7 @@ class Supervisor:
             if await self._stop_requested_within(delay):
                 self._set(child, "stopped")
                 return
-            child.state.restarts += 1
+            self._update(child, restarts=child.state.restarts + 1)
             process = await self._spawn(child)
 
     async def _spawn(self, child: _Child) -> asyncio.subprocess.Process | None:
@@ -205,8 +214,7 @@ class Supervisor:
             self._event(logging.ERROR, f"{spec.name} failed to start: {error}")
             return None
         child.process = process
-        child.state.pid = process.pid
-        self._set(child, "running")
+        self._set(child, "running", pid=process.pid)
         again = f", restart {child.state.restarts}" if child.state.restarts else ""
         self._event(logging.INFO, f"{spec.name} started (pid {process.pid}{again})")
         if self._stopping:
@@ -218,8 +226,7 @@ class Supervisor:
         self, child: _Child, process: asyncio.subprocess.Process | None, code: int | None
     ) -> None:
         child.process = None
-        child.state.pid = None
-        child.state.last_exit = code
+        self._update(child, pid=None, last_exit=code)
         if process is not None:  # a failed spawn was reported by _spawn already
             level = logging.INFO if self._stopping else logging.WARNING
             self._event(level, f"{child.spec.name} (pid {process.pid}) {describe_exit(code)}")
@@ -249,7 +256,7 @@ class Supervisor:
             ),
         )
         self._event(logging.ERROR, alert.text)
-        self._state.alerts.append(alert)
+        self._state.apply(AlertRaised(alert))
         if self._on_alert is not None:
             self._on_alert(alert)
 
@@ -273,15 +280,19 @@ class Supervisor:
     def _running(self, children: list[_Child]) -> list[_Child]:
         return [child for child in children if child.task is not None and not child.task.done()]
 
-    def _set(self, child: _Child, phase: ProcessPhase) -> None:
-        child.state.state = phase
-        child.state.since = time.time()
+    def _set(self, child: _Child, phase: ProcessPhase, **changes: Any) -> None:
+        self._update(child, state=phase, since=time.time(), **changes)
         if self._on_change is not None:
             self._on_change(child.state)
 
+    def _update(self, child: _Child, **changes: Any) -> None:
+        # ProcessState is frozen: the app's state holds each version as it was applied.
+        child.state = dataclasses.replace(child.state, **changes)
+        self._state.apply(ProcessChanged(child.state))
+
     def _event(self, level: int, text: str) -> None:
         log.log(level, "%s", text)
-        self._state.events.append(text)
+        self._state.apply(Noted(text))
 
 
 @dataclass
