@@ -12,7 +12,9 @@ Example::
     charles-stream models note model_0003_xception_v2 --remove 3
 
 `summary` and `new` build the model (TensorFlow, imported only then); `list`
-and `note` read and write charles.db only.
+and `note` read and write charles.db only. A version the app created has no
+parameter counts until a process builds its model (`models.versions`); `list`
+says "not counted yet" (JSON: null), and `summary VERSION` records them.
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ def run_summary(args: argparse.Namespace) -> int:
     )
     model = build_architecture(spec)
     counts = parameter_counts(model)
+    overridden = (args.backbone, args.frames, args.outputs) != (None, None, None)
+    if is_version_name(args.name) and not overridden:
+        with Registry(_data_dir(args)) as registry:
+            registry.record_parameters(args.name, counts)
     if args.json:
         print(json.dumps(counts.as_dict()))
     else:
@@ -153,11 +159,10 @@ def run_list(args: argparse.Namespace) -> int:
         line_versions = [version for version in versions if version.line == line]
         branch = tree.add(f"[bold]{line}[/bold]" + ("" if line_versions else "  (no versions yet)"))
         for version in line_versions:
-            counts = version.parameters
             leaf = branch.add(
                 f"[bold cyan]{version.name}[/bold cyan]  created {_when(version.created)}, "
-                f"batches trained: {version.batches_trained:,}, parameters: {counts.total:,} "
-                f"(trainable {counts.trainable:,}, non-trainable {counts.non_trainable:,})"
+                f"batches trained: {version.batches_trained:,}, "
+                f"parameters: {_counts_text(version)}"
             )
             for period in periods[version.name]:
                 leaf.add(_period_text(period))
@@ -243,7 +248,7 @@ def _version_json(version: ModelVersion, periods: list[TrainingPeriod]) -> dict[
         "line": version.line,
         "created": version.created.isoformat(),
         "batches_trained": version.batches_trained,
-        "parameters": version.parameters.as_dict(),
+        "parameters": version.parameters.as_dict() if version.parameters else None,
         "training_periods": [
             {
                 "started": period.started.isoformat(),
@@ -255,6 +260,15 @@ def _version_json(version: ModelVersion, periods: list[TrainingPeriod]) -> dict[
             for period in periods
         ],
     }
+
+
+def _counts_text(version: ModelVersion) -> str:
+    counts = version.parameters
+    if counts is None:
+        return f"not counted yet (charles-stream models summary {version.name})"
+    return (
+        f"{counts.total:,} (trainable {counts.trainable:,}, non-trainable {counts.non_trainable:,})"
+    )
 
 
 def _period_text(period: TrainingPeriod) -> str:

@@ -4,8 +4,10 @@ Example::
 
     from models.registry import Registry
     with Registry("data") as registry:
-        version = registry.create_version("model_0003_xception", spec_text=text, parameters=counts)
+        version = registry.create_version("model_0003_xception", spec_toml=text)
         version.name                                     # 'model_0003_xception_v1'
+        version.parameters                               # None: not counted yet
+        registry.record_parameters(version.name, counts) # by whoever builds the model first
         period = registry.open_period(version.name, streamed=True, start_batch=0)
         registry.record_batches(period.id, 500)          # as training goes
         registry.close_period(period.id)                 # on shutdown
@@ -22,6 +24,11 @@ The trainer opens a period when it starts, records the batch counter as it goes
 and closes the period when it stops. A trainer that dies without closing leaves
 its period open; the next `open_period` of that version closes it at the last
 batch and time it recorded.
+
+A version's parameter counts may be unknown (NULL) for a while: counting means
+building the model, which needs TensorFlow, and the app (which creates versions
+when a stream switches to a line) never loads it. `models.versions` explains who
+records them and when.
 """
 
 from __future__ import annotations
@@ -64,6 +71,31 @@ MIGRATIONS: tuple[db.Migration, ...] = (
         )""",
         "CREATE INDEX training_periods_by_version ON training_periods (version, id)",
     ),
+    # Parameter counts may be unknown until a process that builds the model records them.
+    # SQLite cannot drop NOT NULL in place: rebuild the table (db.migrate allows it).
+    (
+        """CREATE TABLE model_versions_new (
+            name TEXT PRIMARY KEY,
+            line TEXT NOT NULL,
+            number INTEGER NOT NULL CHECK (number >= 1),
+            created TEXT NOT NULL,
+            batches_trained INTEGER NOT NULL DEFAULT 0,
+            params_total INTEGER,
+            params_trainable INTEGER,
+            params_non_trainable INTEGER,
+            spec_toml TEXT NOT NULL,
+            UNIQUE (line, number),
+            CHECK ((params_total IS NULL) = (params_trainable IS NULL)
+                AND (params_total IS NULL) = (params_non_trainable IS NULL))
+        )""",
+        """INSERT INTO model_versions_new (name, line, number, created, batches_trained,
+            params_total, params_trainable, params_non_trainable, spec_toml)
+            SELECT name, line, number, created, batches_trained,
+            params_total, params_trainable, params_non_trainable, spec_toml
+            FROM model_versions""",
+        "DROP TABLE model_versions",
+        "ALTER TABLE model_versions_new RENAME TO model_versions",
+    ),
 )
 
 VERSION_NAME = re.compile(r"^(?P<line>[a-z][a-z0-9_]*)_v(?P<number>[1-9][0-9]*)$")
@@ -78,7 +110,7 @@ class ModelVersion:
     number: int
     created: datetime
     batches_trained: int
-    parameters: ParameterCounts
+    parameters: ParameterCounts | None  # None until a process that builds the model counts it
     spec_toml: str
 
     def spec(self) -> ModelSpec:
@@ -133,9 +165,13 @@ class Registry:
         self._connection.close()
 
     def create_version(
-        self, line: str, *, spec_toml: str, parameters: ParameterCounts
+        self, line: str, *, spec_toml: str, parameters: ParameterCounts | None = None
     ) -> ModelVersion:
-        """Register the next version of `line` (v1, v2, ...) with its creation time."""
+        """Register the next version of `line` (v1, v2, ...) with its creation time.
+
+        `parameters` may be left out when counting them would mean building the
+        model here; `record_parameters` fills them in later.
+        """
         with db.transaction(self._connection) as connection:
             (highest,) = connection.execute(
                 "SELECT COALESCE(MAX(number), 0) FROM model_versions WHERE line = ?", (line,)
@@ -151,13 +187,27 @@ class Registry:
                     line,
                     number,
                     _now(),
-                    parameters.total,
-                    parameters.trainable,
-                    parameters.non_trainable,
+                    parameters.total if parameters else None,
+                    parameters.trainable if parameters else None,
+                    parameters.non_trainable if parameters else None,
                     spec_toml,
                 ),
             )
         return self.version(name)
+
+    def record_parameters(self, version: str, parameters: ParameterCounts) -> bool:
+        """Store a version's parameter counts if they are not known yet; whether it did.
+
+        Counts already stored are kept: they were counted from the same stored
+        spec, so a second count can only agree.
+        """
+        with db.transaction(self._connection) as connection:
+            changed = connection.execute(
+                "UPDATE model_versions SET params_total = ?, params_trainable = ?,"
+                " params_non_trainable = ? WHERE name = ? AND params_total IS NULL",
+                (parameters.total, parameters.trainable, parameters.non_trainable, version),
+            ).rowcount
+        return changed == 1
 
     def version(self, name: str) -> ModelVersion:
         """A version by name; `ConfigError` listing the line's versions if it does not exist."""
@@ -268,8 +318,12 @@ def _version(row: sqlite3.Row) -> ModelVersion:
         number=row["number"],
         created=datetime.fromisoformat(row["created"]),
         batches_trained=row["batches_trained"],
-        parameters=ParameterCounts(
-            row["params_total"], row["params_trainable"], row["params_non_trainable"]
+        parameters=(
+            ParameterCounts(
+                row["params_total"], row["params_trainable"], row["params_non_trainable"]
+            )
+            if row["params_total"] is not None
+            else None
         ),
         spec_toml=row["spec_toml"],
     )

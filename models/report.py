@@ -13,7 +13,8 @@ Example::
 A line's page follows `../shared/seed/model_0003_xception.md`: the line's
 description (its spec), a list of its versions, then per version the training
 periods (dates, batch ranges, streamed or off-stream; `models/registry.py`),
-the total batches, the parameter summary, the architecture plot, the loss
+the total batches, the parameter summary (counted here for a version that no
+process has built yet: `models/versions.py`), the architecture plot, the loss
 chart from the version's TensorBoard event files (`models/loss_chart.py`),
 the operator's notes (`models/notes.py`) and the moments tagged on stream
 (`engine/records/moments.py`). Images land next to the Markdown with relative links,
@@ -44,7 +45,12 @@ import keras
 from engine.core.errors import UsageError
 from engine.records.moments import Moment, Moments
 from engine.records.timeline import Timeline, TimelineEvent, render_markdown
-from models.build import GraphvizMissingError, build_architecture, plot_architecture
+from models.build import (
+    GraphvizMissingError,
+    build_architecture,
+    parameter_counts,
+    plot_architecture,
+)
 from models.loss_chart import DEFAULT_SMOOTHING, draw_loss_chart, read_loss_curves
 from models.notes import Note, Notes
 from models.registry import ModelVersion, Registry, TrainingPeriod, is_version_name, version_dir
@@ -102,6 +108,7 @@ def write_line_report(
 
     Raises `ConfigError` for a name that is a version or an unknown line.
     """
+    _count_parameters_not_known_yet(data_dir, line)
     record = read_line_record(data_dir, line)
     return _write_line_page(Path(data_dir), record, Path(out_dir), tz, smoothing)
 
@@ -121,6 +128,8 @@ def write_index(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     with Registry(data_dir) as registry:
         lines = _known_lines(registry)
+    for line in lines:
+        _count_parameters_not_known_yet(data_dir, line)
     records = [read_line_record(data_dir, line) for line in lines]
     pages = [
         _write_line_page(data_dir, record, out_dir, tz, smoothing)
@@ -160,6 +169,21 @@ def read_line_record(data_dir: str | Path, line: str) -> LineRecord:
             for version in versions
         ],
     )
+
+
+def _count_parameters_not_known_yet(data_dir: str | Path, line: str) -> None:
+    """Record the counts of the line's versions that no process has built yet.
+
+    The app creates versions without counts (it never loads TensorFlow); this
+    process has it loaded for the architecture plots, so a page shows real
+    counts even for a version that has not been trained or driven yet.
+    """
+    with Registry(data_dir) as registry:
+        for version in registry.versions(line):
+            if version.parameters is None:
+                counts = parameter_counts(build_architecture(version.spec()))
+                registry.record_parameters(version.name, counts)
+                log.info("counted the parameters of %s: %s", version.name, f"{counts.total:,}")
 
 
 def _known_lines(registry: Registry) -> list[str]:
@@ -261,16 +285,12 @@ def _render_line_page(
 def _render_version(entry: VersionRecord, images: VersionImages, tz: tzinfo | None) -> str:
     version = entry.version
     periods = ", ".join(_period_text(period, tz) for period in entry.periods) or "none yet"
-    counts = version.parameters
     architecture = f"![{version.name}.plot]({images.plot})" if images.plot else images.plot_missing
     chart = f"![{version.name}.tb]({images.chart})" if images.chart else "none written yet"
     parts = [
         f"## {version.name}",
         f"Training periods: {periods}  \nTraining batches (total): *{version.batches_trained}*",
-        "*Model summary:*  \n"
-        f"- Total params: `{counts.total:,}`\n"
-        f"- Trainable params: `{counts.trainable:,}`\n"
-        f"- Non-trainable params: `{counts.non_trainable:,}`",
+        f"*Model summary:*  \n{_summary_text(version)}",
         f"*Model architecture:*  \n{architecture}",
         f"*Tensorboard logs:*  \n{chart}",
     ]
@@ -280,6 +300,21 @@ def _render_version(entry: VersionRecord, images: VersionImages, tz: tzinfo | No
             "*Tagged moments:*\n\n" + "\n".join(_moment_text(m, tz) for m in entry.moments)
         )
     return "\n\n".join(parts)
+
+
+def _summary_text(version: ModelVersion) -> str:
+    counts = version.parameters
+    if counts is None:
+        # The app created the version and no process has built its model yet.
+        return (
+            "Parameters not counted yet (they are recorded when the trainer or driver "
+            f"first builds the model, or by `charles-stream models summary {version.name}`)."
+        )
+    return (
+        f"- Total params: `{counts.total:,}`\n"
+        f"- Trainable params: `{counts.trainable:,}`\n"
+        f"- Non-trainable params: `{counts.non_trainable:,}`"
+    )
 
 
 def _render_index(records: list[LineRecord], events: list[TimelineEvent], tz: tzinfo | None) -> str:

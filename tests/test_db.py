@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -67,3 +68,64 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path):
     path.write_bytes(b"definitely not sqlite" * 100)
     with pytest.raises(db.DatabaseError, match=f"{path}: cannot open"):
         db.connect(path)
+
+
+AUTHORS_V1 = (
+    (
+        "CREATE TABLE authors (name TEXT PRIMARY KEY, age INTEGER NOT NULL)",
+        "CREATE TABLE books (id INTEGER PRIMARY KEY, author TEXT REFERENCES authors (name))",
+    ),
+)
+# SQLite's way to drop NOT NULL: rebuild the table that `books` refers to.
+AUTHORS_V2 = (
+    *AUTHORS_V1,
+    (
+        "CREATE TABLE authors_new (name TEXT PRIMARY KEY, age INTEGER)",
+        "INSERT INTO authors_new SELECT name, age FROM authors",
+        "DROP TABLE authors",
+        "ALTER TABLE authors_new RENAME TO authors",
+    ),
+)
+
+
+def test_a_migration_may_rebuild_a_table_that_others_refer_to(tmp_path):
+    path = tmp_path / "charles.db"
+    connection = db.connect(path)
+    db.migrate(connection, "authors", AUTHORS_V1)
+    connection.execute("INSERT INTO authors VALUES ('ada', 36)")
+    connection.execute("INSERT INTO books (author) VALUES ('ada')")
+    upgraded = db.connect(path)
+    assert db.migrate(upgraded, "authors", AUTHORS_V2) == 2
+    upgraded.execute("INSERT INTO authors VALUES ('anonymous', NULL)")
+    assert upgraded.execute("SELECT author FROM books").fetchone()["author"] == "ada"
+    assert upgraded.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        upgraded.execute("INSERT INTO books (author) VALUES ('nobody')")
+
+
+def test_a_migration_that_leaves_dangling_references_changes_nothing(tmp_path):
+    connection = db.connect(tmp_path / "charles.db")
+    db.migrate(connection, "authors", AUTHORS_V1)
+    connection.execute("INSERT INTO authors VALUES ('ada', 36)")
+    connection.execute("INSERT INTO books (author) VALUES ('ada')")
+    losing_rows = (*AUTHORS_V1, ("DELETE FROM authors",))
+    with pytest.raises(db.DatabaseError, match=r"1 dangling references.*'books'"):
+        db.migrate(connection, "authors", losing_rows)
+    assert connection.execute("SELECT COUNT(*) FROM authors").fetchone()[0] == 1
+    (version,) = connection.execute("SELECT version FROM schema_versions").fetchone()
+    assert version == 1
+
+
+def test_another_file_can_be_shared_between_threads_with_plain_tuple_rows(tmp_path):
+    connection = db.connect(
+        tmp_path / "samples.db", shared_between_threads=True, rows_by_name=False
+    )
+    db.migrate(connection, "notes", NOTES_V1)
+    connection.execute("INSERT INTO notes (text) VALUES ('kept')")
+    rows = []
+    reader = threading.Thread(
+        target=lambda: rows.extend(connection.execute("SELECT id, text FROM notes"))
+    )
+    reader.start()
+    reader.join()
+    assert rows == [(1, "kept")]

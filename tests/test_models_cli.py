@@ -121,3 +121,29 @@ def test_plot_without_graphviz_says_how_to_install_it(tmp_path, capsys, monkeypa
     assert main(["models", "summary", "model_0000_demo", "--plot", str(plot)]) == 1
     assert "apt-get install graphviz" in capsys.readouterr().err
     assert not plot.exists()
+
+
+def test_list_says_a_version_the_app_created_is_not_counted_yet(tmp_path, capsys):
+    text = spec_path("model_0000_demo").read_text(encoding="utf-8")
+    with Registry(tmp_path) as registry:
+        registry.create_version("model_0000_demo", spec_toml=text)
+    listing = run_json(capsys, "models", "list", "--data", str(tmp_path), "--json")
+    (demo,) = [line for line in listing["lines"] if line["line"] == "model_0000_demo"]
+    assert demo["versions"][0]["parameters"] is None
+    assert main(["models", "list", "--data", str(tmp_path)]) == 0
+    assert "parameters: not counted yet" in capsys.readouterr().out
+
+
+def test_summary_of_a_version_records_counts_not_known_yet(tmp_path, capsys):
+    text = spec_path("model_0000_demo").read_text(encoding="utf-8")
+    with Registry(tmp_path) as registry:
+        registry.create_version("model_0000_demo", spec_toml=text)
+    data = str(tmp_path)
+    run_json(
+        capsys, "models", "summary", "model_0000_demo_v1", "--frames", "2", "--json", "--data", data
+    )
+    with Registry(tmp_path) as registry:
+        assert registry.version("model_0000_demo_v1").parameters is None  # not this version's
+    run_json(capsys, "models", "summary", "model_0000_demo_v1", "--data", data, "--json")
+    with Registry(tmp_path) as registry:
+        assert registry.version("model_0000_demo_v1").parameters.total == DEMO_TOTAL

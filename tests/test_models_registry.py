@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
+from engine.core import db
 from engine.core.errors import UsageError
+from models import registry as registry_module
 from models.registry import Registry, version_dir
 from models.spec import ParameterCounts, spec_path
 
@@ -102,3 +105,46 @@ def test_a_versions_files_live_under_data_models(tmp_path):
     assert version_dir(tmp_path, "model_0003_xception_v1") == (
         tmp_path / "models" / "model_0003_xception_v1"
     )
+
+
+def test_counts_can_be_unknown_until_whoever_builds_the_model_records_them(registry):
+    version = registry.create_version("model_0003_xception", spec_toml=XCEPTION_TOML)
+    assert version.parameters is None
+    assert registry.record_parameters(version.name, COUNTS)
+    assert registry.version(version.name).parameters == COUNTS
+
+
+def test_counts_once_recorded_are_kept(registry):
+    name = new_version(registry)
+    assert not registry.record_parameters(name, ParameterCounts(1, 1, 0))
+    assert registry.version(name).parameters == COUNTS
+
+
+def test_a_charles_db_from_before_unknown_counts_upgrades_with_versions_and_periods(tmp_path):
+    # charles.db as the registry's first schema left it: counts NOT NULL.
+    connection = db.connect(db.db_path(tmp_path))
+    db.migrate(connection, registry_module.COMPONENT, registry_module.MIGRATIONS[:1])
+    connection.execute(
+        "INSERT INTO model_versions (name, line, number, created, batches_trained, params_total,"
+        " params_trainable, params_non_trainable, spec_toml)"
+        " VALUES ('model_0003_xception_v1', 'model_0003_xception', 1, ?, 500, ?, ?, ?, ?)",
+        (datetime.now(UTC).isoformat(), *COUNTS.as_dict().values(), XCEPTION_TOML),
+    )
+    connection.execute(
+        "INSERT INTO training_periods (version, started, ended, last_recorded, start_batch,"
+        " end_batch, streamed) VALUES ('model_0003_xception_v1', ?, ?, ?, 0, 500, 1)",
+        (datetime.now(UTC).isoformat(),) * 3,
+    )
+    connection.close()
+    with Registry(tmp_path) as registry:
+        (kept,) = registry.versions()
+        (period,) = registry.periods(kept.name)
+        uncounted = registry.create_version("model_0003_xception", spec_toml=XCEPTION_TOML)
+    with pytest.raises(sqlite3.IntegrityError):  # periods still refer to the rebuilt table
+        db.connect(db.db_path(tmp_path)).execute(
+            "INSERT INTO training_periods (version, started, last_recorded, start_batch,"
+            " end_batch, streamed) VALUES ('model_0003_xception_v9', '', '', 0, 0, 1)"
+        )
+    assert (kept.parameters, kept.batches_trained, kept.spec_toml) == (COUNTS, 500, XCEPTION_TOML)
+    assert (period.end_batch, period.streamed) == (500, True)
+    assert uncounted.parameters is None

@@ -376,3 +376,19 @@ def test_note_on_an_unknown_version_or_an_empty_note_exits_2(tmp_path, caplog):
     assert "is empty" in caplog.text
     assert main(["models", "note", V1, "--remove", "5", *data]) == 2
     assert f"{V1} has no note 5; its notes: none" in caplog.text
+
+
+def test_a_version_nobody_has_built_yet_is_counted_for_its_page(tmp_path, monkeypatch):
+    monkeypatch.setattr("models.build.shutil.which", lambda name: None)  # no plot: just counts
+    spec_toml = (SPEC_DIR / f"{DEMO_LINE}.toml").read_text(encoding="utf-8")
+    with Registry(tmp_path) as registry:
+        registry.create_version(DEMO_LINE, spec_toml=spec_toml)  # as the app creates one
+    text = write_line_report(tmp_path, DEMO_LINE, tmp_path / "out").read_text(encoding="utf-8")
+    assert (
+        "*Model summary:*  \n"
+        "- Total params: `1,268,310`\n"
+        "- Trainable params: `1,268,310`\n"
+        "- Non-trainable params: `0`\n"
+    ) in text
+    with Registry(tmp_path) as registry:
+        assert registry.version(V1).parameters == ParameterCounts(1_268_310, 1_268_310, 0)

@@ -28,8 +28,9 @@ from engine.core.actions import Action
 from engine.core.store import AppState
 from engine.core.wire import Alert, SwitchModel
 from engine.records.moments import Moment, Moments
-from engine.records.timeline import Timeline, resolve_stream_model
+from engine.records.timeline import Timeline
 from models.registry import Registry
+from models.versions import resolve_stream_model
 
 log = logging.getLogger("charles.actions")
 

@@ -1,4 +1,4 @@
-"""The app's one SQLite file, `<data_dir>/charles.db`, and how each part adds its tables.
+"""The app's SQLite files (`<data_dir>/charles.db`, `samples.db`) and how each part adds tables.
 
 Example::
 
@@ -21,6 +21,16 @@ upgrades in place. Never edit a shipped migration; append a new one.
 
 The file runs in WAL mode: the trainer, the driver and the app read and write it
 from separate processes, and WAL lets readers go on while one process writes.
+
+Other SQLite files use the same layer: `engine.data.storage` keeps the sample
+buffers in `samples.db` (its own file, so megabytes of JPEG blobs written many
+times a second never hold charles.db's write lock) with `connect(path,
+shared_between_threads=True, rows_by_name=False)` and its own migrations.
+
+A migration may rebuild a table (SQLite's way to change a column: create the new
+table, copy the rows, drop the old one, rename the new one). `migrate` runs
+migrations with foreign keys off, as SQLite's documentation prescribes for that,
+and checks every reference before it commits.
 """
 
 from __future__ import annotations
@@ -46,16 +56,31 @@ def db_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / DB_FILENAME
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(
+    path: str | Path,
+    *,
+    shared_between_threads: bool = False,
+    rows_by_name: bool = True,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
+) -> sqlite3.Connection:
     """Open (creating if needed) a SQLite file in WAL mode, with rows readable by column name.
 
     The connection is in autocommit mode; group writes with `transaction` so a
-    crash never leaves half of them behind.
+    crash never leaves half of them behind. `shared_between_threads` lets
+    several threads use it (the caller serialises them, e.g. with a lock);
+    `rows_by_name=False` returns plain tuples, for readers of many thousands of
+    rows where `sqlite3.Row` costs time; `busy_timeout_s` is how long a writer
+    waits for another process's write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        connection = sqlite3.connect(
+            path,
+            timeout=busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=not shared_between_threads,
+        )
         connection.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as error:
         raise DatabaseError(f"{path}: cannot open as a SQLite database: {error}") from None
@@ -63,7 +88,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
     # drop the last commits, which costs a few batches' records at most.
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
-    connection.row_factory = sqlite3.Row
+    if rows_by_name:
+        connection.row_factory = sqlite3.Row
     return connection
 
 
@@ -98,27 +124,58 @@ def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def migrate(connection: sqlite3.Connection, component: str, migrations: Sequence[Migration]) -> int:
-    """Apply the migrations of `component` that this database lacks; return its schema version."""
+    """Apply the migrations of `component` that this database lacks; return its schema version.
+
+    All of them run in one transaction, with foreign keys off so that a
+    migration can rebuild a table others refer to; a reference left dangling
+    rolls the whole upgrade back, and the file stays as it was.
+    """
     connection.execute(
         "CREATE TABLE IF NOT EXISTS schema_versions ("
         " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
     )
-    with transaction(connection):
-        row = connection.execute(
-            "SELECT version FROM schema_versions WHERE component = ?", (component,)
-        ).fetchone()
-        applied = row["version"] if row else 0
-        if applied > len(migrations):
-            raise DatabaseError(
-                f"charles.db has '{component}' at schema version {applied}, but this "
-                f"charles-stream knows versions up to {len(migrations)}; upgrade charles-stream"
-            )
-        for statements in migrations[applied:]:
-            for statement in statements:
-                connection.execute(statement)
-        connection.execute(
-            "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (component, len(migrations)),
-        )
+    # The pragma is a no-op inside a transaction, so it is switched around it.
+    (foreign_keys,) = connection.execute("PRAGMA foreign_keys").fetchone()
+    connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with transaction(connection):
+            _apply(connection, component, migrations)
+    finally:
+        connection.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     return len(migrations)
+
+
+def _apply(connection: sqlite3.Connection, component: str, migrations: Sequence[Migration]) -> None:
+    row = connection.execute(
+        "SELECT version FROM schema_versions WHERE component = ?", (component,)
+    ).fetchone()
+    applied = row[0] if row else 0
+    if applied > len(migrations):
+        raise DatabaseError(
+            f"{_file_name(connection)} has '{component}' at schema version {applied}, but this "
+            f"charles-stream knows versions up to {len(migrations)}; upgrade charles-stream"
+        )
+    for statements in migrations[applied:]:
+        for statement in statements:
+            connection.execute(statement)
+    if applied < len(migrations):
+        dangling = connection.execute("PRAGMA foreign_key_check").fetchall()
+        if dangling:
+            raise DatabaseError(
+                f"{_file_name(connection)}: migrating '{component}' to version "
+                f"{len(migrations)} would leave {len(dangling)} dangling references "
+                f"(first in table {dangling[0][0]!r}); nothing was changed"
+            )
+    connection.execute(
+        "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+        " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+        (component, len(migrations)),
+    )
+
+
+def _file_name(connection: sqlite3.Connection) -> str:
+    """The main database's file name, for messages (charles.db, samples.db)."""
+    for _, name, file in connection.execute("PRAGMA database_list"):
+        if name == "main" and file:
+            return Path(file).name
+    return "the database"

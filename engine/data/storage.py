@@ -16,6 +16,13 @@ only a power cut can lose the last few commits, and never corrupts the file.
 Blobs stay JPEG, so refilling 2 x 25,000 samples is one sequential read with no
 decoding; frames are decoded at batch time, in the background.
 
+The file is on the shared db layer (`engine.core.db`): its tables are the
+`samples` component's append-only migrations, so a later schema change upgrades
+a streamer's stored buffers in place instead of dropping them. Files written
+before migrations existed hold exactly migration 1's tables and no
+`schema_versions`; migration 1 therefore creates its tables only if they are
+missing, and such a file is recorded at version 1 with every sample kept.
+
 Rows carry the buffer (balanced output) they belong to. The storage mirrors the
 buffers: the trainer deletes the rows it draws into a batch, so a restart never
 trains twice on a sample and refills exactly what the buffers held.
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -33,35 +39,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.core import db
 from engine.core.config import Config
 from engine.data.samples import SampleSet
 
 log = logging.getLogger("charles.data.storage")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    buffer TEXT NOT NULL,
-    set_id INTEGER NOT NULL,
-    frame BLOB NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    outputs TEXT NOT NULL,
-    speed REAL NOT NULL,
-    time REAL NOT NULL,
-    source TEXT NOT NULL,
-    episode INTEGER NOT NULL,
-    purpose_direction REAL,
-    purpose_distance_m REAL,
-    stored_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS samples_by_buffer ON samples (buffer, id);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS intake (time REAL NOT NULL, samples INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS collector_stats (
-    source TEXT PRIMARY KEY, stats TEXT NOT NULL, updated_at REAL NOT NULL
-);
-"""
+COMPONENT = "samples"
+# Append-only: never edit a shipped migration, add the next one. Migration 1 is the
+# schema of the files written before migrations existed, hence IF NOT EXISTS.
+MIGRATIONS: tuple[db.Migration, ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS samples (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            buffer TEXT NOT NULL,
+            set_id INTEGER NOT NULL,
+            frame BLOB NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            outputs TEXT NOT NULL,
+            speed REAL NOT NULL,
+            time REAL NOT NULL,
+            source TEXT NOT NULL,
+            episode INTEGER NOT NULL,
+            purpose_direction REAL,
+            purpose_distance_m REAL,
+            stored_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS samples_by_buffer ON samples (buffer, id)",
+        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS intake (time REAL NOT NULL, samples INTEGER NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS collector_stats (
+            source TEXT PRIMARY KEY, stats TEXT NOT NULL, updated_at REAL NOT NULL
+        )""",
+    ),
+)
+# A trainer's refill reads while a collector writes sets of megabytes: wait longer than charles.db.
+BUSY_TIMEOUT_S = 30.0
 
 # `data stats` rates intake over this window; older intake rows are pruned after INTAKE_KEEP_S.
 INTAKE_WINDOW_S = 60.0
@@ -94,16 +108,20 @@ class SampleStorage:
             raise ValueError(f"storage capacity must be >= 1, got {capacity}")
         self.path = Path(path)
         self.capacity = capacity
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Explicit BEGIN IMMEDIATE/COMMIT below; autocommit mode keeps Python out of the way.
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        # One connection shared by the collector's and the prefetch thread, serialised by
+        # the lock; plain tuples because a refill reads tens of thousands of rows.
+        self._db = db.connect(
+            self.path,
+            shared_between_threads=True,
+            rows_by_name=False,
+            busy_timeout_s=BUSY_TIMEOUT_S,
         )
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(SCHEMA)
+        try:
+            db.migrate(self._db, COMPONENT, MIGRATIONS)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         """Close the connection (committed data is already safe; this only frees it)."""
@@ -119,7 +137,7 @@ class SampleStorage:
     def insert_set(self, sample_set: SampleSet) -> list[int]:
         """Store a whole set and rotate its buffer to capacity, atomically; return the new ids."""
         now = time.time()
-        with self._lock, self._transaction():
+        with self._lock, db.transaction(self._db):
             # The set counter numbers sets; rows of one set share it (no partial set, ever).
             self._bump("sets_stored", 1)
             (set_id,) = self._db.execute(
@@ -181,7 +199,7 @@ class SampleStorage:
         ids = list(ids)
         if not ids:
             return
-        with self._lock, self._transaction():
+        with self._lock, db.transaction(self._db):
             deleted = self._db.executemany(
                 "DELETE FROM samples WHERE id = ?", [(i,) for i in ids]
             ).rowcount
@@ -189,7 +207,7 @@ class SampleStorage:
 
     def add_to_counter(self, name: str, amount: int) -> None:
         """Add to a named counter (e.g. corrupt samples found at batch time)."""
-        with self._lock, self._transaction():
+        with self._lock, db.transaction(self._db):
             self._bump(name, amount)
 
     def counters(self) -> dict[str, int]:
@@ -199,7 +217,7 @@ class SampleStorage:
 
     def record_collector_stats(self, source: str, stats: Mapping[str, Any]) -> None:
         """Keep the latest cumulative counters a collector reported (a JSON-able mapping)."""
-        with self._lock, self._transaction():
+        with self._lock, db.transaction(self._db):
             self._db.execute(
                 "INSERT INTO collector_stats (source, stats, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (source) DO UPDATE SET stats = excluded.stats,"
@@ -243,29 +261,12 @@ class SampleStorage:
         with self._lock:
             return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
     def _bump(self, name: str, amount: int) -> None:
         self._db.execute(
             "INSERT INTO counters (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             (name, amount),
         )
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
 def _parse_outputs(text: str) -> dict[str, float]:

@@ -40,7 +40,7 @@ import numpy as np
 
 from engine.core.config import DriverConfig
 from engine.core.errors import ModelError
-from models.build import build_architecture
+from models.build import build_architecture, parameter_counts
 from models.checkpoints import Checkpoint, load_latest_checkpoint
 from models.registry import Registry, version_dir
 from models.spec import ModelSpec
@@ -97,8 +97,12 @@ def set_tensorflow_threads(config: DriverConfig) -> None:
 def load_version(data_dir: str | Path, version: str) -> LoadedModel:
     """Build a version's model from its stored spec and load its newest checkpoint, if any."""
     with Registry(data_dir) as registry:
-        spec = registry.version(version).spec()
+        stored = registry.version(version)
+    spec = stored.spec()
     model = build_architecture(spec)
+    if stored.parameters is None:  # created by the app, which builds no model
+        with Registry(data_dir) as registry:
+            registry.record_parameters(version, parameter_counts(model))
     loaded = LoadedModel(version, spec, model, version_dir(data_dir, version), batch=0)
     if loaded.reload_latest() is None:
         log.warning("%s has no checkpoint yet: driving with untrained weights", version)

@@ -52,7 +52,7 @@ from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
 from engine.trainer.train_step import TrainStep, make_strategy
-from models.build import build_architecture, build_model, compile_model
+from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.checkpoints import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from models.registry import Registry, version_dir
 from models.spec import ModelSpec
@@ -139,6 +139,9 @@ class Trainer:
         self.checkpoint_dir = version_dir(self.data_dir, self.version)
         self.strategy = make_strategy(config.trainer.strategy)
         self.model, self.batch = self._load_model(model_version.batches_trained)
+        if model_version.parameters is None:  # created by the app, which builds no model
+            with Registry(self.data_dir) as registry:
+                registry.record_parameters(self.version, parameter_counts(self.model))
         self.step = TrainStep(self.model, self.strategy, self.spec.output_names)
         if self.spec.training.batch_size < self.step.replicas:
             raise ModelError(
