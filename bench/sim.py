@@ -1,14 +1,21 @@
-"""Headless frame rate of the built-in game on ONE CPU core: hood view, hood + chase, physics.
+"""Frame rate of the built-in game on ONE CPU core: headless views and physics, then its windows.
 
 Usage::
 
     .venv/bin/python bench/sim.py [--seconds 5] [--seed 1]
+    DISPLAY=:99 .venv/bin/python bench/sim.py          # adds the window figures (e.g. Xvfb)
 
 Each figure is measured over `--seconds` of wall time with the NPC autopilot
 driving (so the camera really moves through the scenery), after a warm-up.
 The process is pinned to one core and every library is told to use one
 thread. Printed ratios compare with the 30 FPS the pipeline needs and with
 the 300 FPS target (10x headroom) of the hood view, in the same run.
+
+With a display, the window path (`engine.sim.window`) is measured too: both
+views put on screen from frames rendered beforehand (the window's own cost),
+tick + render + show as fast as possible, and `run_window` in real time at
+30 and 120 ticks/s, where frames shown per tick says how many were dropped.
+The X server is another process and is not pinned.
 """
 
 from __future__ import annotations
@@ -75,6 +82,43 @@ def main() -> None:
         f"= {both_fps / PIPELINE_FPS:5.1f}x the {PIPELINE_FPS:.0f} fps pipeline"
     )
     print(f"physics + autopilot only:  {physics_hz:8.0f} ticks/s")
+    window_figures(game, pilot, drive, args.seconds)
+
+
+def window_figures(game: Game, pilot: Autopilot, drive: Callable[[], None], seconds: float) -> None:
+    """Print the window path's frame rates, or why there is no window to measure."""
+    from engine.sim.window import display_problem, open_windows, run_window
+
+    problem = display_problem()
+    if problem is not None:
+        print(f"windows: not measured ({problem})")
+        return
+    hood, chase = game.render_hood(), game.render_chase()
+    windows = open_windows(game)
+    try:
+
+        def present() -> None:
+            windows.show(hood, chase)
+            windows.poll(wait_s=0.0)
+
+        def play() -> None:
+            drive()
+            windows.show(game.render_hood(), game.render_chase())
+            windows.poll(wait_s=0.0)
+
+        present_fps = rate(present, seconds)
+        play_fps = rate(play, seconds)
+    finally:
+        windows.close()
+    print(f"windows hood + chase, shown from ready frames: {present_fps:8.1f} fps")
+    print(f"windows, tick + render + show, no pacing:      {play_fps:8.1f} fps")
+    for tick_hz in (30.0, 120.0):
+        paced = Game(SimConfig(tick_hz=tick_hz), seed=game.seed)
+        stats = run_window(paced, Autopilot(pilot.config, seed=game.seed), seconds)
+        print(
+            f"windows in real time at {tick_hz:3.0f} ticks/s:           {stats.fps:8.1f} fps  "
+            f"= {stats.fps / tick_hz:4.2f} frames shown per tick"
+        )
 
 
 def pin_to_one_core() -> int | str:

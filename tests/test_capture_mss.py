@@ -1,4 +1,4 @@
-"""Screen capture (mss) of the built-in game's window under a real X server (Xvfb)."""
+"""Screen capture (mss) of the built-in game's own window under a real X server (Xvfb)."""
 
 from __future__ import annotations
 
@@ -10,56 +10,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.core.config import CaptureConfig
+from engine.core.config import CaptureConfig, SimConfig
 from engine.driver.capture import Capture, Frame, MssSource
+from engine.sim.game import Game
+from engine.sim.window import HOOD_ORIGIN, open_windows
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which("Xvfb") is None,
     reason="needs Linux with Xvfb (apt-get install xvfb)",
 )
 
-# The built-in game's hood view in a plain Tk window at the screen's top-left corner. (The
-# game's own window mode draws through OpenCV's Qt backend, which now and then stalls inside
-# cv2.waitKeyEx under a bare Xvfb; Tk keeps this test about capture, not about Qt.)
-HOOD_REGION = (0, 0, 480, 270)
-GAME_WINDOW = """
-import sys
-import time
-import tkinter
-
-from engine.core.config import AutopilotConfig, SimConfig
-from engine.sim.autopilot import Autopilot
-from engine.sim.game import Game
-
-game = Game(SimConfig(), seed=4)
-pilot = Autopilot(AutopilotConfig(), seed=4)
-root = tkinter.Tk()
-root.overrideredirect(True)
-root.geometry("480x270+0+0")
-label = tkinter.Label(root, borderwidth=0)
-label.pack()
-started = time.monotonic()
-
-
-def show():
-    while game.time < time.monotonic() - started:
-        game.set_controls(pilot.decide(game))
-        game.tick()
-    hood = game.render_hood()
-    ppm = b"P6 480 270 255 " + hood.tobytes()
-    label.image = tkinter.PhotoImage(data=ppm, format="PPM")
-    label.configure(image=label.image)
-    root.after(50, show)
-
-
-show()
-root.after(int(float(sys.argv[1]) * 1000), root.destroy)
-root.mainloop()
-"""
+# The built-in game's hood window: at the screen's top-left corner (engine.sim.window.HOOD_ORIGIN).
+HOOD_REGION = (*HOOD_ORIGIN, 480, 270)
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +71,15 @@ def _read_line(fd: int, timeout: float) -> bytes:
 
 @pytest.fixture
 def game_window(display: str, tmp_path, monkeypatch) -> Iterator[subprocess.Popen]:
-    """The built-in game in window mode on that display, driven by the NPC for a while."""
+    """`charles-stream sim` in window mode on that display, driven by the NPC for a while."""
     monkeypatch.setenv("DISPLAY", display)  # where this process's mss looks
+    config = tmp_path / "config.toml"
+    config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
+    command = [sys.executable, "-m", "engine.cli", "sim", "--autopilot", "--seconds", "60"]
     with (tmp_path / "game.log").open("w+") as log:
         game = subprocess.Popen(
-            [sys.executable, "-c", GAME_WINDOW, "60"],
+            [*command, "--seed", "4", "--config", str(config)],
+            cwd=REPO,
             env={**os.environ, "DISPLAY": display},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -162,3 +134,27 @@ def test_captured_pixels_change_as_the_car_moves(game_window):
         later = capture.next_frame(after=first.index, timeout=5.0)
     change = np.abs(later.image.astype(int) - first.image.astype(int)).mean()
     assert change > 3.0, f"the picture barely changed ({change:.2f} levels): is the car moving?"
+
+
+def test_captured_pixels_are_exactly_the_rendered_hood_view(display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", display)
+    game = Game(SimConfig(), seed=4)
+    hood, chase = game.render_hood(), game.render_chase()
+    windows = open_windows(game)
+    try:
+        with hood_capture() as capture:
+            index, frame = -1, None
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline:
+                windows.show(hood, chase)
+                windows.poll(wait_s=0.0)
+                frame = capture.next_frame(after=index, timeout=5.0) or frame
+                if frame is not None:
+                    index = frame.index
+                    if np.array_equal(frame.image, hood):
+                        break
+    finally:
+        windows.close()
+    assert frame is not None, "nothing captured"
+    differ = np.mean(np.any(frame.image != hood, axis=2))
+    assert differ == 0.0, f"{differ:.1%} of the captured pixels differ from the rendered frame"

@@ -78,6 +78,7 @@ def test_missing_config_file_exits_2(tmp_path, caplog):
 
 def test_window_on_without_a_display_exits_3_saying_why(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     config = tmp_path / "config.toml"
     config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
     assert main(["sim", "--seconds", "1", "--config", str(config)]) == 3
@@ -88,8 +89,17 @@ def test_window_auto_without_a_display_falls_back_to_headless(
     tmp_path, monkeypatch, capsys, caplog
 ):
     monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     config = tmp_path / "config.toml"
     config.write_text('[sim]\nwindow = "auto"\n', encoding="utf-8")
     assert main(["sim", "--seconds", "0.5", "--json", "--config", str(config)]) == 0
     assert last_json_line(capsys.readouterr().out)["frames"] == 15
     assert "running headless" in caplog.text
+
+
+def test_window_on_with_an_unreachable_display_exits_3_naming_it(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DISPLAY", ":59999")  # no X server listens there
+    config = tmp_path / "config.toml"
+    config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
+    assert main(["sim", "--seconds", "1", "--config", str(config)]) == 3
+    assert "DISPLAY=':59999'" in caplog.text and "--headless" in caplog.text

@@ -1,22 +1,40 @@
-"""Keyboard driving: held keys become smooth controls, even from press-only key events."""
+"""Keyboard driving: held keys become smooth controls; arrows and WASD are the same keys.
+
+Real key events through a real X server are in test_sim_window.py.
+"""
 
 from __future__ import annotations
 
+import pygame
 import pytest
 
-from engine.sim.keyboard import KeyboardDriver
-
-LEFT_ARROW, UP_ARROW = 65361, 65362
+from engine.sim import keyboard
+from engine.sim.keyboard import QUIT_KEYS, RESPAWN_KEYS, KeyboardDriver, SdlKeys
 
 
 class FakeKeys:
-    """Stands in for the X11/Windows key-state reader."""
+    """Stands in for SDL's key state."""
 
     def __init__(self, *held: str):
         self.keys = set(held)
 
     def held(self) -> set[str]:
         return set(self.keys)
+
+
+class FakePressed:
+    """What `pygame.key.get_pressed()` returns, indexed by SDL key code."""
+
+    def __init__(self, *codes: int):
+        self.codes = set(codes)
+
+    def __getitem__(self, code: int) -> bool:
+        return code in self.codes
+
+
+def held_with(monkeypatch, *codes: int) -> set[str]:
+    monkeypatch.setattr(keyboard.pygame.key, "get_pressed", lambda: FakePressed(*codes))
+    return SdlKeys().held()
 
 
 def test_held_keys_steer_and_accelerate_at_once():
@@ -42,34 +60,31 @@ def test_releasing_the_keys_centres_the_wheel_and_lifts_the_throttle():
     assert controls.steering == 0.0 and controls.throttle_brake == 0.0
 
 
-def test_a_single_press_holds_through_the_auto_repeat_delay():
-    driver = KeyboardDriver()
-    driver.press(UP_ARROW, now=0.0)
-    assert driver.controls(now=0.5).throttle_brake == 1.0
-    assert driver.controls(now=1.0).throttle_brake == 0.0
+def test_a_held_key_drives_until_the_moment_it_is_released():
+    keys = FakeKeys("up")
+    driver = KeyboardDriver(keys)
+    assert all(driver.controls(now=step * 0.5).throttle_brake == 1.0 for step in range(10))
+    keys.keys.clear()
+    assert driver.controls(now=5.01).throttle_brake == 0.0
 
 
-def test_repeated_presses_stop_soon_after_the_last_one():
-    driver = KeyboardDriver()
-    for step in range(10):
-        driver.press(ord("w"), now=step * 0.04)
-    assert driver.controls(now=0.4).throttle_brake == 1.0
-    assert driver.controls(now=0.6).throttle_brake == 0.0
+def test_wasd_and_arrows_are_the_same_keys(monkeypatch):
+    arrows = [pygame.K_LEFT, pygame.K_RIGHT, pygame.K_UP, pygame.K_DOWN]
+    letters = [pygame.K_a, pygame.K_d, pygame.K_w, pygame.K_s]
+    for arrow, letter, direction in zip(
+        arrows, letters, ["left", "right", "up", "down"], strict=True
+    ):
+        assert held_with(monkeypatch, arrow) == held_with(monkeypatch, letter) == {direction}
 
 
-def test_wasd_and_arrows_are_the_same_keys():
-    arrows, letters = KeyboardDriver(), KeyboardDriver()
-    arrows.press(LEFT_ARROW, now=0.0)
-    letters.press(ord("a"), now=0.0)
-    arrows.controls(now=0.0)
-    letters.controls(now=0.0)
-    assert arrows.controls(now=0.2) == letters.controls(now=0.2)
-    assert arrows.controls(now=0.3).steering < 0.0
+def test_several_keys_are_held_at_once(monkeypatch):
+    assert held_with(monkeypatch, pygame.K_w, pygame.K_RIGHT) == {"up", "right"}
 
 
-def test_other_keys_are_ignored():
-    driver = KeyboardDriver()
-    driver.press(-1, now=0.0)
-    driver.press(ord("x"), now=0.0)
-    controls = driver.controls(now=0.1)
-    assert controls.steering == 0.0 and controls.throttle_brake == 0.0
+def test_other_keys_are_ignored(monkeypatch):
+    assert held_with(monkeypatch, pygame.K_x, pygame.K_SPACE) == set()
+
+
+def test_q_and_esc_quit_and_r_respawns():
+    assert {pygame.K_q, pygame.K_ESCAPE} <= QUIT_KEYS and pygame.K_r not in QUIT_KEYS
+    assert pygame.K_r in RESPAWN_KEYS and not RESPAWN_KEYS & QUIT_KEYS

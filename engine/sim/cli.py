@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the game as the flags say; log a summary and print it as JSON with --json."""
     config = config_from(args)
     windowed = _use_window(args.headless, config.sim.window)
-    # Heavy imports (OpenCV, the renderers) wait until a run is really wanted.
+    # Heavy imports (OpenCV, pygame, the renderers) wait until a run is really wanted.
     from engine.sim.autopilot import Autopilot
     from engine.sim.game import Game
     from engine.sim.runner import run_headless
