@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from engine.core.config import load_config
@@ -182,7 +182,7 @@ def _frames(config, count: int, size: tuple[int, int]) -> list[bytes]:
     """Real hood frames of the built-in game, resized to `size` and JPEG-encoded."""
     from engine.sim.game import Game
 
-    game = Game(dataclasses.replace(config.sim, window="off"), seed=3)
+    game = Game(msgspec.structs.replace(config.sim, window="off"), seed=3)
     jpegs = []
     for i in range(count * 5):
         game.tick()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import random
@@ -38,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import keras
+import msgspec
 import numpy as np
 
 from engine.core.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
@@ -81,12 +81,12 @@ def bench_loop_against_bare(config, line: str, height: int, width: int, seconds:
     from models.spec import load_spec
 
     spec = load_spec(line)
-    spec = dataclasses.replace(
-        spec, input=dataclasses.replace(spec.input, height=height, width=width)
+    spec = msgspec.structs.replace(
+        spec, input=msgspec.structs.replace(spec.input, height=height, width=width)
     )
     model = build_architecture(spec)
     bare_rate = bare_forward_rate(model, height, width, seconds)
-    sim = dataclasses.replace(config.sim, tick_hz=60.0)
+    sim = msgspec.structs.replace(config.sim, tick_hz=60.0)
     with private_display() as display:
         if display is None:
             print("  (no Xvfb: the mss figure is skipped)")
@@ -95,7 +95,7 @@ def bench_loop_against_bare(config, line: str, height: int, width: int, seconds:
             capture = Capture(MssSource(screen), size=(width, height), max_fps=screen.max_fps)
             summary = drive(config, model, spec, capture, seconds)
             report_loop(f"{line} at {height}x{width}, mss capture", summary, bare_rate)
-    source = SimSource(Game(dataclasses.replace(sim, window="off"), seed=3))
+    source = SimSource(Game(msgspec.structs.replace(sim, window="off"), seed=3))
     capture = Capture(source, size=(width, height), max_fps=sim.tick_hz)
     summary = drive(config, model, spec, capture, seconds)
     report_loop(f"{line} at {height}x{width}, built-in game at 60 fps", summary, bare_rate)
@@ -208,7 +208,7 @@ def bench_demo_while_training(config, seconds: float) -> None:
 
     spec = load_spec("model_0000_demo")
     model = build_architecture(spec)
-    sim = dataclasses.replace(config.sim, tick_hz=60.0, window="off")
+    sim = msgspec.structs.replace(config.sim, tick_hz=60.0, window="off")
 
     def game_capture() -> Capture:
         source = SimSource(Game(sim, seed=3))

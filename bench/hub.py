@@ -1,16 +1,24 @@
-"""Benchmark the hub: sample sets from a collector to a trainer, against a bare relay.
+"""Benchmark the hub: sample sets from collectors to a trainer, against a bare relay.
 
-    .venv/bin/python bench/hub.py [--sets 300] [--collectors 2]
+    .venv/bin/python bench/hub.py [--sets 300] [--collectors 2] [--rounds 3]
 
 Sets of 23 samples at 480x270 (the reference's stored frame size, the largest
-the stream sends) travel collector NodeClient -> hub (token, decode and
-validate every message, route by role, AppState) -> trainer NodeClient
-(decode and validate again), all on this machine. The limit measured in the
-same run is a bare relay: the same bytes over aiohttp websockets through a
-server that forwards them without decoding, to a receiver that does not
-decode either. ratio = hub sets/s / bare relay sets/s: what validation and
-routing cost. Also the hub's decode time per set, and sets/s against what
-the collectors produce (a collector makes a few sets per second).
+the stream sends) are sent by `--collectors` websocket clients and received by
+one, all on this machine, through two servers in turn, with the very same
+clients (aiohttp websockets in the benchmark's event loop, nothing decoded on
+either end):
+
+- bare relay: a server that forwards every binary message without looking;
+- hub: `engine.app.hub.Hub` (token, Hello with its protocol version, the
+  header of each set read for its type, routed by the services table through
+  the trainer link's queue).
+
+ratio = hub sets/s / bare relay sets/s: what the hub's own work costs. The
+rounds alternate relay and hub so a busy machine slows both alike; the ratio
+is the median round's. Also printed: the end-to-end rate with NodeClients at
+both ends (each in its own thread and event loop, as the nodes run, the
+trainer decoding and validating every set), the full decode time of one set,
+and sets/s against what the collectors produce (a few sets per second each).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=300, help="sets sent per measurement")
     parser.add_argument("--collectors", type=int, default=2, help="collectors sending at once")
+    parser.add_argument("--rounds", type=int, default=3, help="relay/hub rounds (median ratio)")
     args = parser.parse_args()
     data = encode(realistic_sets())
     print(f"one set: {SAMPLES_PER_SET} samples at 480x270, {len(data) / 1e6:.2f} MB on the wire")
@@ -52,17 +61,27 @@ def main() -> None:
     for _ in range(20):
         decode(data)
     decode_ms = (time.perf_counter() - started) / 20 * 1000
-    print(f"decode + validate one set: {decode_ms:.2f} ms")
+    print(f"decode + validate one set (the trainer's side): {decode_ms:.2f} ms")
 
-    bare = asyncio.run(bare_relay(data, args.sets, args.collectors))
-    through_hub = asyncio.run(hub_relay(data, args.sets, args.collectors))
+    rounds = []
+    for _ in range(args.rounds):
+        bare = asyncio.run(bare_relay(data, args.sets, args.collectors))
+        through_hub = asyncio.run(hub_relay(data, args.sets, args.collectors))
+        rounds.append((through_hub / bare, bare, through_hub))
+        print(f"round: bare relay {bare:.1f} sets/s, hub {through_hub:.1f} sets/s")
+    ratio, bare, through_hub = sorted(rounds)[len(rounds) // 2]
     for name, rate in (("bare relay", bare), ("hub", through_hub)):
         print(f"{name}: {rate:.1f} sets/s ({rate * len(data) / 1e6:.0f} MB/s)")
-    print(f"ratio hub / bare relay = {through_hub / bare:.2f}")
+    print(f"ratio hub / bare relay = {ratio:.2f} (median of {len(rounds)} rounds)")
+    end_to_end = asyncio.run(node_clients_through_hub(data, args.sets, args.collectors))
+    print(
+        f"end to end with NodeClients (trainer validates every set): {end_to_end:.1f} sets/s "
+        f"= {end_to_end / bare:.2f} of the bare relay"
+    )
     demand = COLLECTOR_SETS_PER_S * args.collectors
     print(
         f"hub / what {args.collectors} collectors produce ({demand:g} sets/s) = "
-        f"{through_hub / demand:.0f}x"
+        f"{end_to_end / demand:.0f}x"
     )
 
 
@@ -91,6 +110,26 @@ def realistic_sets() -> SampleSets:
 
 
 async def hub_relay(data: bytes, sets: int, collectors: int) -> float:
+    """Sets per second through the hub, with the bare relay's clients (plus token and Hello)."""
+    hub = Hub(HubConfig(port=0), TOKEN, AppState())
+    await hub.start()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        receiver = await session.ws_connect(hub.url(), max_msg_size=0, compress=0)
+        await receiver.send_bytes(encode(Hello(role="trainer", name="trainer")))
+        while "trainer" not in hub.state.nodes:
+            await asyncio.sleep(0.01)
+        senders = []
+        for index in range(collectors):
+            ws = await session.ws_connect(hub.url(), max_msg_size=0, compress=0)
+            await ws.send_bytes(encode(Hello(role="collector", name=f"collector-{index}")))
+            senders.append(ws)
+        rate = await _relay_rate(data, sets, receiver, senders)
+    await hub.stop()
+    return rate
+
+
+async def node_clients_through_hub(data: bytes, sets: int, collectors: int) -> float:
     """Sets per second from `collectors` NodeClients through the hub to a trainer NodeClient."""
     message = decode(data)
     received: queue.Queue[Message] = queue.Queue()
@@ -152,28 +191,37 @@ async def bare_relay(data: bytes, sets: int, collectors: int) -> float:
     async with aiohttp.ClientSession() as session:
         receiver = await session.ws_connect(f"{url}?role=receiver", max_msg_size=0, compress=0)
         await receiver_ready.wait()
-        sender_sockets = [
+        senders = [
             await session.ws_connect(url, max_msg_size=0, compress=0) for _ in range(collectors)
         ]
-        started = time.perf_counter()
-
-        async def send(ws: aiohttp.ClientWebSocketResponse, count: int) -> None:
-            for _ in range(count):
-                await ws.send_bytes(data)
-
-        sending = asyncio.gather(
-            *(
-                send(ws, len(range(index, sets, collectors)))
-                for index, ws in enumerate(sender_sockets)
-            )
-        )
-        for _ in range(sets):
-            await receiver.receive()
-        await sending
-        rate = sets / (time.perf_counter() - started)
-        for ws in (receiver, *sender_sockets):
-            await ws.close()
+        rate = await _relay_rate(data, sets, receiver, senders)
     await runner.cleanup()
+    return rate
+
+
+async def _relay_rate(
+    data: bytes,
+    sets: int,
+    receiver: aiohttp.ClientWebSocketResponse,
+    senders: list[aiohttp.ClientWebSocketResponse],
+) -> float:
+    """Send `sets` copies of `data` spread over `senders`; sets/s until `receiver` has them all."""
+
+    async def send(ws: aiohttp.ClientWebSocketResponse, count: int) -> None:
+        for _ in range(count):
+            await ws.send_bytes(data)
+
+    started = time.perf_counter()
+    sending = asyncio.gather(
+        *(send(ws, len(range(index, sets, len(senders)))) for index, ws in enumerate(senders))
+    )
+    for _ in range(sets):
+        received = await receiver.receive()
+        assert received.type is aiohttp.WSMsgType.BINARY, received
+    await sending
+    rate = sets / (time.perf_counter() - started)
+    for ws in (receiver, *senders):
+        await ws.close()
     return rate
 
 

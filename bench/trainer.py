@@ -29,7 +29,6 @@ batch decode shrinks; `xception` is model_0003_xception at batch 4 and
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -37,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from engine.core.config import Config, load_config
@@ -150,10 +150,10 @@ class _StepClock:
 
 def _bench_config(config: Config, data_dir: Path, capacity: int) -> Config:
     """config.toml with a scratch data dir and buffers that hold every benchmark batch."""
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         config,
-        app=dataclasses.replace(config.app, data_dir=str(data_dir)),
-        data=dataclasses.replace(config.data, buffer_capacity=capacity, ready_threshold=0.05),
+        app=msgspec.structs.replace(config.app, data_dir=str(data_dir)),
+        data=msgspec.structs.replace(config.data, buffer_capacity=capacity, ready_threshold=0.05),
     )
 
 
@@ -198,7 +198,7 @@ def _store(config: Config, size: tuple[int, int], capacity: int) -> list[bytes]:
 def _game_frames(config: Config, count: int, size: tuple[int, int]) -> list[bytes]:
     from engine.sim.game import Game
 
-    game = Game(dataclasses.replace(config.sim, window="off"), seed=3)
+    game = Game(msgspec.structs.replace(config.sim, window="off"), seed=3)
     jpegs = []
     for i in range(count * 5):
         game.tick()

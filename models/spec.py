@@ -15,8 +15,9 @@ layers whose widths shrink by `heads.shrink`, then a one-unit regression layer
 named after the output), each output's loss and optional balancing-bins override,
 and the optimizer. `models/build.py` turns a spec into a Keras model.
 
-Spec files are validated like config.toml: a mistake raises `ConfigError` naming
-the file, the key, the bad value and what is accepted.
+Spec files are validated like config.toml (msgspec Structs, worded by
+`engine.core.schema`): a mistake raises `ModelError` naming the file, the key,
+the bad value and what is accepted.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ import re
 import tomllib
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from engine.core.config import ImagenetBackbone, OutputBinsConfig, build_section
-from engine.core.errors import ConfigError, ModelError, UsageError
+import msgspec
+from msgspec import Meta
+
+from engine.core.config import ImagenetBackbone, OutputBinsConfig
+from engine.core.errors import ModelError, UsageError
+from engine.core.schema import convert, field_range
 
 SPEC_DIR = Path(__file__).resolve().parent
 
@@ -61,10 +66,6 @@ VERSION_SUFFIX = re.compile(r"_v[0-9]+$")
 _REQUIRED_KEYS = ("backbone", "input", "common", "heads", "outputs", "training")
 
 
-def _range(low: float, high: float) -> dict[str, Any]:
-    return {"range": (low, high)}
-
-
 @dataclass(frozen=True)
 class ParameterCounts:
     """A model's parameter summary, as the seed page shows it (total, trainable, non-trainable)."""
@@ -78,13 +79,12 @@ class ParameterCounts:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class InputSpec:
+class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The model's input: `frames` RGB frames of height x width stacked as 3*frames channels."""
 
-    height: int = field(default=270, metadata=_range(8, 4320))
-    width: int = field(default=480, metadata=_range(8, 7680))
-    frames: int = field(default=1, metadata=_range(1, 16))
+    height: Annotated[int, Meta(ge=8, le=4320)] = 270
+    width: Annotated[int, Meta(ge=8, le=7680)] = 480
+    frames: Annotated[int, Meta(ge=1, le=16)] = 1
 
     @property
     def channels(self) -> int:
@@ -92,20 +92,18 @@ class InputSpec:
         return 3 * self.frames
 
 
-@dataclass(frozen=True)
-class CommonDenseSpec:
+class CommonDenseSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The one dense layer every head shares, on the pooled backbone features."""
 
-    units: int = field(default=1024, metadata=_range(1, 65536))
+    units: Annotated[int, Meta(ge=1, le=65536)] = 1024
     activation: Activation = "relu"
 
 
-@dataclass(frozen=True)
-class HeadsSpec:
+class HeadsSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Each output's head: `layers` dense layers, each `shrink` times narrower than the last."""
 
-    layers: int = field(default=3, metadata=_range(0, 8))
-    shrink: int = field(default=4, metadata=_range(1, 64))
+    layers: Annotated[int, Meta(ge=0, le=8)] = 3
+    shrink: Annotated[int, Meta(ge=1, le=64)] = 4
     activation: Activation = "relu"
 
     def widths(self, common_units: int) -> tuple[int, ...]:
@@ -113,8 +111,7 @@ class HeadsSpec:
         return tuple(common_units // self.shrink**i for i in range(1, self.layers + 1))
 
 
-@dataclass(frozen=True)
-class OutputSpec:
+class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One regression output: its head ends in a one-unit layer of this name."""
 
     name: str
@@ -124,17 +121,15 @@ class OutputSpec:
     bins: OutputBinsConfig | None = None
 
 
-@dataclass(frozen=True)
-class TrainingSpec:
+class TrainingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How the trainer optimises this line."""
 
     optimizer: Optimizer = "adam"
-    learning_rate: float = field(default=1e-4, metadata=_range(1e-8, 1.0))
-    batch_size: int = field(default=32, metadata=_range(1, 65536))
+    learning_rate: Annotated[float, Meta(ge=1e-8, le=1.0)] = 1e-4
+    batch_size: Annotated[int, Meta(ge=1, le=65536)] = 32
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One model line: everything needed to build, train and describe its versions."""
 
     backbone: BackboneName
@@ -150,8 +145,9 @@ class ModelSpec:
     pooling: Literal["avg", "max", "flatten"] = "avg"
     # "" means the backbone's default (DEFAULT_CONVCAM_LAYER).
     convcam_layer: str = ""
-    line: str = field(default="", metadata={"internal": True})
-    source: str = field(default="<spec>", metadata={"internal": True})
+    # Set by the loader, never by the file.
+    line: str = ""
+    source: str = "<spec>"
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -188,18 +184,19 @@ class ModelSpec:
                 raise UsageError(
                     f"--backbone {backbone!r} is not a backbone; accepted: {', '.join(BACKBONES)}"
                 )
-            spec = dataclasses.replace(spec, backbone=backbone, convcam_layer="")
+            spec = msgspec.structs.replace(spec, backbone=backbone, convcam_layer="")
         if frames is not None:
-            low, high = _field_range(InputSpec, "frames")
+            low, high = field_range(InputSpec, "frames")  # the limits files obey
             if not low <= frames <= high:
                 raise UsageError(f"--frames {frames} is out of range; accepted: {low} to {high}")
-            spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, frames=frames))
+            stacked = msgspec.structs.replace(spec.input, frames=frames)
+            spec = msgspec.structs.replace(spec, input=stacked)
         if outputs is not None:
             existing = {output.name: output for output in spec.outputs}
-            spec = dataclasses.replace(
+            spec = msgspec.structs.replace(
                 spec, outputs=tuple(existing.get(name, OutputSpec(name)) for name in outputs)
             )
-        spec = dataclasses.replace(spec, source=source)
+        spec = msgspec.structs.replace(spec, source=source)
         try:
             _check_spec(spec, file=source)
         except ModelError as error:  # the flags made it so: a usage problem, named with them
@@ -252,19 +249,11 @@ def parse_spec(text: str, *, line: str, source: str) -> ModelSpec:
     for index, output in enumerate(table["outputs"] if isinstance(table["outputs"], list) else []):
         if isinstance(output, dict) and "name" not in output:
             raise ModelError(f"{source}: 'outputs[{index}]' has no 'name'")
-    try:
-        spec = build_section(ModelSpec, table, file=source, prefix="")
-    except ConfigError as error:  # same wording as config.toml's, but it is the spec that is bad
-        raise ModelError(str(error)) from None
-    spec = dataclasses.replace(spec, line=line, source=source)
+    # Same wording as config.toml's, but it is the spec that is bad: ModelError.
+    spec = convert(table, ModelSpec, where=source, error=ModelError, internal=("line", "source"))
+    spec = msgspec.structs.replace(spec, line=line, source=source)
     _check_spec(spec, file=source)
     return spec
-
-
-def _field_range(cls: type, name: str) -> tuple[float, float]:
-    """The range a field's metadata declares, so overrides obey the same limits as files."""
-    (spec_field,) = (f for f in dataclasses.fields(cls) if f.name == name)
-    return spec_field.metadata["range"]
 
 
 def _check_spec(spec: ModelSpec, *, file: str) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from engine.core.config import SimConfig
@@ -63,4 +63,4 @@ def save_constant_checkpoint(data_dir: Path, version: str, batch: int, **values:
 
 def small_sim(**changes: object) -> SimConfig:
     """SMALL_SIM with some fields changed."""
-    return dataclasses.replace(SMALL_SIM, **changes)
+    return msgspec.structs.replace(SMALL_SIM, **changes)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import msgspec
 
 from engine.app.hub import Hub
 from engine.core.actions import Action
@@ -72,7 +72,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 def small_sets(number: int) -> SampleSets:
     """A one-sample set told apart from others by its `time` (= number)."""
     sample = make_sample({"steering": 0.0, "throttle_brake": 0.5}, jpeg=b"\xff\xd8jpeg")
-    marked = dataclasses.replace(sample, time=float(number))
+    marked = msgspec.structs.replace(sample, time=float(number))
     return SampleSets(sets=(SampleSet(output="steering", samples=(marked,)),))
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
+import msgspec
 import pytest
 
 from bot.tokens import SCOPES, TokenStore
@@ -47,7 +47,8 @@ async def test_signing_in_as_another_account_stores_nothing(twitch, tmp_path):
 async def test_twitch_auth_command_signs_in_and_exits_0(twitch, tmp_path, capsys):
     config = twitch_config(twitch)
     lines = [
-        f'{field.name} = "{getattr(config, field.name)}"' for field in dataclasses.fields(config)
+        f'{field.name} = "{getattr(config, field.name)}"'
+        for field in msgspec.structs.fields(config)
     ]
     path = tmp_path / "config.toml"
     path.write_text(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.cli import main
@@ -62,8 +62,8 @@ def config_path(tmp_path):
 
 def run_collector(config, game_seconds: float, **changes) -> tuple[list[SampleSet], object]:
     if changes:
-        config = dataclasses.replace(
-            config, collector=dataclasses.replace(config.collector, **changes)
+        config = msgspec.structs.replace(
+            config, collector=msgspec.structs.replace(config.collector, **changes)
         )
     sets: list[SampleSet] = []
     collector = Collector(config, seed=5, source="test-collector", sink=sets.append)
@@ -101,12 +101,12 @@ def test_each_episode_drives_a_new_track(config_path):
     # Three steering bins (left, straight, right): most 10 s episodes complete sets of their own
     # once the car is up to speed and the NPC's mistakes need recovering from.
     config = load_config(config_path)
-    data = dataclasses.replace(
+    data = msgspec.structs.replace(
         config.data,
         balanced_outputs=("steering",),
         bins={**config.data.bins, "steering": OutputBinsConfig("axis", divisions=1)},
     )
-    sets, stats = run_collector(dataclasses.replace(config, data=data), 40.0, episode_s=10.0)
+    sets, stats = run_collector(msgspec.structs.replace(config, data=data), 40.0, episode_s=10.0)
     assert stats.episodes == 4
     episodes = {sample.episode for s in sets for sample in s.samples}
     assert len(episodes) >= 3
@@ -123,14 +123,14 @@ def test_stats_are_reported_during_the_run(config_path):
 
 def test_outputs_the_game_cannot_record_are_a_config_error(config_path):
     config = load_config(config_path)
-    data = dataclasses.replace(
+    data = msgspec.structs.replace(
         config.data,
         outputs=("steering", "yaw"),
         balanced_outputs=("steering",),
         bins={**config.data.bins, "yaw": OutputBinsConfig("axis")},
     )
     with pytest.raises(ConfigError, match=r"'yaw'.*records steering, throttle_brake"):
-        Collector(dataclasses.replace(config, data=data), seed=1, source="c", sink=print)
+        Collector(msgspec.structs.replace(config, data=data), seed=1, source="c", sink=print)
 
 
 @pytest.mark.parametrize(

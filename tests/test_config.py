@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.cli import build_parser, main
-from engine.core.config import default_config, load_config
+from engine.core.config import Config, default_config, load_config
 from engine.core.errors import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
@@ -107,3 +108,37 @@ def test_help_lists_every_subcommand(capsys):
     assert {"config", "sim"} <= set(subcommands)
     for name in subcommands:
         assert name in out
+
+
+def _float_keys() -> list[tuple[str, str]]:
+    """Every float key of every section, as (section, key)."""
+    keys = []
+    for section in msgspec.structs.fields(Config):
+        if not isinstance(section.type, type) or not issubclass(section.type, msgspec.Struct):
+            continue
+        for key in msgspec.structs.fields(section.type):
+            if msgspec.inspect.type_info(key.type).__class__ is msgspec.inspect.FloatType:
+                keys.append((section.name, key.name))
+    return keys
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_number_is_refused_for_every_float_key(tmp_path, value):
+    keys = _float_keys()
+    assert ("sim", "tick_hz") in keys and len(keys) > 40
+    for section, key in keys:
+        path = write(tmp_path, f"[{section}]\n{key} = {value}\n")
+        expected = rf"'{section}\.{key}' = {value} is not a finite number; accepted: "
+        with pytest.raises(ConfigError, match=expected):
+            load_config(path)
+
+
+def test_a_value_nested_thousands_deep_is_a_config_error(tmp_path):
+    for text in ("x = " + "[" * 5000 + "]" * 5000, "[sim]\ntick_hz = " + "[" * 50 + "]" * 50):
+        with pytest.raises(ConfigError, match=r"config.toml: "):
+            load_config(write(tmp_path, text + "\n"))
+
+
+def test_source_is_set_by_the_loader_not_by_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'source'"):
+        load_config(write(tmp_path, 'source = "elsewhere.toml"\n'))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine.cli import main
@@ -36,7 +36,9 @@ def data_dir(tmp_path):
         balancer.starving = {"[-1.0,-0.9)": 4, "(0.9,1.0]": 1}
         report = {
             "source": "collector-0",
-            "balance": asdict(BalanceStats("v3", steps=900, balancers={"steering": balancer})),
+            "balance": msgspec.to_builtins(
+                BalanceStats("v3", steps=900, balancers={"steering": balancer})
+            ),
             "episodes": 2,
             "respawns": 1,
         }

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -211,7 +211,7 @@ def test_offered_weights_are_applied_at_an_unstuck(data_dir):
 
 
 def test_offered_weights_are_applied_after_the_reload_interval(data_dir):
-    config = dataclasses.replace(FAST_REPORTS, reload_interval_s=0.3)
+    config = msgspec.structs.replace(FAST_REPORTS, reload_interval_s=0.3)
     driver, _ = build_driver(data_dir, config=config, throttle_brake=0.5)
     path = save_constant_checkpoint(data_dir, VERSION, batch=300, throttle_brake=0.9)
     with driver.parts.capture:
@@ -222,7 +222,7 @@ def test_offered_weights_are_applied_after_the_reload_interval(data_dir):
 
 
 def test_weights_of_another_version_are_not_loaded(data_dir):
-    config = dataclasses.replace(FAST_REPORTS, reload_interval_s=0.1)
+    config = msgspec.structs.replace(FAST_REPORTS, reload_interval_s=0.1)
     driver, _ = build_driver(data_dir, config=config, throttle_brake=0.5)
     path = save_constant_checkpoint(data_dir, VERSION, batch=300)
     driver.offer_weights("model_0000_demo_v2", 300, path)
@@ -235,7 +235,8 @@ def test_weights_of_another_version_are_not_loaded(data_dir):
 def test_a_switched_model_drives_from_the_next_frame_at_its_own_input_size(version_data, tmp_path):
     driver, _ = build_driver(version_data, steering=0.4, throttle_brake=0.5)
     spec = demo_spec()
-    smaller = dataclasses.replace(spec, input=dataclasses.replace(spec.input, width=96, height=54))
+    smaller_input = msgspec.structs.replace(spec.input, width=96, height=54)
+    smaller = msgspec.structs.replace(spec, input=smaller_input)
     model = constant_model(smaller, steering=-0.6, throttle_brake=0.5)
     other = LoadedModel("other_line_v1", smaller, model, tmp_path, batch=0)
     driver.switch_model(ModelParts(OnePassModel(model, smaller.output_names, ("convcam",)), other))
@@ -247,7 +248,7 @@ def test_a_switched_model_drives_from_the_next_frame_at_its_own_input_size(versi
 
 
 def test_weights_offered_for_the_switched_to_version_are_applied(data_dir):
-    config = dataclasses.replace(FAST_REPORTS, reload_interval_s=0.3)
+    config = msgspec.structs.replace(FAST_REPORTS, reload_interval_s=0.3)
     driver, _ = build_driver(data_dir, config=config)
     spec = demo_spec()
     v2 = "model_0000_demo_v2"

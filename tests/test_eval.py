@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -59,7 +59,7 @@ def test_the_npc_makes_progress_without_leaving_the_road():
 
 
 def test_the_npc_figure_is_its_clean_driving_at_the_configured_speed():
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         CONFIG, autopilot=AutopilotConfig(cruise_speed_kmh=60.0, perturbation_interval_s=2.0)
     )
     npc = AutopilotPolicy(config).config

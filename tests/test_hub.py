@@ -21,6 +21,7 @@ from engine.app.hub import WAITING_SETS, Hub
 from engine.core.actions import Action
 from engine.core.config import HubConfig
 from engine.core.errors import DeviceError, UsageError
+from engine.core.services import PROTOCOL_VERSION
 from engine.core.store import (
     AppState,
     ConnectionChanged,
@@ -35,6 +36,7 @@ from engine.core.wire import (
     CollectorReport,
     DriverStatus,
     Hello,
+    ProtocolError,
     SwitchModel,
     TrainerStatus,
     decode,
@@ -162,6 +164,77 @@ async def test_a_bad_message_after_hello_closes_with_1008_and_names_the_problem(
 
         assert await close_code(ws) == POLICY_VIOLATION
         assert reason in caplog.text
+
+
+async def close_reason(ws: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
+    received = await asyncio.wait_for(ws.receive(), timeout=5)
+    assert received.type is aiohttp.WSMsgType.CLOSE, received
+    return received.data, received.extra
+
+
+async def test_a_hello_without_a_protocol_version_is_told_to_upgrade_the_node():
+    old_hello = msgpack.packb({"type": "hello", "role": "collector", "name": "old", "pid": 1})
+    async with running_hub() as hub, node_socket(hub, role=None) as ws:
+        await ws.send_bytes(old_hello)
+
+        code, reason = await close_reason(ws)
+        assert code == POLICY_VIOLATION
+        assert reason == (
+            f"node speaks protocol 1, this hub speaks {PROTOCOL_VERSION}: "
+            "upgrade the node (pip install -U charles-stream)"
+        )
+        assert hub.state.nodes == {}
+
+
+async def test_a_newer_nodes_hello_is_told_to_upgrade_the_hub():
+    newer = PROTOCOL_VERSION + 1
+    hello = {"type": "hello", "role": "pilot", "name": "new", "protocol": newer, "gpus": 8}
+    async with running_hub() as hub, node_socket(hub, role=None) as ws:
+        await ws.send_bytes(msgpack.packb(hello))
+
+        code, reason = await close_reason(ws)
+        assert code == POLICY_VIOLATION
+        assert f"node speaks protocol {newer}, this hub speaks {PROTOCOL_VERSION}" in reason
+        assert reason.endswith("upgrade the hub (pip install -U charles-stream)")
+
+
+@pytest.mark.parametrize(
+    ("role", "message", "reason"),
+    [
+        ("driver", small_sets(1), "sample_sets is not accepted from a driver; it is sent by: "),
+        (
+            "collector",
+            DriverStatus(version="v"),
+            "driver_status is not accepted from a collector; it is sent by: driver",
+        ),
+        ("chat", TrainerStatus(version="v", status="training"), "not accepted from a chat"),
+    ],
+)
+async def test_a_message_type_the_services_table_does_not_let_a_role_send_closes_1008(
+    role, message, reason, caplog
+):
+    async with running_hub() as hub, node_socket(hub, role) as ws:
+        await ws.send_bytes(encode(message))
+
+        code, said = await close_reason(ws)
+        assert code == POLICY_VIOLATION and reason in said
+        assert hub.state.trainer is None and hub.state.driver is None
+
+
+async def test_sample_sets_are_forwarded_on_their_header_and_validated_by_the_trainer():
+    # The hub reads only "type" of what it forwards without keeping: the trainer's own
+    # decode refuses this body (engine.node.client logs and drops it), the hub does not.
+    junk = msgpack.packb({"type": "sample_sets", "sets": "not sets"})
+    async with running_hub() as hub, node_socket(hub, "trainer", "trainer") as trainer:
+        await wait_until(lambda: "trainer" in hub.state.nodes)
+        async with node_socket(hub, "collector", "collector-0") as collector:
+            await collector.send_bytes(junk)
+            await collector.send_bytes(encode(small_sets(2)))
+
+            assert await next_message(trainer) == junk
+            assert decode(await next_message(trainer)) == small_sets(2)
+            with pytest.raises(ProtocolError, match=r"'sample_sets\.sets' must be a list"):
+                decode(junk)
 
 
 async def test_thousands_of_malformed_messages_each_close_only_their_connection():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import keras
+import msgspec
 import numpy as np
 import pytest
 
@@ -39,13 +39,13 @@ def imagenet_file(xception_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stacked_imagenet_model(imagenet_file) -> keras.Model:
-    spec = dataclasses.replace(load_spec("model_0003_xception"), weights="imagenet")
+    spec = msgspec.structs.replace(load_spec("model_0003_xception"), weights="imagenet")
     return build_model(spec.with_overrides(frames=3), {"xception": str(imagenet_file)})
 
 
 def demo_spec_at(height: int, width: int):
     spec = load_spec("model_0000_demo")
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         spec, input=InputSpec(height, width, 1), common=CommonDenseSpec(units=64)
     )
 
@@ -92,20 +92,20 @@ def test_imagenet_weights_come_from_the_file_spread_over_stacked_frames(
 
 
 def test_imagenet_weights_without_a_configured_file_name_the_config_key():
-    spec = dataclasses.replace(load_spec("model_0003_xception"), weights="imagenet")
+    spec = msgspec.structs.replace(load_spec("model_0003_xception"), weights="imagenet")
     with pytest.raises(ConfigError, match=r"\[models.imagenet_weights\] xception = "):
         build_model(spec, {})
 
 
 def test_imagenet_weights_file_that_does_not_exist_is_named(tmp_path):
-    spec = dataclasses.replace(load_spec("model_0003_xception"), weights="imagenet")
+    spec = msgspec.structs.replace(load_spec("model_0003_xception"), weights="imagenet")
     missing = tmp_path / "nowhere.h5"
     with pytest.raises(ConfigError, match=f"xception = '{missing}': no such file"):
         build_model(spec, {"xception": str(missing)})
 
 
 def test_imagenet_weights_file_that_is_not_weights_is_named(tmp_path):
-    spec = dataclasses.replace(load_spec("model_0003_xception"), weights="imagenet")
+    spec = msgspec.structs.replace(load_spec("model_0003_xception"), weights="imagenet")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not an HDF5 file")
     with pytest.raises(ConfigError, match=f"'{junk}': cannot load it"):
@@ -148,7 +148,7 @@ def test_demo_convcam_layer_is_64_maps_of_9x16():
 
 
 def test_a_convcam_layer_the_model_lacks_is_rejected_at_build():
-    spec = dataclasses.replace(load_spec("model_0000_demo"), convcam_layer="conv9")
+    spec = msgspec.structs.replace(load_spec("model_0000_demo"), convcam_layer="conv9")
     with pytest.raises(ModelError, match=r"'convcam_layer' = 'conv9' is not a layer.*convcam"):
         build_architecture(spec)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import keras
+import msgspec
 import numpy as np
 import pytest
 
@@ -25,7 +25,7 @@ from models.checkpoints import (
 )
 from models.spec import CommonDenseSpec, InputSpec, load_spec
 
-TINY_SPEC = dataclasses.replace(
+TINY_SPEC = msgspec.structs.replace(
     load_spec("model_0000_demo"), input=InputSpec(16, 16, 1), common=CommonDenseSpec(units=64)
 )
 

@@ -13,8 +13,19 @@ import time
 
 import pytest
 
+from engine.core.samples import BalanceStats
+from engine.core.services import SERVICES
 from engine.core.store import AppState
-from engine.core.wire import Alert, Frames, Hello, Message, SwitchModel, TrainerStatus, decode
+from engine.core.wire import (
+    Alert,
+    CollectorReport,
+    Frames,
+    Hello,
+    Message,
+    SwitchModel,
+    TrainerStatus,
+    decode,
+)
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
 from tests.hub_helpers import TOKEN, node_socket, running_hub, small_sets, wait_until
 
@@ -54,21 +65,53 @@ async def test_a_collectors_sets_reach_a_trainer_node_client():
         await asyncio.gather(asyncio.to_thread(collector.close), asyncio.to_thread(trainer.close))
 
 
-async def test_messages_sent_before_start_are_delivered_in_order_with_only_the_newest_frames():
+def report(number: int) -> CollectorReport:
+    return CollectorReport(source="collector-0", balance=BalanceStats("v3"), episodes=number)
+
+
+async def test_messages_sent_before_start_arrive_in_order_with_only_the_newest_replaceable():
+    # Collector reports are `replaceable` in the services table; sample sets are not.
+    assert SERVICES["collector_report"].replaceable and not SERVICES["sample_sets"].replaceable
     async with running_hub() as hub, node_socket(hub, "trainer") as trainer:
         await wait_until(lambda: "node" in hub.state.nodes)
-        node = client(hub.url(), role="driver", name="driver")
+        node = client(hub.url())
         for number in range(3):
-            node.send(Frames(hood=bytes([number])))
+            node.send(report(number))
             node.send(small_sets(number))
         await started(node)
 
-        times = [decode((await trainer.receive()).data).sets[0].samples[0].time for _ in range(3)]
-        await wait_until(lambda: hub.state.frames is not None)
+        received = [decode((await trainer.receive()).data) for _ in range(4)]
         await asyncio.to_thread(node.close)
 
-    assert times == [0.0, 1.0, 2.0]
+    assert [message.sets[0].samples[0].time for message in received[:3]] == [0.0, 1.0, 2.0]
+    assert received[3] == report(2)
+
+
+async def test_only_the_newest_frames_wait_while_every_alert_does():
+    state = AppState()
+    async with running_hub(state=state) as hub:
+        node = client(hub.url(), role="driver", name="driver")
+        for number in range(3):
+            node.send(Frames(hood=bytes([number])))
+            node.send(Alert(kind="note", text=str(number)))
+        await started(node)
+
+        await wait_until(lambda: hub.state.frames is not None and len(state.alerts) == 3)
+        await asyncio.to_thread(node.close)
+
+    assert [alert.text for alert in state.alerts] == ["0", "1", "2"]
     assert hub.state.frames == Frames(hood=b"\x02")
+
+
+async def test_a_hub_of_another_protocol_version_is_final_and_names_the_side_to_upgrade(caplog):
+    async with running_hub() as hub:
+        old = NodeClient(hub.url(), TOKEN, Hello(role="collector", name="old", protocol=1))
+        await started(old)
+
+        assert await asyncio.to_thread(old.lost.wait, 5)
+        await asyncio.to_thread(old.close)
+        assert "upgrade the node (pip install -U charles-stream)" in caplog.text
+        assert "old" not in hub.state.nodes
 
 
 async def test_hub_messages_arrive_on_the_client_thread():

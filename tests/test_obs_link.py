@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import socket
 
 import aiohttp
+import msgspec
 
 from engine.app.app import StreamApp
 from engine.cli import main
 from engine.core.config import Config, HubConfig, ObsConfig, StreamConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, VersionStreamed
 from engine.records.moments import Moments
 from overlays.obs import (
     MODEL_LABEL,
@@ -27,9 +27,9 @@ from tests.obs_server import PASSWORD, FakeObs, running_fake_obs
 
 
 async def test_the_app_streams_tags_and_serves_overlays_while_obs_is_absent(tmp_path):
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         Config(),
-        app=dataclasses.replace(Config().app, data_dir=str(tmp_path)),
+        app=msgspec.structs.replace(Config().app, data_dir=str(tmp_path)),
         hub=HubConfig(port=0),
         stream=StreamConfig(collectors=0, trainer=False, driver=False),
         obs=ObsConfig(port=_closed_port(), reconnect_min_s=0.1, reconnect_max_s=0.2),
@@ -69,7 +69,8 @@ async def test_a_link_that_is_off_says_so_and_connects_nowhere(tmp_path):
 async def test_the_link_labels_the_streamed_model_where_the_scene_has_a_label(tmp_path):
     fake = FakeObs(kinds=("text_ft2_source_v2",))
     fake.add_input("Scene", MODEL_LABEL, "text_ft2_source_v2", {"text": "old"})
-    state = AppState(version="model_0003_xception_v2", version_created="2026-11-20T10:00:00+00:00")
+    state = AppState()
+    state.apply(VersionStreamed("model_0003_xception_v2", "2026-11-20T10:00:00+00:00"))
     async with running_fake_obs(fake) as obs:
         link = ObsLink(ObsConfig(port=obs.port), state, Moments(tmp_path), PASSWORD)
         await link.start()

@@ -8,8 +8,8 @@ The same command against Debian's real OBS is in test_obs_real.py.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
+import msgspec
 import pytest
 
 from engine.cli import main
@@ -24,7 +24,7 @@ SCENE = "Charles"
 
 
 def stream_config(obs: FakeObs, *, backend: str = "sim") -> Config:
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         Config(),
         hub=HubConfig(port=8765),
         obs=ObsConfig(port=obs.port, scene=SCENE),
@@ -142,8 +142,8 @@ async def test_obs_setup_command_exits_1_when_the_password_is_wrong(tmp_path, mo
 
 
 def test_overlay_address_needs_a_fixed_hub_port():
-    config = dataclasses.replace(Config(), hub=HubConfig(port=0))
+    config = msgspec.structs.replace(Config(), hub=HubConfig(port=0))
     with pytest.raises(ConfigError, match=r"\[obs\] overlay_url"):
         overlay_base_url(config)
-    wildcard = dataclasses.replace(Config(), hub=HubConfig(host="0.0.0.0", port=9000))
+    wildcard = msgspec.structs.replace(Config(), hub=HubConfig(host="0.0.0.0", port=9000))
     assert overlay_base_url(wildcard) == "http://127.0.0.1:9000"

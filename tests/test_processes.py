@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import pytest
 
 from engine.app.processes import ProcessSpec, process_table
@@ -47,7 +46,8 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
 
 
 def test_no_collectors_and_no_trainer_leave_the_driver_alone():
-    config = dataclasses.replace(default_config(), stream=StreamConfig(collectors=0, trainer=False))
+    stream = StreamConfig(collectors=0, trainer=False)
+    config = msgspec.structs.replace(default_config(), stream=stream)
     specs = process_table(config, "config.toml", VERSION)
     assert [spec.name for spec in specs] == ["driver"]
 
@@ -64,7 +64,7 @@ def test_a_model_process_without_a_version_is_refused():
 
 
 def test_collectors_alone_need_no_version():
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         default_config(), stream=StreamConfig(collectors=3, trainer=False, driver=False)
     )
     specs = process_table(config, None, "")

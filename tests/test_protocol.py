@@ -6,14 +6,16 @@ Good ones round-trip; bad ones raise ProtocolError and nothing else.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import math
 import random
 
 import msgpack
+import msgspec
 import pytest
 
 from engine.collector.collector import Collector
 from engine.core.config import default_config
+from engine.core.services import PROTOCOL_VERSION
 from engine.core.wire import (
     MAX_MESSAGE_BYTES,
     Alert,
@@ -30,6 +32,9 @@ from engine.core.wire import (
     collector_report,
     decode,
     encode,
+    header_type,
+    hello_protocol,
+    message_fields,
     message_type,
 )
 from engine.data.balance import BalancerStats, BalanceStats
@@ -106,9 +111,15 @@ def test_wire_type_names_are_snake_case():
         ({"role": "driver", "name": "x"}, "unknown message type None"),
         ({"type": "hello", "role": "pilot", "name": "x"}, "'hello.role' = 'pilot' is not accepted"),
         (
-            {"type": "hello", "role": "driver", "name": "x", "admin": True},
-            "unknown key 'hello.admin'",
+            {"type": "alert", "kind": "unstuck", "text": "x", "admin": True},
+            "unknown key 'alert.admin'; accepted keys here: kind, text",
         ),
+        (
+            {"type": "checkpointed", "version": "v", "batch": -5, "path": "p"},
+            "'checkpointed.batch' = -5 is out of range; accepted: at least 0",
+        ),
+        ({"type": "hello", "role": "driver", "name": "x", "protocol": "2"}, "'hello.protocol'"),
+        ({"type": "frames", "hood": 3}, "'frames.hood' = 3 has the wrong type; expected bytes"),
         ({"type": "checkpointed", "version": "v", "batch": -5, "path": "p"}, "out of range"),
         ({"type": "checkpointed", "version": "v"}, "missing"),
         ({"type": "frames", "hood": "not bytes"}, "wrong type"),
@@ -148,17 +159,17 @@ def test_fuzzed_bytes_only_ever_raise_protocol_error():
 
 def test_a_collectors_stats_become_a_report_that_storage_keeps_as_they_were():
     defaults = default_config()
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         defaults,
         sim=small_sim(),
-        data=dataclasses.replace(defaults.data, frame_width=32, frame_height=18),
+        data=msgspec.structs.replace(defaults.data, frame_width=32, frame_height=18),
     )
     collector = Collector(config, seed=3, source="collector-0@test", sink=lambda sample_set: None)
     stats = collector.run(game_seconds=2.0).as_dict()
     report = collector_report(stats)
     assert decode(encode(report)) == report
     # What the trainer stores (and `data stats` reads) is exactly the collector's own dict.
-    assert dataclasses.asdict(report) == stats
+    assert message_fields(report) == stats
 
 
 def test_a_malformed_collector_report_names_the_bad_field():
@@ -169,3 +180,73 @@ def test_a_malformed_collector_report_names_the_bad_field():
     }
     with pytest.raises(ProtocolError, match=r"'balance\.balancers\.steering\.sets_completed'"):
         collector_report(stats)
+
+
+def test_a_hello_with_fields_this_version_does_not_know_still_decodes():
+    # A newer node's Hello: the hub must read it far enough to say "upgrade the hub".
+    table = {"type": "hello", "role": "driver", "name": "x", "protocol": 9, "gpu": "H200"}
+    hello = decode(msgpack.packb(table, use_bin_type=True))
+    assert hello == Hello(role="driver", name="x", protocol=9)
+
+
+def test_a_hello_without_a_protocol_is_protocol_1_and_ours_says_the_current_one():
+    old = msgpack.packb({"type": "hello", "role": "driver", "name": "x"}, use_bin_type=True)
+    assert hello_protocol(old) == 1 and decode(old).protocol == 1
+    assert hello_protocol(encode(Hello(role="driver", name="x"))) == PROTOCOL_VERSION
+
+
+def test_the_wire_format_is_a_map_with_type_and_bytes_as_bin():
+    data = encode(Frames(hood=b"\xff\xd8"))
+    assert msgpack.unpackb(data, raw=False) == {
+        "type": "frames",
+        "hood": b"\xff\xd8",
+        "convcam": b"",
+        "chase": b"",
+    }
+
+
+def test_header_type_reads_only_the_type():
+    sets = encode(EXAMPLES[1])
+    assert header_type(sets) == "sample_sets"
+    # A body the full decode would refuse still has a readable header.
+    assert header_type(msgpack.packb({"type": "sample_sets", "sets": "junk"})) == "sample_sets"
+    with pytest.raises(ProtocolError, match="unknown message type 'nope'"):
+        header_type(msgpack.packb({"type": "nope"}))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_in_a_sample_is_refused_naming_the_field(bad):
+    sample = msgspec.structs.replace(SAMPLE, speed=bad)
+    data = encode(SampleSets(sets=(SampleSet(output="steering", samples=(sample,)),)))
+    expected = rf"'sample_sets.sets\[0\].samples\[0\].speed' = {bad!r} is not a finite number"
+    with pytest.raises(ProtocolError, match=expected):
+        decode(data)
+
+
+def test_a_non_finite_number_in_a_report_is_refused():
+    report = {"source": "c", "balance": {"strategy": "v3"}, "game_seconds": math.nan}
+    with pytest.raises(ProtocolError, match=r"'game_seconds' = nan is not a finite number"):
+        collector_report(report)
+
+
+def test_a_diverged_loss_is_reported_as_it_is():
+    status = TrainerStatus(version="v", status="training", loss={"total": math.nan})
+    assert math.isnan(decode(encode(status)).loss["total"])
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_a_value_nested_thousands_deep_is_a_protocol_error(depth):
+    nested = b"\x91" * depth + b"\x01"
+    alert = msgpack.packb({"type": "alert", "kind": "k"}, use_bin_type=True)
+    # {"type": "alert", "kind": "k", "text": [[[...1...]]]}: the map header says 3 entries.
+    data = b"\x83" + alert[1:] + msgpack.packb("text") + nested
+    with pytest.raises(ProtocolError):
+        decode(data)
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        header_type(
+            b"\x82"
+            + msgpack.packb("type")
+            + msgpack.packb("sample_sets")
+            + msgpack.packb("sets")
+            + nested
+        )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -48,7 +48,7 @@ def test_recorded_controls_span_full_steering_and_hard_braking():
 
 
 def test_without_noise_or_perturbations_the_driving_is_smooth():
-    calm = dataclasses.replace(
+    calm = msgspec.structs.replace(
         PILOT, steering_noise=0.0, throttle_noise=0.0, perturbation_interval_s=0.0
     )
     game, controls = lap(2, calm)
@@ -79,7 +79,7 @@ def test_speed_profile_brakes_before_the_tightest_curve():
 
 
 def test_cruise_speed_is_respected():
-    slow = dataclasses.replace(
+    slow = msgspec.structs.replace(
         PILOT, cruise_speed_kmh=40.0, perturbation_interval_s=0.0, throttle_noise=0.0
     )
     game = Game(SIM, seed=2)

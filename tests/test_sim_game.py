@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -24,8 +24,8 @@ def run(game: Game, controls: Controls, seconds: float) -> None:
 def test_seed_argument_overrides_the_configured_seed():
     assert CONFIG.seed == 1
     assert Game(CONFIG, seed=2).seed == 2
-    assert Game(dataclasses.replace(CONFIG, seed=3)).seed == 3
-    assert Game(dataclasses.replace(CONFIG, seed=3), seed=None).track.seed == 3
+    assert Game(msgspec.structs.replace(CONFIG, seed=3)).seed == 3
+    assert Game(msgspec.structs.replace(CONFIG, seed=3), seed=None).track.seed == 3
 
 
 def test_same_seed_gives_the_same_track_and_different_seeds_differ():
@@ -35,7 +35,7 @@ def test_same_seed_gives_the_same_track_and_different_seeds_differ():
 
 
 def test_tick_advances_exactly_one_tick_of_game_time():
-    game = Game(dataclasses.replace(CONFIG, tick_hz=60.0), seed=1)
+    game = Game(msgspec.structs.replace(CONFIG, tick_hz=60.0), seed=1)
     for _ in range(600):
         game.tick()
     assert game.time == 10.0
@@ -154,7 +154,7 @@ def test_water_in_the_world_is_water_to_the_car():
 
 
 def test_no_ponds_when_the_config_asks_for_none():
-    game = Game(dataclasses.replace(CONFIG, water_ponds=0), seed=1)
+    game = Game(msgspec.structs.replace(CONFIG, water_ponds=0), seed=1)
     assert (game.world.fields[..., 2] <= 0).all()
 
 

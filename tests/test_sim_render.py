@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import msgspec
 import numpy as np
 import pytest
 
@@ -41,7 +40,7 @@ def test_views_have_the_configured_sizes_and_are_rgb_uint8():
 
 
 def test_tiny_and_odd_sizes_render_too():
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         CONFIG, hood_width=33, hood_height=18, chase_width=64, chase_height=37
     )
     game = Game(config, seed=1)

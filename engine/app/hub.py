@@ -13,14 +13,19 @@ Routes:
   `Authorization: Bearer <token>`, checked before the upgrade. Binary frames
   are `engine.core.wire` messages, the first one a `Hello`. Anything else
   closes that one connection with a logged reason; the hub keeps serving.
-- `GET /api/status`: `AppState.status_json()`, read-only, no token.
+- `GET /api/status`: `status_view` of the app's state (engine/core/store.py)
+  as JSON (a NaN loss is null), read-only, no token.
 - `POST /api/switch` `{"model": "...", "new": false}` and `POST /api/tag`
   `{"text": "..."}`: token required; the parsed `Action` goes to `on_action`,
   whose dict is the reply.
 
-Routing forwards the bytes a node sent, never a re-encoding: sample sets and
-collector reports go to trainers, checkpoints to drivers, and every status
-lands in the `AppState`.
+Routing follows `engine.core.services.SERVICES`: a message type's row says
+which roles may send it (others are disconnected), where it goes (the very
+bytes the node sent, never a re-encoding) and whether the app's state keeps
+it. Messages only forwarded (sample sets) are read no further than their
+"type"; kept ones are decoded and validated in full and applied to the state
+(`Received`). A `Hello` of another protocol version is closed with a reason
+that says which side to upgrade.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from engine.core.actions import Action
 from engine.core.auth import token_problem
 from engine.core.config import HubConfig
 from engine.core.errors import CharlesError, DeviceError, UsageError
-from engine.core.store import AppState
+from engine.core.services import HUB, SERVICES, version_problem
+from engine.core.store import AppState, NodesChanged, Received, encode_json, status_view
 from engine.core.wire import (
     Hello,
     Message,
@@ -49,6 +55,8 @@ from engine.core.wire import (
     SwitchModel,
     decode,
     encode,
+    header_type,
+    hello_protocol,
     message_type,
 )
 
@@ -63,12 +71,6 @@ HEARTBEAT_S = 10.0
 STOP_TIMEOUT_S = 2.0
 MAX_TAG_CHARS = 200
 MODEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
-
-# Wire types forwarded by role; everything a node sends is also offered to AppState.record.
-TO_TRAINERS = frozenset({"sample_sets", "collector_report"})
-TO_DRIVERS = frozenset({"checkpointed"})
-# Only the hub sends these.
-FROM_HUB_ONLY = frozenset({"switch_model"})
 
 # RFC 6455: a close frame's reason is at most 123 bytes.
 CLOSE_REASON_BYTES = 123
@@ -105,8 +107,10 @@ class Hub:
         self._on_action = on_action
         self._max_message_bytes = int(config.max_message_mb * 1024 * 1024)
         self._links: set[_NodeLink] = set()
-        self._waiting_sets: collections.deque[bytes] = collections.deque(maxlen=WAITING_SETS)
-        self._dropped_sets = 0
+        # Messages the table holds for absent receivers (sample sets): (type, bytes).
+        self._waiting: collections.deque[tuple[str, bytes]]
+        self._waiting = collections.deque(maxlen=WAITING_SETS)
+        self._dropped_waiting = 0
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -203,44 +207,71 @@ class Hub:
                 return
 
     async def _handle(self, link: _NodeLink, data: bytes) -> str | None:
-        """Route one message; return why the connection must close, or None."""
+        """Route one message by its row in `SERVICES`; return why the connection must close.
+
+        Only the header of a message the hub forwards without keeping (a 1 MB
+        sample set) is read here; its receiver validates it in its own process.
+        """
         try:
-            message = decode(data)
+            if link.role is None:
+                return self._greet(link, data)
+            kind = header_type(data)
         except ProtocolError as error:
             return str(error)
-        kind = message_type(message)
-        if link.role is None:
-            if not isinstance(message, Hello):
-                return f"the first message must be hello, got {kind}"
-            self._welcome(link, message)
-            return None
-        if isinstance(message, Hello):
+        row = SERVICES[kind]
+        if kind == "hello":
             return "hello was already sent on this connection"
-        if kind in FROM_HUB_ONLY:
-            return f"{kind} is sent by the hub, not to it"
-        self.state.record(message, link.name)
-        if kind in TO_TRAINERS:
-            delivered = await self._forward("trainer", kind, data)
-            if delivered == 0 and kind == "sample_sets":
-                self._keep_for_trainer(data)
-        elif kind in TO_DRIVERS:
-            await self._forward("driver", kind, data)
+        if link.role not in row.senders:
+            if row.senders == {HUB}:
+                return f"{kind} is sent by the hub, not to it"
+            senders = ", ".join(sorted(row.senders))
+            return f"{kind} is not accepted from a {link.role}; it is sent by: {senders}"
+        if row.kept is not None:
+            # What the app keeps is small: validated in full before the state sees it.
+            try:
+                message = decode(data)
+            except ProtocolError as error:
+                return str(error)
+            self.state.apply(Received(message, link.name))
+        delivered = 0
+        for role in row.route_to:
+            delivered += await self._forward(role, kind, data)
+        if delivered == 0 and row.held_for_absent:
+            self._hold(kind, data)
+        return None
+
+    def _greet(self, link: _NodeLink, data: bytes) -> str | None:
+        """Check a connection's first message: a Hello of this protocol version."""
+        kind = header_type(data)
+        if kind != "hello":
+            return f"the first message must be hello, got {kind}"
+        # Before validating the rest: a node of another version hears "upgrade", not a field.
+        problem = version_problem(hello_protocol(data))
+        if problem is not None:
+            return problem
+        hello = decode(data)
+        assert isinstance(hello, Hello)
+        self._welcome(link, hello)
         return None
 
     def _welcome(self, link: _NodeLink, hello: Hello) -> None:
         link.name = hello.name
-        if hello.role == "trainer" and self._waiting_sets:
-            # Queued before the link has a role (is routable), so newer sets cannot overtake them.
-            for data in self._waiting_sets:
-                link.queue_now("sample_sets", data)
+        waiting = [(k, d) for k, d in self._waiting if hello.role in SERVICES[k].route_to]
+        if waiting:
+            # Queued before the link has a role (is routable), so newer ones cannot overtake them.
+            for kind, data in waiting:
+                link.queue_now(kind, data)
             log.info(
-                "handed %d waiting sample set(s) to %s (%d dropped while no trainer was there)",
-                len(self._waiting_sets),
+                "handed %d waiting message(s) to %s (%d dropped while no %s was there)",
+                len(waiting),
                 hello.name,
-                self._dropped_sets,
+                self._dropped_waiting,
+                hello.role,
             )
-            self._waiting_sets.clear()
-            self._dropped_sets = 0
+            kept = [(k, d) for k, d in self._waiting if hello.role not in SERVICES[k].route_to]
+            self._waiting.clear()
+            self._waiting.extend(kept)
+            self._dropped_waiting = 0
         if hello.role in ("trainer", "driver") and self.state.version:
             # The streamed version is the app's to say: a node restarted with the version it
             # was first started with catches up with any switch made since.
@@ -254,10 +285,10 @@ class Hub:
         self._links.discard(link)
         if link.role is None:
             return
-        if link.role == "trainer" and not self._nodes_of("trainer"):
+        if not self._nodes_of(link.role):
             for kind, data in unsent:
-                if kind == "sample_sets":
-                    self._keep_for_trainer(data)
+                if SERVICES[kind].held_for_absent:
+                    self._hold(kind, data)
         self._note_nodes(f"{link.name} ({link.role}) disconnected")
 
     async def _reject(self, link: _NodeLink, reason: str) -> None:
@@ -271,22 +302,23 @@ class Hub:
                 delivered += 1
         return delivered
 
-    def _keep_for_trainer(self, data: bytes) -> None:
-        if len(self._waiting_sets) == WAITING_SETS:
-            if self._dropped_sets == 0:
+    def _hold(self, kind: str, data: bytes) -> None:
+        """Keep a message for the next receiver that says hello; the oldest go first."""
+        if len(self._waiting) == WAITING_SETS:
+            if self._dropped_waiting == 0:
                 log.warning(
-                    "no trainer connected and %d sample sets waiting: dropping the oldest",
+                    "no receiver connected and %d messages waiting: dropping the oldest",
                     WAITING_SETS,
                 )
-            self._dropped_sets += 1
-        self._waiting_sets.append(data)
+            self._dropped_waiting += 1
+        self._waiting.append((kind, data))
 
     def _nodes_of(self, role: str) -> list[_NodeLink]:
         return [link for link in self._links if link.role == role]
 
     def _note_nodes(self, event: str) -> None:
-        self.state.nodes = {link.name: link.role for link in self._links if link.role}
-        self.state.events.append(event)
+        nodes = {link.name: link.role for link in self._links if link.role}
+        self.state.apply(NodesChanged(nodes, event))
         log.info("%s", event)
 
     def _authorization_problem(self, request: web.Request) -> str | None:
@@ -295,7 +327,8 @@ class Hub:
     # -- HTTP API ------------------------------------------------------------------------
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state.status_json())
+        body = encode_json(status_view(self.state.snapshot()))
+        return web.Response(text=body, content_type="application/json")
 
     async def _switch(self, request: web.Request) -> web.Response:
         return await self._act(request, _switch_action)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from engine.core.config import Config
@@ -61,8 +62,8 @@ class CollectorStats:
     samples_sent: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form, what storage and the hub keep."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able form, what storage and the hub keep (the counters' Structs as dicts)."""
+        return msgspec.to_builtins(self)
 
 
 class Collector:
@@ -83,7 +84,7 @@ class Collector:
         self.source = source
         self._sink = sink
         self._report = report
-        self._sim_config = dataclasses.replace(config.sim, window="off")
+        self._sim_config = msgspec.structs.replace(config.sim, window="off")
         self._frame_size = (config.data.frame_width, config.data.frame_height)
         window_steps = max(1, round(config.data.set_window_s * config.collector.sample_hz))
         self._stage = BalancingStage(config.data, window_steps=window_steps)

@@ -92,3 +92,17 @@ def service(message_type: str) -> Service:
 def routed_to(role: str) -> frozenset[str]:
     """The message types the hub forwards to nodes of `role`."""
     return frozenset(name for name, row in SERVICES.items() if role in row.route_to)
+
+
+def version_problem(node_protocol: int) -> str | None:
+    """Why a node of `node_protocol` cannot talk to this hub, naming the side to upgrade; or None.
+
+    Short enough for a websocket close reason (123 bytes), which is where the node reads it.
+    """
+    if node_protocol == PROTOCOL_VERSION:
+        return None
+    side = "node" if node_protocol < PROTOCOL_VERSION else "hub"
+    return (
+        f"node speaks protocol {node_protocol}, this hub speaks {PROTOCOL_VERSION}: "
+        f"upgrade the {side} (pip install -U charles-stream)"
+    )

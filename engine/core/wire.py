@@ -4,99 +4,114 @@ Example::
 
     data = encode(TrainerStatus(version="model_0000_demo_v1", status="training", batch=120))
     message = decode(data)          # -> TrainerStatus, validated; ProtocolError if not
+    header_type(data)               # -> "trainer_status", reading nothing else
 
-A message is a msgpack map with a "type" key and the fields of one dataclass
-below; images travel inside it as JPEG bytes. `decode` validates every field
-with the same walker that validates config.toml, so a type, range or unknown
-key is rejected with the field's name, and the hub can close just that
-connection. Samples travel as `engine.data.samples.Sample`, the very class
-storage and buffers use: there is no second definition to drift.
+A message is a msgpack map with a "type" key and the fields of one frozen
+msgspec Struct below (a tagged union on "type"); images travel inside it as
+msgpack bin (JPEG bytes). `decode` validates every field in msgspec's C
+decoder; a wrong type, range or unknown key is refused as `ProtocolError`
+worded by `engine.core.schema` ("message: 'checkpointed.batch' = -5 is out of
+range; accepted: at least 0"), so the hub can close just that connection.
+`header_type` reads only the type, for the hub's messages that it forwards
+without keeping (a 1 MB sample set is never decoded on the hub's loop).
+Samples travel as `engine.core.samples.Sample`, the very class storage and
+buffers use: there is no second definition to drift.
 
-A process on another machine (a remote collector next to a game instance, a
-second player) speaks exactly this protocol to `/ws/node` with the hub token.
+What happens to each type (who sends it, where it goes, whether a newer one
+replaces a waiting one) is `engine.core.services`' table; `Hello` carries its
+`PROTOCOL_VERSION`. A process on another machine (a remote collector next to
+a game instance, a second player) speaks exactly this protocol to `/ws/node`
+with the hub token.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import msgpack
+import msgspec
 
-from engine.core.config import build_section
-from engine.core.errors import ConfigError, ProtocolError
-from engine.data.balance import BalanceStats
-from engine.data.samples import Sample, SampleSet
+from engine.core.errors import ProtocolError
+from engine.core.samples import BalanceStats, Sample, SampleSet
+from engine.core.schema import Count, NonNegative, convert, explain, shown
+from engine.core.services import PROTOCOL_VERSION, Role
 
 # Large enough for a balanced set of 23 samples at 480x270, small enough that a
 # hostile peer cannot make the hub buffer gigabytes.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# A Hello without a "protocol" field comes from a node of wave 1, before versions existed.
+FIRST_PROTOCOL = 1
 
-Role = Literal["collector", "trainer", "driver", "sim", "chat", "observer"]
 TrainerState = Literal["starting", "waiting_for_data", "training", "saving", "stopped"]
 
 
-@dataclass(frozen=True)
-class Hello:
-    """First message on a connection: who is speaking."""
+class WireMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    """A message: its class's `tag` is its wire "type"."""
+
+
+class Hello(WireMessage, tag="hello", forbid_unknown_fields=False):
+    """First message on a connection: who is speaking, in which protocol version.
+
+    Unknown fields are ignored (not refused) so that a newer node's Hello
+    still decodes far enough for the hub to say "upgrade the hub".
+    """
 
     role: Role
     name: str
     pid: int = 0
+    # A Hello made here speaks this protocol; one decoded without the field is FIRST_PROTOCOL.
+    protocol: int = PROTOCOL_VERSION
 
 
-@dataclass(frozen=True)
-class SampleSets:
+class SampleSets(WireMessage, tag="sample_sets"):
     """Balanced sample sets from a collector, for the trainer's buffers."""
 
     sets: tuple[SampleSet, ...]
 
 
-@dataclass(frozen=True)
-class BufferFill:
+class BufferFill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How full one balanced output's buffer is, against what training needs and what it holds."""
 
-    fill: int = field(metadata={"range": (0, None)})
-    capacity: int = field(metadata={"range": (0, None)})
+    fill: Count
+    capacity: Count
     # Samples every buffer must hold before a step runs (data.ready_threshold of capacity).
-    needed: int = field(default=0, metadata={"range": (0, None)})
+    needed: Count = 0
 
 
-@dataclass(frozen=True)
-class TrainerStatus:
+class TrainerStatus(WireMessage, tag="trainer_status"):
     """The reference's Server/Trainer console numbers, sent a few times a second.
 
     `loss` holds the mean losses since the previous report ("total" and one per
-    output; empty before the first); `samples_per_s` is 0.0 while not training.
+    output; empty before the first; NaN when training diverged, which viewers
+    should see); `samples_per_s` is 0.0 while not training.
     """
 
     version: str
     status: TrainerState
-    batch: int = field(default=0, metadata={"range": (0, None)})
-    loss: dict[str, float] = field(default_factory=dict)
+    batch: Count = 0
+    loss: dict[str, float] = msgspec.field(default_factory=dict)
     samples_per_s: float = 0.0
-    buffers: dict[str, BufferFill] = field(default_factory=dict)
+    buffers: dict[str, BufferFill] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Checkpointed:
+class Checkpointed(WireMessage, tag="checkpointed"):
     """The trainer saved new weights; players load them at their next unstuck."""
 
     version: str
-    batch: int = field(metadata={"range": (0, None)})
+    batch: Count
     path: str
 
 
-@dataclass(frozen=True)
-class DriverStatus:
-    """The reference's Player console: predictions, pad values, FPS, PPS, loaded weights."""
+class DriverStatus(WireMessage, tag="driver_status"):
+    """The reference's Player console: predictions, pad values, FPS, PPS, loaded weights.
+
+    Predictions are reported as the model made them, NaN included.
+    """
 
     version: str
-    batch: int = field(default=0, metadata={"range": (0, None)})
-    predictions: dict[str, float] = field(default_factory=dict)
-    pad: dict[str, float] = field(default_factory=dict)
+    batch: Count = 0
+    predictions: dict[str, float] = msgspec.field(default_factory=dict)
+    pad: dict[str, float] = msgspec.field(default_factory=dict)
     fps: float = 0.0
     pps: float = 0.0
     unstucks: int = 0
@@ -104,8 +119,7 @@ class DriverStatus:
     offroad_events: int = 0
 
 
-@dataclass(frozen=True)
-class Frames:
+class Frames(WireMessage, tag="frames"):
     """JPEG images for the overlay: what the model sees, its Convcam, the chase camera."""
 
     hood: bytes = b""
@@ -113,15 +127,13 @@ class Frames:
     chase: bytes = b""
 
 
-@dataclass(frozen=True)
-class SwitchModel:
+class SwitchModel(WireMessage, tag="switch_model"):
     """Hub to trainer and drivers: continue with this version from now on."""
 
     version: str
 
 
-@dataclass(frozen=True)
-class CollectorReport:
+class CollectorReport(WireMessage, tag="collector_report"):
     """A collector's cumulative counters (`engine.collector.collector.CollectorStats.as_dict()`).
 
     Collectors send one every `collector.report_interval_s` of game time; the hub
@@ -132,16 +144,15 @@ class CollectorReport:
 
     source: str
     balance: BalanceStats
-    episodes: int = field(default=0, metadata={"range": (0, None)})
-    respawns: int = field(default=0, metadata={"range": (0, None)})
-    game_seconds: float = field(default=0.0, metadata={"range": (0.0, None)})
-    wall_seconds: float = field(default=0.0, metadata={"range": (0.0, None)})
-    sets_sent: int = field(default=0, metadata={"range": (0, None)})
-    samples_sent: int = field(default=0, metadata={"range": (0, None)})
+    episodes: Count = 0
+    respawns: Count = 0
+    game_seconds: NonNegative = 0.0
+    wall_seconds: NonNegative = 0.0
+    sets_sent: Count = 0
+    samples_sent: Count = 0
 
 
-@dataclass(frozen=True)
-class Alert:
+class Alert(WireMessage, tag="alert"):
     """Something viewers should see: an unstuck, a crash loop, a tagged moment."""
 
     kind: str
@@ -160,69 +171,143 @@ Message = (
     | Alert
 )
 
-MESSAGE_TYPES: dict[str, type] = {
-    "hello": Hello,
-    "sample_sets": SampleSets,
-    "trainer_status": TrainerStatus,
-    "checkpointed": Checkpointed,
-    "driver_status": DriverStatus,
-    "frames": Frames,
-    "switch_model": SwitchModel,
-    "collector_report": CollectorReport,
-    "alert": Alert,
+MESSAGE_TYPES: dict[str, type[WireMessage]] = {
+    cls.__struct_config__.tag: cls
+    for cls in (
+        Hello,
+        SampleSets,
+        TrainerStatus,
+        Checkpointed,
+        DriverStatus,
+        Frames,
+        SwitchModel,
+        CollectorReport,
+        Alert,
+    )
 }
-_TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
+
+
+class _Header(msgspec.Struct):
+    """What the hub reads of a message it only forwards; every other field is skipped."""
+
+    type: Any = None
+
+
+class _HelloVersion(msgspec.Struct):
+    protocol: Any = FIRST_PROTOCOL
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Message)
+_HEADER = msgspec.msgpack.Decoder(_Header)
+_HELLO_VERSION = msgspec.msgpack.Decoder(_HelloVersion)
+_ANY = msgspec.msgpack.Decoder()
 
 
 def encode(message: Message) -> bytes:
     """Serialise a message for the wire."""
-    try:
-        name = _TYPE_NAMES[type(message)]
-    except KeyError:
-        raise ProtocolError(f"{type(message).__name__} is not a protocol message") from None
-    return msgpack.packb({"type": name, **_plain(message)}, use_bin_type=True)
+    if not isinstance(message, WireMessage):
+        raise ProtocolError(f"{type(message).__name__} is not a protocol message")
+    return _ENCODER.encode(message)
 
 
 def decode(data: bytes) -> Message:
     """Parse and validate one message; raise ProtocolError naming what is wrong."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    _check_size(data)
     try:
-        table = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as error:  # msgpack raises several unrelated exception types
+        message = _DECODER.decode(data)
+    except msgspec.ValidationError as problem:
+        raise ProtocolError(_explain(problem, data)) from None
+    except msgspec.DecodeError as error:
         raise ProtocolError(f"not msgpack: {error}") from None
-    if not isinstance(table, dict):
-        raise ProtocolError(f"a message must be a map, got {type(table).__name__}")
-    name = table.pop("type", None)
+    except RecursionError:
+        raise ProtocolError("message nested too deeply to be read") from None
+    if isinstance(message, Hello):
+        protocol = hello_protocol(data)
+        if protocol != message.protocol:
+            message = msgspec.structs.replace(message, protocol=protocol)
+    return message
+
+
+def header_type(data: bytes) -> str:
+    """The wire type of an encoded message, reading nothing else (ProtocolError if unknown)."""
+    _check_size(data)
+    try:
+        name = _HEADER.decode(data).type
+    except msgspec.ValidationError:
+        raise ProtocolError(f"a message must be a map, got {_kind_of(data)}") from None
+    except msgspec.DecodeError as error:
+        raise ProtocolError(f"not msgpack: {error}") from None
+    except RecursionError:
+        raise ProtocolError("message nested too deeply to be read") from None
     if not isinstance(name, str) or name not in MESSAGE_TYPES:
         accepted = ", ".join(sorted(MESSAGE_TYPES))
-        raise ProtocolError(f"unknown message type {name!r}; accepted: {accepted}")
+        raise ProtocolError(f"unknown message type {shown(name)}; accepted: {accepted}")
+    return name
+
+
+def hello_protocol(data: bytes) -> int:
+    """The protocol version an encoded Hello says, FIRST_PROTOCOL if it says none.
+
+    Read on its own, before the Hello is validated, so a peer of another
+    version hears "upgrade", not a complaint about a field it does not know.
+    """
     try:
-        return build_section(MESSAGE_TYPES[name], table, file="message", prefix=f"{name}.")
-    except ConfigError as error:
-        raise ProtocolError(str(error)) from None
-    except (TypeError, ValueError) as error:  # a required field missing, or a Sample invariant
-        raise ProtocolError(f"message {name!r}: {error}") from None
+        protocol = _HELLO_VERSION.decode(data).protocol
+    except (msgspec.DecodeError, RecursionError):
+        return FIRST_PROTOCOL  # decode() says what is wrong with it
+    if not isinstance(protocol, int) or isinstance(protocol, bool):
+        raise ProtocolError(
+            f"message: 'hello.protocol' = {shown(protocol)} has the wrong type; expected int"
+        )
+    return protocol
 
 
 def collector_report(stats: Mapping[str, Any]) -> CollectorReport:
     """A collector's `CollectorStats.as_dict()` as its message, validated like a received one."""
-    try:
-        return build_section(CollectorReport, dict(stats), file="collector stats", prefix="")
-    except ConfigError as error:
-        raise ProtocolError(str(error)) from None
-    except (TypeError, ValueError) as error:
-        raise ProtocolError(f"collector stats: {error}") from None
+    return convert(dict(stats), CollectorReport, where="collector stats", error=ProtocolError)
 
 
 def message_type(message: Message) -> str:
     """The wire name of a message's type (e.g. 'trainer_status')."""
-    return _TYPE_NAMES[type(message)]
+    return type(message).__struct_config__.tag
 
 
-def _plain(message: Any) -> dict[str, Any]:
-    # dataclasses.asdict deep-copies bytes and recurses for us; tuples become lists in msgpack.
-    return dataclasses.asdict(message)
+def message_fields(message: Message) -> dict[str, Any]:
+    """A message's fields as plain values (nested Structs as dicts, bytes kept), without "type"."""
+    fields = msgspec.to_builtins(message, builtin_types=(bytes, bytearray, memoryview))
+    del fields["type"]
+    return fields
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+
+
+def _explain(problem: msgspec.ValidationError, data: bytes) -> str:
+    """The sentence for a refused message: read again, untyped, to show the bad value."""
+    try:
+        name = header_type(data)  # an unknown or missing type, or not a map, is said here
+    except ProtocolError as error:
+        return str(error)
+    try:
+        table = _ANY.decode(data)
+    except msgspec.DecodeError as error:
+        return f"not msgpack: {error}"
+    except RecursionError:
+        return f"message {name!r} is nested too deeply to be read"
+    table.pop("type", None)
+    return "message: " + explain(problem, table, MESSAGE_TYPES[name], prefix=f"{name}.")
+
+
+def _kind_of(data: bytes) -> str:
+    try:
+        value = _ANY.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return "something else"
+    names = {list: "array", str: "str", bytes: "bin", int: "int", float: "float", bool: "bool"}
+    return names.get(type(value), type(value).__name__)
 
 
 __all__ = [
@@ -237,6 +322,7 @@ __all__ = [
     "Hello",
     "Message",
     "ProtocolError",
+    "Role",
     "Sample",
     "SampleSets",
     "SwitchModel",
@@ -244,5 +330,8 @@ __all__ = [
     "collector_report",
     "decode",
     "encode",
+    "header_type",
+    "hello_protocol",
+    "message_fields",
     "message_type",
 ]

@@ -29,35 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from engine.core.config import DataConfig
+from engine.core.samples import BalancerStats, BalanceStats, Sample, SampleSet
 from engine.data.bins import OutputBins, bins_from_config
-from engine.data.samples import Sample, SampleSet
 
-
-@dataclass
-class BalancerStats:
-    """Running counters of one balancer; cumulative since the collector started."""
-
-    output: str
-    sets_completed: int = 0
-    sets_dropped: int = 0
-    # bin label -> how many dropped sets lacked a sample in that bin.
-    starving: dict[str, int] = field(default_factory=dict)
-    # other output -> bin label -> count among emitted samples (what v4 flattens).
-    emitted_bins: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-@dataclass
-class BalanceStats:
-    """Counters of a whole stage: per balancer, plus samples that could not be binned."""
-
-    strategy: str
-    steps: int = 0
-    balancers: dict[str, BalancerStats] = field(default_factory=dict)
-    # output -> samples rejected because that output was NaN or out of range.
-    rejected: dict[str, int] = field(default_factory=dict)
+# The counters' schema is declared once in the foundation: collector reports carry it.
+__all__ = ["BalanceStats", "Balancer", "BalancerStats", "BalancingStage", "balance_score"]
 
 
 class BalancingStage:

@@ -28,7 +28,6 @@ Backends:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import threading
@@ -39,6 +38,7 @@ from types import TracebackType
 from typing import Protocol
 
 import cv2
+import msgspec
 import numpy as np
 
 from engine.core.config import CaptureConfig, Config
@@ -88,7 +88,7 @@ class FrameSource(Protocol):
 def open_capture(config: Config, size: tuple[int, int], *, seed: int | None = None) -> Capture:
     """The configured capture for frames resized to `size` (width, height); not yet started."""
     if config.capture.backend == "sim":
-        sim_config = dataclasses.replace(config.sim, window="off")
+        sim_config = msgspec.structs.replace(config.sim, window="off")
         source: FrameSource = SimSource(Game(sim_config, seed=seed), config.capture.chase_hz)
     else:
         source = MssSource(config.capture)

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.live import Live
 
@@ -245,17 +246,17 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
     """Config with --sim / --capture applied, checked for a pad that fits the frame source."""
     capture, controller = config.capture, config.controller
     if args.sim:
-        capture = dataclasses.replace(capture, backend="sim")
-        controller = dataclasses.replace(controller, backend="sim")
+        capture = msgspec.structs.replace(capture, backend="sim")
+        controller = msgspec.structs.replace(controller, backend="sim")
     elif args.capture:
-        capture = dataclasses.replace(capture, backend=args.capture)
+        capture = msgspec.structs.replace(capture, backend=args.capture)
     if capture.backend == "mss" and controller.backend == "sim":
         raise ConfigError(
             f"--capture mss with controller.backend = 'sim' (in {config.source}): the sim pad "
             "drives only the built-in game run by --sim; set controller.backend = 'vgamepad' "
             "for a real game, or use --sim"
         )
-    return dataclasses.replace(config, capture=capture, controller=controller)
+    return msgspec.structs.replace(config, capture=capture, controller=controller)
 
 
 def _rounded(value: float | None) -> float | None:

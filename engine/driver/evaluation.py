@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 import numpy as np
 
 from engine.core.config import Config, ControllerConfig
@@ -125,7 +126,7 @@ def evaluate(
 
 def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) -> EpisodeResult:
     """One seed: the policy drives headless, unstuck rules respawn it, progress is counted."""
-    game = Game(dataclasses.replace(config.sim, window="off"), seed=seed)
+    game = Game(msgspec.structs.replace(config.sim, window="off"), seed=seed)
     watch = StuckWatch(config.unstuck)
     respawn_rng = np.random.default_rng([seed, 2])
     policy.start(seed)

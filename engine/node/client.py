@@ -13,8 +13,10 @@ Example::
 The client runs its own thread with its own asyncio event loop, so the node's
 work (a game loop, a training step) never waits for the network. While the hub
 restarts, the client reconnects with backoff and keeps what it was asked to
-send; when it cannot reconnect for `give_up_s` it sets `lost`. A 401 is
-final: the token is wrong, and retrying would not fix it.
+send; of a type the services table marks `replaceable` (frames, statuses)
+only the newest waits. When it cannot reconnect for `give_up_s` it sets
+`lost`. A 401 and a hub of another protocol version are final: retrying
+would not fix the token or the installed version.
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ from collections.abc import Callable
 import aiohttp
 
 from engine.core.errors import CharlesError, ProtocolError
-from engine.core.wire import Frames, Hello, Message, Role, decode, encode
+from engine.core.services import PROTOCOL_VERSION, SERVICES
+from engine.core.wire import Hello, Message, Role, decode, encode, message_type
 
 HUB_URL_ENV = "CHARLES_HUB_URL"
 HUB_TOKEN_ENV = "CHARLES_HUB_TOKEN"
 
+# How a hub's close reason starts when it refuses this node's protocol version
+# (engine.core.services.version_problem).
+VERSION_REFUSAL = "node speaks protocol"
 # The hub only forwards messages it accepted under its own limit (at most 256 MB by config).
 MAX_INCOMING_BYTES = 256 * 1024 * 1024
 # Statuses and sample sets wait this long in memory while the hub restarts; beyond it the
@@ -118,7 +124,7 @@ class NodeClient:
                     f"a remote node sets it to {what}"
                 )
             values[variable] = value
-        hello = Hello(role=role, name=name, pid=os.getpid())
+        hello = Hello(role=role, name=name, pid=os.getpid(), protocol=PROTOCOL_VERSION)
         return cls(values[HUB_URL_ENV], values[HUB_TOKEN_ENV], hello, on_message)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -142,13 +148,16 @@ class NodeClient:
     def send(self, message: Message) -> None:
         """Queue a message for the hub; thread-safe and never blocks.
 
-        Frames are replaced by newer Frames while they wait, so a slow link
-        shows the newest picture instead of falling behind. After `lost` or
+        A message of a `replaceable` type (services table) is replaced by a
+        newer one of its type while it waits, so a slow link shows the newest
+        picture and status instead of falling behind. After `lost` or
         `close`, messages are dropped: the node is on its way out.
         """
         if self._closing or self.lost.is_set():
             return
-        dropped = self._outbox.put(encode(message), replaceable=isinstance(message, Frames))
+        kind = message_type(message)
+        replaceable = SERVICES[kind].replaceable
+        dropped = self._outbox.put(encode(message), kind=kind if replaceable else None)
         if dropped:
             log.warning(
                 "hub link of %s is backed up: dropped %d old message(s) (%d so far)",
@@ -194,6 +203,10 @@ class NodeClient:
             try:
                 await self._one_connection(session)
                 retry_s = FIRST_RETRY_S
+                if self._error is not None:  # the hub refused this node's protocol version
+                    log.error("%s", self._error)
+                    self.lost.set()
+                    return
             except aiohttp.WSServerHandshakeError as error:
                 if error.status == 401:
                     self._error = NodeError(
@@ -248,6 +261,11 @@ class NodeClient:
             if received.type is aiohttp.WSMsgType.BINARY:
                 self._deliver(received.data)
             elif received.type is aiohttp.WSMsgType.CLOSE:
+                if (received.extra or "").startswith(VERSION_REFUSAL):
+                    self._error = NodeError(
+                        f"the hub at {self.url} refused {self.name}: {received.extra}"
+                    )
+                    return
                 level = logging.INFO if received.data in (1000, 1001) else logging.WARNING
                 log.log(
                     level,
@@ -324,7 +342,8 @@ class NodeClient:
 class _Outbox:
     """Encoded messages waiting for the link, shared between the node's threads and the client's.
 
-    Everything but Frames waits in order; of Frames only the newest waits.
+    Messages wait in order, except replaceable ones: of each replaceable type
+    only the newest waits, sent after the ordered ones.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -333,13 +352,14 @@ class _Outbox:
         self._lock = threading.Lock()
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
-        self._frames: bytes | None = None
+        self._newest: dict[str, bytes] = {}
 
-    def put(self, data: bytes, *, replaceable: bool) -> int:
-        """Queue `data`; return how many old messages were dropped to stay under the limit."""
+    def put(self, data: bytes, *, kind: str | None = None) -> int:
+        """Queue `data` (the newest of `kind` when given); return how many old ones were dropped."""
         with self._lock:
-            if replaceable:
-                self._frames = data
+            if kind is not None:
+                self._newest.pop(kind, None)  # the newest goes last, behind other kinds
+                self._newest[kind] = data
                 return 0
             self._queue.append(data)
             self._queued_bytes += len(data)
@@ -363,10 +383,12 @@ class _Outbox:
                 data = self._queue.popleft()
                 self._queued_bytes -= len(data)
                 return data
-            frames, self._frames = self._frames, None
-            return frames
+            if self._newest:
+                kind = next(iter(self._newest))
+                return self._newest.pop(kind)
+            return None
 
     def empty(self) -> bool:
         """Whether nothing waits."""
         with self._lock:
-            return not self._queue and self._frames is None
+            return not self._queue and not self._newest

@@ -14,13 +14,13 @@ the swerve that put the car there; and the same clean driving is the figure
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from engine.core.config import AutopilotConfig
 
 
 def expert_config(autopilot: AutopilotConfig) -> AutopilotConfig:
     """The configured NPC (cruise speed, cornering limit) with no noise and no mistakes."""
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         autopilot, steering_noise=0.0, throttle_noise=0.0, perturbation_interval_s=0.0
     )

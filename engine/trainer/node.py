@@ -27,7 +27,6 @@ training) and `Checkpointed` for every checkpoint, which the driver loads.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import sys
 import threading
@@ -45,6 +44,7 @@ from engine.core.wire import (
     SampleSets,
     SwitchModel,
     TrainerStatus,
+    message_fields,
 )
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
@@ -126,9 +126,7 @@ class TrainerNode:
             with self._lock:
                 # Reports still arriving while the node shuts down have nowhere to go.
                 if not self._closed:
-                    self._reports.record_collector_stats(
-                        message.source, dataclasses.asdict(message)
-                    )
+                    self._reports.record_collector_stats(message.source, message_fields(message))
         elif isinstance(message, SwitchModel):
             self.switch(message.version)
 
