@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.app.hub import Hub
 from engine.core.actions import Action
-from engine.core.store import AppState
+from engine.core.store import AlertRaised, AppState, VersionStreamed
 from engine.core.wire import Alert, SwitchModel
 from engine.records.moments import Moment, Moments
 from engine.records.timeline import Timeline
@@ -68,13 +68,13 @@ class StreamActions:
             if previous:
                 self.timeline.stopped(previous, self.current_batch())
             self.timeline.started(version, batches, how)
-            self.state.version = version
-            self.state.version_created = await asyncio.to_thread(self._created, version)
-            self.state.trainer = None  # the old version's numbers are not the new one's
+            created = await asyncio.to_thread(self._created, version)
+            # Also drops the trainer's last report: the old version's numbers are not the new one's.
+            self.state.apply(VersionStreamed(version, created))
             for role in ("trainer", "driver"):
                 await self.hub.send(role, SwitchModel(version))
             text = f"{user} switched to {version} ({how}, batch {batches:,})"
-            self.state.alerts.append(Alert(kind="switch", text=text))
+            self.state.apply(AlertRaised(Alert(kind="switch", text=text)))
             log.info("%s", text)
             return {"version": version, "switched": True, "batch": batches, "how": how}
 
@@ -88,19 +88,15 @@ class StreamActions:
             user=user,
             name=name,
         )
-        self.state.alerts.append(Alert(kind="moment", text=f"{user}: {moment.note}"))
+        self.state.apply(AlertRaised(Alert(kind="moment", text=f"{user}: {moment.note}")))
         if self.on_tag is not None:
             self.on_tag(moment)
         return moment.as_dict()
 
     def current_batch(self) -> int:
         """The streamed version's batch: the trainer's newest report, else its last checkpoint."""
-        trainer, checkpoint = self.state.trainer, self.state.checkpoint
-        if trainer is not None and trainer.version == self.state.version:
-            return trainer.batch
-        if checkpoint is not None and checkpoint.version == self.state.version:
-            return checkpoint.batch
-        return 0
+        batch = self.state.snapshot().streamed_batch()
+        return 0 if batch is None else batch
 
     def _created(self, version: str) -> str:
         with Registry(self.data_dir) as registry:
