@@ -25,7 +25,7 @@ import pytest_asyncio
 
 from engine.app.hub import Hub
 from engine.core.config import HubConfig
-from engine.core.store import AppState
+from engine.core.store import AppState, VersionStreamed
 from engine.core.wire import SwitchModel
 from engine.data.storage import SampleStorage
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
@@ -86,7 +86,8 @@ async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
     config_path = root / "config.toml"
     config_path.write_text(CONFIG.format(data_dir=data_dir), encoding="utf-8")
     versions = (create_version(data_dir), create_version(data_dir))
-    state = AppState(version=versions[0])
+    state = AppState()
+    state.apply(VersionStreamed(versions[0], created=""))
     hub = Hub(HubConfig(port=0), TOKEN, state)
     await hub.start()
     env = {**os.environ, HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: TOKEN}
