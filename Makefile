@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-unit lint bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/charles-stream run
@@ -11,6 +11,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The unit tier only (tests/conftest.py): no TensorFlow, X server, browser or OBS; under a minute.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m unit -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

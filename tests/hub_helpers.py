@@ -60,8 +60,13 @@ async def node_socket(
         yield ws
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for something another task or thread makes true (there is no event to await)."""
+async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait for something another task or thread makes true (there is no event to await).
+
+    The timeout only ends a test that would otherwise hang: a passing test never
+    waits for it, and a busy 2-core machine may need many seconds (a reconnect's
+    backoff, a process start).
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

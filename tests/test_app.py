@@ -31,7 +31,7 @@ from models.checkpoints import list_checkpoints
 from models.registry import version_dir
 from tests.stream_helpers import TINY_STREAM_CONFIG
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.tf, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 # Generous: TensorFlow start-up in two processes at once on two shared cores.
 START_S = 120.0

@@ -21,6 +21,8 @@ from tests.bot_helpers import XCEPTION, bot_tokens, streaming_actions, twitch_co
 from tests.hub_helpers import wait_until
 from tests.twitch_server import FakeTwitch, running_twitch
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def twitch():
@@ -163,7 +165,7 @@ async def test_twitch_unreachable_at_start_is_retried_until_it_answers(
     async with running_bot(actions, store, twitch_config(twitch)):
         await wait_until(lambda: twitch_state(actions).startswith("reconnecting in 1 s"))
         twitch.refuse_websockets = False
-        await wait_until(lambda: twitch_state(actions).startswith("connected"), timeout=10)
+        await wait_until(lambda: twitch_state(actions).startswith("connected"), timeout=60)
 
 
 async def test_expired_token_is_refreshed_and_the_new_pair_is_saved(

@@ -20,10 +20,13 @@ from engine.driver.capture import Capture, Frame, MssSource
 from engine.sim.game import Game
 from engine.sim.window import HOOD_ORIGIN, open_windows
 
-pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or shutil.which("Xvfb") is None,
-    reason="needs Linux with Xvfb (apt-get install xvfb)",
-)
+pytestmark = [
+    pytest.mark.x11,
+    pytest.mark.skipif(
+        sys.platform != "linux" or shutil.which("Xvfb") is None,
+        reason="needs Linux with Xvfb (apt-get install xvfb)",
+    ),
+]
 
 # The built-in game's hood window: at the screen's top-left corner (engine.sim.window.HOOD_ORIGIN).
 HOOD_REGION = (*HOOD_ORIGIN, 480, 270)

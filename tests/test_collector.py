@@ -21,6 +21,8 @@ from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage
 from engine.sim.game import Controls
 
+pytestmark = pytest.mark.slow
+
 # Tiny frames, 2 divisions per unit (5 steering bins, 7 throttle_brake bins), a wide dead zone
 # and frequent perturbations keep sets quick to complete: 20 s of game time yield several.
 CONFIG = """

@@ -28,6 +28,8 @@ from tests.driver_helpers import (
     small_sim,
 )
 
+pytestmark = pytest.mark.tf
+
 FAST_REPORTS = DriverConfig(status_hz=20.0, frames_hz=20.0)
 VERSION = "model_0000_demo_v1"
 

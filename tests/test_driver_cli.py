@@ -15,6 +15,8 @@ import pytest
 from engine.cli import main
 from tests.driver_helpers import create_version, save_constant_checkpoint
 
+pytestmark = pytest.mark.tf
+
 REPO = Path(__file__).resolve().parent.parent
 
 

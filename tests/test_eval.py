@@ -28,6 +28,8 @@ from tests.driver_helpers import (
     small_sim,
 )
 
+pytestmark = pytest.mark.tf
+
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 CONFIG = Config(sim=small_sim(), unstuck=UnstuckConfig(window_s=2.0, offroad_s=1.0))
 SEED = 7

@@ -14,6 +14,8 @@ from models.checkpoints import save_checkpoint
 from models.registry import version_dir
 from tests.driver_helpers import constant_model, create_version, demo_spec, save_constant_checkpoint
 
+pytestmark = pytest.mark.tf
+
 
 class CountingLayer(layers.Layer):
     """Passes its input through and counts, inside the graph, how often it really ran."""

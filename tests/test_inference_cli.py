@@ -13,6 +13,8 @@ from engine.cli import main
 from engine.sim.game import Game
 from tests.driver_helpers import create_version, save_constant_checkpoint, small_sim
 
+pytestmark = pytest.mark.tf
+
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
 

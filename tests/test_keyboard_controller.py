@@ -28,6 +28,8 @@ from engine.driver.controller import ControllerError, GamepadState
 from engine.driver.keyboard import KeyboardController, KeyMap, _Channel
 from tests.torcs_process import XvfbDisplay
 
+pytestmark = pytest.mark.x11
+
 REPO = Path(__file__).resolve().parents[1]
 KEYS = KeyMap().names()  # Left, Right, Up, Down
 PERIOD_S = 0.1

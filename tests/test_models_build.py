@@ -13,6 +13,8 @@ from engine.core.errors import ConfigError, ModelError
 from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.spec import CommonDenseSpec, InputSpec, ParameterCounts, load_spec
 
+pytestmark = pytest.mark.tf
+
 
 def layer_params(model: keras.Model) -> dict[str, int]:
     return {

@@ -25,6 +25,8 @@ from models.checkpoints import (
 )
 from models.spec import CommonDenseSpec, InputSpec, load_spec
 
+pytestmark = pytest.mark.tf
+
 TINY_SPEC = msgspec.structs.replace(
     load_spec("model_0000_demo"), input=InputSpec(16, 16, 1), common=CommonDenseSpec(units=64)
 )

@@ -7,6 +7,7 @@ through asyncio.to_thread: the hub must keep answering meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -106,7 +107,9 @@ async def test_only_the_newest_frames_wait_while_every_alert_does():
 async def test_a_hub_of_another_protocol_version_is_final_and_names_the_side_to_upgrade(caplog):
     async with running_hub() as hub:
         old = NodeClient(hub.url(), TOKEN, Hello(role="collector", name="old", protocol=1))
-        await started(old)
+        # The refusal may come before start() returns (then start raises it) or just after.
+        with contextlib.suppress(NodeError):
+            await started(old)
 
         assert await asyncio.to_thread(old.lost.wait, 5)
         await asyncio.to_thread(old.close)
@@ -137,6 +140,9 @@ async def test_client_reconnects_when_the_hub_restarts_on_the_same_port():
     async with running_hub(state=first_state) as hub:
         port = hub.port
         node = await started(client(hub.url(), give_up_s=30.0))
+    # Sent once the client knows the hub is gone: a message written into a link the hub is
+    # closing is lost in flight, which is not what this test is about.
+    await wait_until(lambda: not node.connected)
     node.send(Alert(kind="note", text="sent while the hub was away"))
 
     async with running_hub(port=port, state=second_state):

@@ -34,7 +34,7 @@ from models.registry import Registry, version_dir
 from tests.driver_helpers import create_version
 from tests.stream_helpers import TINY_STREAM_CONFIG
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.tf, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 TOKEN = "node-test-token"
 # Generous: TensorFlow start-up in two processes at once on two shared cores.

@@ -23,7 +23,7 @@ from overlays.obs_setup import setup_scene
 from tests.hub_helpers import wait_until
 from tests.obs_process import PASSWORD, ObsProcess, needs_obs
 
-pytestmark = needs_obs
+pytestmark = [pytest.mark.obs, pytest.mark.x11, needs_obs]
 SCENE = "Charles"
 CREATED = "2026-11-20T10:00:00+00:00"
 
@@ -105,7 +105,7 @@ async def test_a_switch_updates_the_model_label(obs, tmp_path):
     link = ObsLink(stream_config(obs).obs, state, Moments(tmp_path), PASSWORD)
     await link.start()
     try:
-        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
+        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=60)
         state.apply(VersionStreamed("model_0003_xception_v2", CREATED))
         await wait_until(
             lambda: label_text(obs).startswith("model_0003_xception_v2\ncreated "), timeout=10
@@ -123,7 +123,7 @@ async def test_a_tag_saves_the_replay_buffer_and_records_the_file(obs, tmp_path)
     actions.on_tag = link.moment_tagged
     await link.start()
     try:
-        await wait_until(lambda: "replay buffer on" in state.connections["obs"], timeout=15)
+        await wait_until(lambda: "replay buffer on" in state.connections["obs"], timeout=60)
         moment = await actions.tag("straight into the pond", user="viewer42")
         await wait_until(lambda: actions.moments.list()[0].replay is not None, timeout=30)
     finally:
@@ -140,13 +140,13 @@ async def test_the_link_reconnects_after_obs_restarts_and_relabels(obs, tmp_path
     link = ObsLink(stream_config(obs).obs, state, Moments(tmp_path), PASSWORD)
     await link.start()
     try:
-        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
+        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=60)
         await asyncio.to_thread(obs.stop)
         await wait_until(lambda: state.connections["obs"].startswith(("lost", "not connected")))
         state.apply(VersionStreamed("model_0003_xception_v3", CREATED))  # while OBS was away
         await asyncio.to_thread(obs.start)
-        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=15)
-        await wait_until(lambda: label_text(obs).startswith("model_0003_xception_v3"), timeout=10)
+        await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=60)
+        await wait_until(lambda: label_text(obs).startswith("model_0003_xception_v3"), timeout=60)
     finally:
         await link.stop()
 

@@ -40,7 +40,7 @@ from tests.overlay_helpers import (
     trainer_status,
 )
 
-pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
 
 TOTAL_LOSS_RGB = (0xFF, 0x70, 0x43)  # the chart's first colour: the total loss
 XSS_PAYLOADS = (

@@ -25,6 +25,8 @@ from models.spec import SPEC_DIR, ParameterCounts
 from models.tensorboard_log import LossLog, tensorboard_dir
 from tests.driver_helpers import DEMO_LINE
 
+pytestmark = pytest.mark.tf
+
 V1, V2 = f"{DEMO_LINE}_v1", f"{DEMO_LINE}_v2"
 # The seed's model_0003_xception counts, to check the summary's formatting.
 XCEPTION_COUNTS = ParameterCounts(23_519_466, 23_464_938, 54_528)

@@ -12,6 +12,8 @@ from engine.core.config import AutopilotConfig, SimConfig
 from engine.sim.autopilot import Autopilot, speed_profile
 from engine.sim.game import Game
 
+pytestmark = pytest.mark.slow
+
 SIM = SimConfig()
 PILOT = AutopilotConfig()
 

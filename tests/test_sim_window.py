@@ -33,9 +33,13 @@ from engine.sim.window import CHASE_WINDOW, HOOD_ORIGIN, HOOD_WINDOW, chase_orig
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("Xvfb") is None, reason="the Xvfb binary is not installed (apt-get install xvfb)"
-)
+pytestmark = [
+    pytest.mark.x11,
+    pytest.mark.skipif(
+        shutil.which("Xvfb") is None,
+        reason="the Xvfb binary is not installed (apt-get install xvfb)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from engine.driver.controller import GamepadState
 from engine.driver.keyboard import KeyboardController
 from tests.torcs_process import TorcsProcess, group_alive, require_installed
 
+pytestmark = [pytest.mark.x11, pytest.mark.slow]
+
 SECONDS = 3.0
 # Changed frames/s the capture must see at least: TORCS draws 60-80 quiet, 20-45 on busy cores.
 MIN_FPS = 5.0

@@ -26,6 +26,8 @@ from models.registry import Registry
 from models.spec import parse_spec
 from tests.data_helpers import full_set
 
+pytestmark = pytest.mark.tf
+
 LINE = "tiny_line"
 VERSION = f"{LINE}_v1"
 OUTPUTS = ("steering", "throttle_brake")

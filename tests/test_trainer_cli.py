@@ -12,11 +12,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.cli import main
 from engine.core.config import load_config
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
 from tests.test_trainer import VERSION, create_version, store_sets, write_config
+
+pytestmark = pytest.mark.tf
 
 
 def prepared(tmp_path: Path, *, sets_per_buffer: int = 10) -> tuple[Path, Path]:

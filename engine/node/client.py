@@ -145,6 +145,11 @@ class NodeClient:
                 f"could not connect to the hub at {self.url} within {timeout:g} s"
             )
 
+    @property
+    def connected(self) -> bool:
+        """Whether the link to the hub is up now (messages sent meanwhile wait in the outbox)."""
+        return self._connected
+
     def send(self, message: Message) -> None:
         """Queue a message for the hub; thread-safe and never blocks.
 
