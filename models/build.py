@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from engine.core.errors import ConfigError, ModelError
+from engine.core.errors import ConfigError, DeviceError, ModelError
 from models.backbones import IMAGENET_FILE_NAMES, build_backbone, load_imagenet_weights
 from models.spec import ModelSpec, ParameterCounts
 
@@ -43,7 +43,7 @@ _OPTIMIZERS = {
 _LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
 
-class GraphvizMissingError(RuntimeError):
+class GraphvizMissingError(DeviceError):
     """`--plot` needs Graphviz's `dot` program, which is not installed."""
 
 

@@ -35,7 +35,7 @@ import websocket
 from obsws_python.error import OBSSDKError, OBSSDKRequestError, OBSSDKTimeoutError
 
 from engine.core.config import ObsConfig
-from engine.core.errors import ConfigError
+from engine.core.errors import ConfigError, DeviceError
 from engine.core.secrets import SECRETS_DIR
 from engine.core.store import AppState, ConnectionChanged, Noted
 from engine.records.moments import Moment, Moments
@@ -60,7 +60,7 @@ SAVE_TIMEOUT_S = 20.0
 SAVE_POLL_S = 0.2
 
 
-class ObsError(Exception):
+class ObsError(DeviceError):
     """OBS cannot be reached or refused something; the message says what to do."""
 
 

@@ -40,6 +40,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.core.errors import CharlesError
+
 DB_FILENAME = "charles.db"
 # Seconds a writer waits for another process's write to finish before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -47,7 +49,7 @@ BUSY_TIMEOUT_S = 10.0
 Migration = tuple[str, ...]
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(CharlesError):
     """charles.db cannot be used as it is (e.g. written by a newer charles-stream)."""
 
 

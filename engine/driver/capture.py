@@ -42,7 +42,7 @@ import msgspec
 import numpy as np
 
 from engine.core.config import CaptureConfig, Config
-from engine.core.errors import ConfigError
+from engine.core.errors import ConfigError, DeviceError
 from engine.core.rates import RateMeter
 from engine.data.frames import resize_frame
 from engine.sim.game import Game, Telemetry
@@ -55,7 +55,7 @@ _MAX_CATCH_UP_TICKS = 5
 _JOIN_S = 5.0
 
 
-class CaptureError(RuntimeError):
+class CaptureError(DeviceError):
     """Frames cannot be captured: a bad monitor, region or window, or the source failed."""
 
 

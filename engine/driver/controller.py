@@ -33,12 +33,13 @@ from types import TracebackType
 from typing import Protocol
 
 from engine.core.config import ControllerConfig
+from engine.core.errors import DeviceError
 
 # Where Linux exposes user-space input devices; vgamepad needs to write to it.
 UINPUT_PATH = Path("/dev/uinput")
 
 
-class ControllerError(RuntimeError):
+class ControllerError(DeviceError):
     """A gamepad that cannot be created, with what to do about it."""
 
 
