@@ -25,6 +25,7 @@ from engine.core.logs import LOG_LEVELS, setup_logging
 from engine.data import cli as data_cli
 from engine.driver import cli as drive_cli
 from engine.driver import convcam_cli, eval_cli
+from engine.games import cli as games_cli
 from engine.records import cli as timeline_cli
 from engine.sim import cli as sim_cli
 from engine.trainer import cli as train_cli
@@ -46,6 +47,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     drive_cli.add_command,
     convcam_cli.add_command,
     eval_cli.add_command,
+    games_cli.add_command,
     train_cli.add_command,
     timeline_cli.add_command,
     obs_cli.add_command,

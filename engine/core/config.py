@@ -185,8 +185,9 @@ class TrainerConfig(Section):
 class ControllerConfig(Section):
     """How predictions become gamepad values (see engine/driver/controller.py)."""
 
-    # "sim" drives the built-in game; "vgamepad" a virtual Xbox 360 pad for a real game.
-    backend: Literal["sim", "vgamepad"] = "sim"
+    # "sim" drives the built-in game; "vgamepad" a virtual Xbox 360 pad for a real game;
+    # "keyboard" taps a real game's keys through XTest (the keys: driver.game's profile).
+    backend: Literal["sim", "vgamepad", "keyboard"] = "sim"
     # Fraction of stick / trigger travel the game ignores (GTA V: about 0.2 on the stick).
     steering_dead_zone: Annotated[float, Meta(ge=0.0, le=0.95)] = 0.0
     trigger_dead_zone: Annotated[float, Meta(ge=0.0, le=0.95)] = 0.0
@@ -264,6 +265,10 @@ class DriverConfig(Section):
     gradcam_hz: Annotated[float, Meta(ge=0.0, le=30.0)] = 0.0
     # New weights from the trainer are applied at the next unstuck, or after this long.
     reload_interval_s: Annotated[float, Meta(ge=1.0, le=86_400.0)] = 300.0
+    # A game profile (a name from `charles-stream games list`, or a .toml path): the driver
+    # captures its window and drives it with its input backend, keys and unstuck sequence;
+    # "" = capture and controller as configured above.
+    game: str = ""
 
     def __post_init__(self) -> None:
         if len(self.convcam_layers) > 2:

@@ -24,6 +24,10 @@ Backends:
 * `mss`: a monitor, a region of it, or (Windows) a window by title. Frames
   are converted from the screen's BGRA to RGB, the colour order of every frame
   the models are trained on.
+* a game profile (`driver.game`, engine/games/): the profile's window, found
+  by title (Linux: on the X server through python-xlib), cropped and masked as
+  the profile says. The window is looked up when the capture starts, so the
+  game must be running by then.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from engine.core.config import CaptureConfig, Config
 from engine.core.errors import ConfigError, DeviceError
 from engine.core.rates import RateMeter
 from engine.data.frames import resize_frame
+from engine.games.profile import GameProfile
 from engine.sim.game import Game, Telemetry
 
 log = logging.getLogger("charles.capture")
@@ -85,11 +90,22 @@ class FrameSource(Protocol):
         """Release what `open` acquired."""
 
 
-def open_capture(config: Config, size: tuple[int, int], *, seed: int | None = None) -> Capture:
-    """The configured capture for frames resized to `size` (width, height); not yet started."""
+def open_capture(
+    config: Config,
+    size: tuple[int, int],
+    *,
+    seed: int | None = None,
+    profile: GameProfile | None = None,
+) -> Capture:
+    """The configured capture for frames resized to `size` (width, height); not yet started.
+
+    With a game `profile` whose input is not the in-process sim, frames come from its window.
+    """
     if config.capture.backend == "sim":
         sim_config = msgspec.structs.replace(config.sim, window="off")
         source: FrameSource = SimSource(Game(sim_config, seed=seed), config.capture.chase_hz)
+    elif profile is not None:
+        source = WindowSource(profile)
     else:
         source = MssSource(config.capture)
     return Capture(source, size=size, max_fps=config.capture.max_fps)
@@ -322,6 +338,41 @@ class MssSource:
         assert self._screen is not None and self._area is not None, "grab() before open()"
         shot = self._screen.grab(self._area)
         return cv2.cvtColor(np.asarray(shot), cv2.COLOR_BGRA2RGB), None
+
+    def close(self) -> None:
+        """Release the mss handles."""
+        if self._screen is not None:
+            self._screen.close()
+            self._screen = None
+
+
+class WindowSource:
+    """A game profile's window through mss: found by title when opened, cropped and masked."""
+
+    def __init__(self, profile: GameProfile) -> None:
+        self.profile = profile
+        target = profile.window_target()
+        self.name = f"game {profile.name!r} window {target.title or list(target.region)!r}"
+        self._screen = None
+        self._area: dict[str, int] | None = None
+
+    def open(self) -> None:
+        """Find the window (DeviceError listing the open windows if absent), open mss."""
+        import mss
+
+        from engine.games.window import capture_area, find_window
+
+        window = find_window(self.profile.window_target())
+        self._area = capture_area(self.profile, window)
+        self._screen = mss.MSS()
+        log.info("capturing %s (id %#x): %s", self.name, window.id, self._area)
+
+    def grab(self, stop: threading.Event) -> tuple[np.ndarray, Telemetry | None] | None:
+        """One RGB frame of the window's capture area, masks blanked."""
+        from engine.games.window import grab_frame
+
+        assert self._screen is not None and self._area is not None, "grab() before open()"
+        return grab_frame(self.profile, self._area, self._screen), None
 
     def close(self) -> None:
         """Release the mss handles."""

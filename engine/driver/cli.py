@@ -4,6 +4,7 @@ Example::
 
     charles-stream drive --model model_0000_demo_v1 --sim --seconds 60 --json
     charles-stream drive --model model_0003_xception_v1 --capture mss    # a real game + vgamepad
+    charles-stream drive --model model_0000_demo_v1 --game torcs   # its window, its keys (XTest)
 
 `--json` prints one line at the end: {"pps", "fps", "distance_m",
 "offroad_events", "unstucks", "convcam_ms", ...}; distance and off-road
@@ -72,6 +73,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     source.add_argument(
         "--capture", choices=("sim", "mss"), help="frame source (default: [capture] backend)"
+    )
+    source.add_argument(
+        "--game",
+        metavar="PROFILE",
+        help="a game profile (`charles-stream games list`): capture its window, press its keys "
+        "(default: [driver] game)",
     )
     parser.add_argument(
         "--seconds", type=positive_float, help="stop after this long (default: until stopped)"
@@ -243,8 +250,19 @@ class PlayerConsole:
 
 
 def _with_flags(config: Config, args: argparse.Namespace) -> Config:
-    """Config with --sim / --capture applied, checked for a pad that fits the frame source."""
-    capture, controller = config.capture, config.controller
+    """Config with --sim / --capture / --game applied, checked for a pad that fits the source."""
+    capture, controller, driver = config.capture, config.controller, config.driver
+    if args.game:
+        driver = msgspec.structs.replace(driver, game=args.game)
+    elif args.sim or args.capture:
+        driver = msgspec.structs.replace(driver, game="")  # the flag's source, not the profile
+    if driver.game:
+        from engine.games.profile import apply_to_config, load_profile
+
+        # Loaded here too, so a bad profile is a bad-input exit before TensorFlow loads.
+        return apply_to_config(
+            load_profile(driver.game), msgspec.structs.replace(config, driver=driver)
+        )
     if args.sim:
         capture = msgspec.structs.replace(capture, backend="sim")
         controller = msgspec.structs.replace(controller, backend="sim")
@@ -256,7 +274,7 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
             "drives only the built-in game run by --sim; set controller.backend = 'vgamepad' "
             "for a real game, or use --sim"
         )
-    return msgspec.structs.replace(config, capture=capture, controller=controller)
+    return msgspec.structs.replace(config, capture=capture, controller=controller, driver=driver)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -34,6 +34,7 @@ from typing import Protocol
 
 from engine.core.config import ControllerConfig
 from engine.core.errors import DeviceError
+from engine.games.profile import GameProfile
 
 # Where Linux exposes user-space input devices; vgamepad needs to write to it.
 UINPUT_PATH = Path("/dev/uinput")
@@ -193,12 +194,36 @@ class VGamepadController(Controller):
             self._pad.update()
 
 
-def open_controller(config: ControllerConfig, game: SimGame | None = None) -> Controller:
-    """Create the configured backend; raise ControllerError saying how to fix a missing driver."""
+def open_controller(
+    config: ControllerConfig,
+    game: SimGame | None = None,
+    profile: GameProfile | None = None,
+) -> Controller:
+    """Create the configured backend; raise ControllerError saying how to fix a missing driver.
+
+    The keyboard presses the game `profile`'s keys with its PWM timing (the arrows without one).
+    """
     if config.backend == "sim":
         if game is None:
             raise ControllerError("controller.backend = 'sim' needs the built-in game running")
         return SimController(game)
+    if config.backend == "keyboard":
+        # Imported here: keyboard.py imports this module, and Xlib is only needed for keys.
+        from engine.driver.keyboard import KeyboardController, KeyMap
+
+        if profile is None:
+            return KeyboardController()
+        keys = profile.input.keyboard
+        return KeyboardController(
+            KeyMap(
+                steer_left=keys.steer_left,
+                steer_right=keys.steer_right,
+                accelerate=keys.accelerate,
+                brake=keys.brake,
+            ),
+            period_s=keys.period_s,
+            min_press_s=keys.min_press_s,
+        )
     return VGamepadController()
 
 

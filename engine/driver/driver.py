@@ -131,19 +131,25 @@ def open_driver_parts(
     from engine.driver.capture import open_capture
     from engine.driver.controller import open_controller
     from engine.driver.unstuck import StuckWatch, choose_action
+    from engine.games.profile import apply_to_config, load_profile
 
+    # A game profile decides capture, input and unstuck together (driver.game).
+    profile = load_profile(config.driver.game) if config.driver.game else None
+    if profile is not None:
+        config = apply_to_config(profile, config)
     model = model_parts(config, loaded)
     spec = loaded.spec
-    capture = open_capture(config, (spec.input.width, spec.input.height), seed=seed)
+    size = (spec.input.width, spec.input.height)
+    capture = open_capture(config, size, seed=seed, profile=profile)
     game = getattr(capture.source, "game", None)
-    with capture, open_controller(config.controller, game=game) as controller:
+    with capture, open_controller(config.controller, game=game, profile=profile) as controller:
         yield DriverParts(
             capture=capture,
             model=model.model,
             translator=Translator(config.controller),
             controller=controller,
             watch=StuckWatch(config.unstuck),
-            unstuck=choose_action(config.unstuck, capture.source, controller),
+            unstuck=choose_action(config.unstuck, capture.source, controller, profile),
             weights=model.weights,
             gradcam=model.gradcam,
             chase=getattr(capture.source, "latest_chase", None),

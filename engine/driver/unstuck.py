@@ -20,7 +20,8 @@ very little each.
 
 The action is chosen once, from what the driver runs on: the built-in game
 respawns the car elsewhere on the track; a real game gets a configurable
-vgamepad button sequence (e.g. a menu's "reset vehicle"), or only an alert.
+vgamepad button sequence (e.g. a menu's "reset vehicle"), its game profile's
+key or button sequence (e.g. the game's reset key), or only an alert.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import cv2
 import numpy as np
 
 from engine.core.config import UnstuckConfig
+from engine.games.profile import GameProfile
 from engine.sim.game import Telemetry
 
 # Game time is a sum of ticks: 2.0333 - 0.0333 must count as the 2 s it is.
@@ -113,11 +115,25 @@ def thumbnail_of(image: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def choose_action(config: UnstuckConfig, source: object, controller: object) -> UnstuckAction:
-    """Respawn in the built-in game; else the configured buttons, if the pad can press them."""
+def choose_action(
+    config: UnstuckConfig,
+    source: object,
+    controller: object,
+    profile: GameProfile | None = None,
+) -> UnstuckAction:
+    """Respawn in the built-in game; else the game profile's sequence, else unstuck.buttons.
+
+    Either sequence only if the controller can press it (a keyboard keys, a pad buttons).
+    """
     if isinstance(source, RespawningSource):
         return Respawn(source)
     press = getattr(controller, "press", None)
+    if profile is not None and profile.unstuck.sequence and press is not None:
+        steps = profile.unstuck.sequence
+        if profile.input.backend == "keyboard":
+            return KeySequence(press, tuple((step.key, step.hold_s) for step in steps))
+        buttons = tuple((str(step.button), step.hold_s) for step in steps)
+        return KeySequence(press, buttons, what="button")
     if config.buttons and press is not None:
         return ButtonSequence(press, config.buttons, config.button_hold_s)
     return AlertOnly()
@@ -162,6 +178,27 @@ class ButtonSequence:
         """Press each button for `hold_s`, then release it."""
         for button in self.buttons:
             self.press(button, self.hold_s)
+
+
+@dataclass
+class KeySequence:
+    """A keyboard game's reset: keys (or a profile's pad buttons), each with its own hold time."""
+
+    press: Callable[[str, float], None]
+    steps: tuple[tuple[str, float], ...]
+    what: str = "key"
+
+    @property
+    def description(self) -> str:
+        """The keys in order, with their hold times."""
+        return f"press {self.what} " + ", ".join(
+            f"{key} ({hold:.2f} s)" for key, hold in self.steps
+        )
+
+    def __call__(self) -> None:
+        """Press each key for its hold time, then release it, one after another."""
+        for key, hold_s in self.steps:
+            self.press(key, hold_s)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Real games: one TOML profile per game (window, capture, input, unstuck, recorder)."""
