@@ -63,8 +63,9 @@ def test_a_profile_file_by_path_loads_with_its_stem_as_name(tmp_path):
 
 
 def test_an_unknown_profile_name_lists_the_shipped_ones():
-    with pytest.raises(UsageError, match="unknown game profile 'nfs'; use one of 'builtin', 'gta5'"):
+    with pytest.raises(UsageError) as error:
         load_profile("nfs")
+    assert "unknown game profile 'nfs'; use one of 'builtin', 'gta5', 'torcs'" in str(error.value)
 
 
 def test_an_unknown_key_names_the_file_and_the_accepted_keys(tmp_path):
@@ -84,14 +85,10 @@ def test_a_wrong_type_names_key_and_value(tmp_path):
 
 
 def test_a_bad_backend_lists_the_choices(tmp_path):
-    path = _write(tmp_path, GOOD + '[input]\nbackend = "joystick"\n')
-    with pytest.raises(ConfigError):
-        load_profile(str(path))  # TOML: [input] after [input.keyboard] is a redefinition
     text = GOOD.replace("[input.keyboard]", '[input]\nbackend = "joystick"\n[input.keyboard]')
-    with pytest.raises(
-        ConfigError, match="'input.backend' = 'joystick' is not accepted; use one of 'keyboard'"
-    ):
+    with pytest.raises(ConfigError) as error:
         load_profile(str(_write(tmp_path, text)))
+    assert "'input.backend' = 'joystick' is not accepted; use one of 'keyboard'" in str(error.value)
 
 
 def test_a_bad_keysym_name_says_what_names_look_like(tmp_path):
@@ -127,7 +124,7 @@ def test_a_profile_without_any_window_is_refused(tmp_path):
 
 def test_one_key_twice_is_refused(tmp_path):
     path = _write(tmp_path, GOOD.replace('brake = "s"', 'brake = "w"'))
-    with pytest.raises(ConfigError, match="'input.keyboard' uses one key twice"):
+    with pytest.raises(ConfigError, match=r"'input.keyboard' uses one key twice"):
         load_profile(str(path))
 
 
@@ -149,11 +146,10 @@ def test_broken_toml_names_the_file(tmp_path):
         load_profile(str(path))
 
 
-def test_a_platform_without_a_window_says_so():
-    with pytest.raises(UsageError, match=r"no \[window.linux\]"):
-        msgspec.structs.replace(
-            load_profile("gta5"), window=load_profile("gta5").window.__class__()
-        ).window_target("linux")
+def test_a_platform_without_a_window_says_so(tmp_path):
+    profile = load_profile(str(_write(tmp_path, GOOD)))
+    with pytest.raises(UsageError, match=r"no \[window.windows\]"):
+        profile.window_target("win32")
 
 
 def test_crop_and_masks_are_in_window_pixels(tmp_path):

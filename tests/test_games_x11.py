@@ -68,9 +68,7 @@ def game(display, tmp_path) -> Iterator[subprocess.Popen]:
         process.wait()
 
 
-def test_games_check_finds_the_built_in_games_window_and_grabs_its_pixels(
-    display, tmp_path
-):
+def test_games_check_finds_the_built_in_games_window_and_grabs_its_pixels(display, tmp_path):
     process = _start_game(display, tmp_path, ["--autopilot", "--realtime"])
     try:
         out = tmp_path / "hood.png"
@@ -125,7 +123,7 @@ def test_drive_plays_the_built_in_games_window_through_keys_only(game, display, 
     assert report["fps"] > 2 and report["last_pad"]["right_trigger"] > 0.9
     with _keys(display) as press:
         press("q")
-    out, err = game.communicate(timeout=60)
+    out, _ = game.communicate(timeout=60)
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["distance_m"] > 3.0, f"the keys did not drive the car: {summary}"
 
