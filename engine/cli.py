@@ -26,6 +26,7 @@ from engine.data import cli as data_cli
 from engine.driver import cli as drive_cli
 from engine.driver import convcam_cli, eval_cli
 from engine.games import cli as games_cli
+from engine.recorder import cli as record_cli
 from engine.records import cli as timeline_cli
 from engine.sim import cli as sim_cli
 from engine.trainer import cli as train_cli
@@ -42,6 +43,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     functools.partial(config_cli.add_command, checks=(check_chat_config,)),
     sim_cli.add_command,
     collect_cli.add_command,
+    record_cli.add_command,
     data_cli.add_command,
     models_cli.add_command,
     drive_cli.add_command,

@@ -1,0 +1,1 @@
+"""Record human play: the player drives a game, the recorder stores frames and inputs as samples."""

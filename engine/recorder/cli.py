@@ -1,0 +1,274 @@
+"""`charles-stream record`: record a person playing a game as training samples.
+
+Examples::
+
+    charles-stream record --window "Grand Theft Auto V" --player ada
+    charles-stream record --region 0,0,1280,720 --keys left=a,right=d,accelerate=w,brake=s \\
+        --smoothing 0.15 --samples 4000
+
+The player drives; every 1/[collector] sample_hz s the recorder reads the keys
+held on the X server and, when a balancer wants the sample, grabs the window,
+and stores balanced sets into `<data_dir>/samples/samples.db` exactly as
+`charles-stream collect` does, with source "human:<player>". F9 (`--pause-key`)
+pauses and resumes: keep it paused through menus and loading screens. Ctrl-C or
+SIGTERM stops; every completed set is already stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import math
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from engine.core.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    data_dir_from,
+    positive_float,
+    positive_int,
+)
+from engine.core.config import Config
+from engine.core.errors import UsageError
+from engine.core.rates import RateMeter
+from engine.core.shutdown import sigterm_as_exit
+
+if TYPE_CHECKING:
+    from engine.recorder.recorder import RecorderStats
+
+log = logging.getLogger("charles.record")
+
+DEFAULT_KEYS = "left=Left,right=Right,accelerate=Up,brake=Down"
+STATUS_INTERVAL_S = 0.5  # the terminal line, about twice a second
+LOG_INTERVAL_S = 10.0  # plain log lines when stderr is not a terminal
+_PLAYER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `record`."""
+    parser = subparsers.add_parser(
+        "record",
+        help="record a person playing a game (frames + keys) as training samples",
+        description="Record human play: the game window's frames and the player's keys, "
+        "balanced and stored like collector samples.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--window", metavar="TITLE", help="capture the window with this title")
+    where.add_argument(
+        "--region", metavar="L,T,W,H", help="capture this screen region (default: [capture] region)"
+    )
+    parser.add_argument(
+        "--keys",
+        default=DEFAULT_KEYS,
+        metavar="MAP",
+        help=f"X keysym names per role (default: {DEFAULT_KEYS})",
+    )
+    parser.add_argument(
+        "--pause-key", default="F9", metavar="KEY", help="pauses/resumes recording (default F9)"
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=smoothing_seconds,
+        default=0.0,
+        metavar="S",
+        help="time constant (s) that grades tapped keys; 0 = raw -1/0/1 (default 0)",
+    )
+    parser.add_argument(
+        "--player", metavar="NAME", help="stored as source human:NAME (default: $USER)"
+    )
+    parser.add_argument("--samples", type=positive_int, help="stop once this many are stored")
+    parser.add_argument("--seconds", type=positive_float, help="stop after this many seconds")
+    add_data_argument(parser)
+    add_config_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
+    parser.set_defaults(handler=run_record)
+
+
+def smoothing_seconds(text: str) -> float:
+    """argparse type of --smoothing: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; accepted: seconds from 0 (raw keys) to 10"
+        ) from None
+    if not (math.isfinite(value) and 0.0 <= value <= 10.0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range; accepted: seconds from 0 (raw keys) to 10"
+        )
+    return value
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """Check the flags, find the window, record until stopped; 0 when done."""
+    config = config_from(args)
+    # Imported here so `charles-stream --help` loads neither X nor OpenCV.
+    from engine.data.storage import SampleStorage, default_storage_path
+    from engine.recorder.inputs import (
+        Hotkey,
+        KeyboardInput,
+        XKeyState,
+        check_key_name,
+        parse_key_bindings,
+    )
+    from engine.recorder.recorder import Recorder, check_recordable
+    from engine.recorder.screen import ScreenGrabber
+
+    check_recordable(config)
+    bindings = parse_key_bindings(args.keys)
+    pause_key = check_key_name(args.pause_key, flag="--pause-key")
+    if pause_key in bindings.names():
+        raise UsageError(f"--pause-key {pause_key!r} is also a driving key in --keys {args.keys!r}")
+    player = player_name(args.player)
+    region = _region(args, config)
+    keys = XKeyState([*bindings.names(), pause_key])
+    path = default_storage_path(config, data_dir_from(args, config))
+    try:
+        with (
+            sigterm_as_exit(),
+            ScreenGrabber(region) as screen,
+            SampleStorage(path, capacity=config.data.buffer_capacity) as storage,
+        ):
+            source = f"human:{player}"
+            recorder = Recorder(
+                config,
+                source=source,
+                grab=screen.grab,
+                inputs=KeyboardInput(
+                    bindings,
+                    keys,
+                    smoothing_s=args.smoothing,
+                    dead_zone=config.collector.dead_zone,
+                ),
+                pause=Hotkey(pause_key, keys),
+                sink=storage.insert_set,
+            )
+            log.info(
+                "recording %s from region %s at %g Hz into %s; %s pauses/resumes",
+                source,
+                ",".join(map(str, region)),
+                config.collector.sample_hz,
+                path,
+                pause_key,
+            )
+            status = StatusLine(sys.stderr, capacity=config.data.buffer_capacity)
+            stats = recorder.run(samples=args.samples, seconds=args.seconds, on_tick=status.update)
+            status.close()
+            storage.record_collector_stats(source, stats.as_dict())
+    finally:
+        keys.close()
+    summary = {
+        "source": stats.source,
+        "samples": stats.samples_stored,
+        "sets": stats.sets_stored,
+        "steps": stats.steps,
+        "frames": stats.frames_grabbed,
+        "recording_s": round(stats.recording_s, 3),
+        "paused_s": round(stats.paused_s, 3),
+        "cpu_s": round(stats.cpu_s, 3),
+        "storage": str(path),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    log.info(
+        "stored %d samples in %d sets (%.0f s recording, %.0f s paused) into %s",
+        stats.samples_stored,
+        stats.sets_stored,
+        stats.recording_s,
+        stats.paused_s,
+        path,
+    )
+    return 0
+
+
+def player_name(name: str | None) -> str:
+    """--player, else the login name; letters, digits and _.@- only (it is stored and shown)."""
+    if name is None:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "player"
+    if not _PLAYER.fullmatch(name):
+        raise UsageError(
+            f"--player {name!r} is not accepted; use 1 to 64 letters, digits or _ . @ -"
+        )
+    return name
+
+
+def _region(args: argparse.Namespace, config: Config) -> tuple[int, int, int, int]:
+    from engine.recorder.screen import find_window_region, parse_region
+
+    if args.window is not None:
+        return find_window_region(args.window)
+    if args.region is not None:
+        try:
+            return parse_region(args.region)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if config.capture.region:
+        left, top, width, height = config.capture.region
+        return (left, top, width, height)
+    if config.capture.window_title:
+        return find_window_region(config.capture.window_title)
+    raise UsageError(
+        "record needs the game's picture: give --window TITLE or --region L,T,W,H "
+        "(or set [capture] region or window_title)"
+    )
+
+
+class StatusLine:
+    """The live status: one rewritten line on a terminal, else a plain log line now and then."""
+
+    def __init__(self, stream: TextIO, *, capacity: int) -> None:
+        self._stream = stream
+        self._terminal = stream.isatty()
+        self._capacity = capacity
+        self._rate = RateMeter(window_s=2.0)
+        self._steps = 0
+        self._last = -math.inf
+        self._paused: bool | None = None
+
+    def update(self, stats: RecorderStats) -> None:
+        """Count the step just taken; show the line when due (or when pause state changed)."""
+        for _ in range(stats.steps - self._steps):
+            self._rate.record()
+        self._steps = stats.steps
+        now = time.monotonic()
+        changed = stats.paused != self._paused
+        interval = STATUS_INTERVAL_S if self._terminal else LOG_INTERVAL_S
+        if not changed and now - self._last < interval:
+            return
+        self._paused = stats.paused
+        self._last = now
+        line = format_status(stats, self._rate.rate(), self._capacity)
+        if self._terminal:
+            self._stream.write("\r\x1b[2K" + line)
+            self._stream.flush()
+        else:
+            log.info("%s", line)
+
+    def close(self) -> None:
+        """End the terminal line so later log lines start on their own."""
+        if self._terminal:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def format_status(stats: RecorderStats, rate: float, capacity: int) -> str:
+    """The live line: state, samples/s, stored, and each buffer's fill of its capacity."""
+    fill = ", ".join(
+        f"{name} {count}/{capacity}" for name, count in sorted(stats.stored_by_buffer.items())
+    )
+    dropped = sum(b.sets_dropped for b in stats.balance.balancers.values())
+    state = "PAUSED" if stats.paused else "recording"
+    rate_text = f"{rate:.1f}" if math.isfinite(rate) else "-"
+    return (
+        f"{state}: {rate_text} samples/s, {stats.samples_stored} stored in "
+        f"{stats.sets_stored} sets ({fill}), {dropped} sets dropped"
+    )
