@@ -16,11 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import mss
+import numpy as np
 import pytest
 from Xlib import X
 from Xlib import display as xdisplay
 from Xlib.ext import xtest
 
+from engine.core.config import Config
+from engine.driver.controller import open_controller
+from engine.driver.unstuck import choose_action
+from engine.games.profile import apply_to_config, load_profile
+from engine.games.window import grab_frame
 from engine.sim.window import HOOD_ORIGIN
 from tests.driver_helpers import create_version, save_constant_checkpoint
 
@@ -126,6 +133,32 @@ def test_drive_plays_the_built_in_games_window_through_keys_only(game, display, 
     out, _ = game.communicate(timeout=60)
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["distance_m"] > 3.0, f"the keys did not drive the car: {summary}"
+
+
+def test_the_unstuck_key_sequence_respawns_the_built_in_game_through_xtest(
+    game, display, monkeypatch
+):
+    monkeypatch.setenv("DISPLAY", display)
+    profile = load_profile("builtin")
+    config = apply_to_config(profile, Config())
+    area = {"left": HOOD_ORIGIN[0], "top": HOOD_ORIGIN[1], "width": 480, "height": 270}
+    with _pointer(display) as pointer:
+        pointer(HOOD_ORIGIN[0] + 240, HOOD_ORIGIN[1] + 135)
+    with (
+        mss.MSS(display=display) as screen,
+        open_controller(config.controller, profile=profile) as keys,
+    ):
+        before = grab_frame(profile, area, screen).astype(np.int16)
+        action = choose_action(config.unstuck, object(), keys, profile)
+        assert action.description == "press key r (0.15 s)"
+        action()
+        deadline = time.monotonic() + 10.0
+        change = 0.0
+        while change < 10.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            change = float(np.abs(grab_frame(profile, area, screen) - before).mean())
+    # The car, standing still before, now stands somewhere else on the track.
+    assert change >= 10.0, f"the hood view changed by only {change:.1f} levels after R"
 
 
 def _charles(display: str, *arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
