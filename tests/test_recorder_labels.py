@@ -283,3 +283,20 @@ def test_player_names_are_checked():
     assert player_name("ada") == "ada"
     with pytest.raises(UsageError, match="letters, digits"):
         player_name("<b>ada</b>")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--region", "1,2"], "--region '1,2' is not accepted"),
+        (["--region", "0,0,64,36", "--keys", "up=w"], "unknown role 'up'"),
+        (["--region", "0,0,64,36", "--pause-key", "Up"], "also a driving key"),
+        (["--region", "0,0,64,36", "--pause-key", "Pause9"], "'Pause9' is not an X keysym"),
+        (["--region", "0,0,64,36", "--player", "a b"], "--player 'a b' is not accepted"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_value(flags, message, tmp_path, caplog):
+    from engine.cli import main
+
+    assert main(["record", *flags, "--data", str(tmp_path)]) == 2
+    assert message in caplog.text

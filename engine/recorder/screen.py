@@ -119,12 +119,22 @@ def _titled_windows(root: Window) -> list[tuple[str, Window]]:
         window = stack.pop()
         try:
             children = window.query_tree().children
-            name = window.get_wm_name() if window is not root else None
+            name = _title(window) if window is not root else ""
         except XError:
             continue  # a window that closed while we walked
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
         if name:
             found.append((name, window))
         stack.extend(reversed(children))
     return found
+
+
+def _title(window: Window) -> str:
+    """The window's title: _NET_WM_NAME (UTF-8; SDL sets only this one), else WM_NAME."""
+    display = window.display
+    utf8 = window.get_full_property(
+        display.get_atom("_NET_WM_NAME"), display.get_atom("UTF8_STRING")
+    )
+    name = utf8.value if utf8 is not None else window.get_wm_name()
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return name or ""
