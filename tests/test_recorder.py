@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -243,3 +244,19 @@ def test_a_missing_window_exits_3_naming_it_and_the_windows_there(display, tmp_p
     assert result.returncode == 3
     assert "'No Such Game'" in result.stderr
     assert f"'{GAME_WINDOW}'" in result.stderr
+
+
+def test_sigterm_stops_recording_and_keeps_every_stored_set(display, player, tmp_path):
+    recording = Recording(display, tmp_path, seconds=120)
+    try:
+        recording.wait_for("recording:")
+        player.hold("Left")
+        player.pedal_cycles(2)
+        recording.process.send_signal(signal.SIGTERM)
+        summary = recording.finish()
+    finally:
+        player.release_all()
+        recording.stop()
+    rows = recording.stored()
+    assert summary["samples"] == len(rows) >= 5
+    assert summary["recording_s"] < 60
