@@ -13,9 +13,10 @@ import msgspec
 import pytest
 
 from engine.cli import main
-from engine.collector.collector import Collector, apply_dead_zone, control_outputs
+from engine.collector.collector import Collector, apply_dead_zone
 from engine.core.config import OutputBinsConfig, load_config
 from engine.core.errors import ConfigError
+from engine.data.controls import control_outputs
 from engine.data.frames import decode_frame
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage
@@ -146,7 +147,7 @@ def test_controls_within_the_dead_zone_of_minus_one_zero_or_one_become_exact(val
 
 def test_acceleration_and_braking_are_split_from_throttle_brake():
     names = ("steering", "acceleration", "braking")
-    assert control_outputs(Controls(0.5, -0.25), names) == {
+    assert control_outputs(0.5, -0.25, names) == {
         "steering": 0.5,
         "acceleration": 0.0,
         "braking": 0.25,

@@ -18,6 +18,7 @@ import pytest
 
 from engine.core.config import Config, OutputBinsConfig, default_config
 from engine.core.errors import UsageError
+from engine.data.controls import control_outputs
 from engine.data.storage import SampleStorage
 from engine.recorder.cli import player_name, smoothing_seconds
 from engine.recorder.inputs import (
@@ -29,7 +30,7 @@ from engine.recorder.inputs import (
     parse_key_bindings,
     targets,
 )
-from engine.recorder.recorder import Recorder, control_outputs
+from engine.recorder.recorder import Recorder
 from engine.recorder.screen import parse_region
 
 HZ = 30.0
@@ -125,7 +126,7 @@ def test_the_hotkey_acts_once_per_press():
 
 def test_acceleration_and_braking_are_split_from_throttle_brake():
     names = ("steering", "acceleration", "braking")
-    assert control_outputs(Controls(0.5, -0.25), names) == {
+    assert control_outputs(0.5, -0.25, names) == {
         "steering": 0.5,
         "acceleration": 0.0,
         "braking": 0.25,

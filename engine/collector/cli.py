@@ -78,9 +78,9 @@ def run_collect(args: argparse.Namespace) -> int:
     """Start the collectors, store what they send, stop them once enough samples are in."""
     config = config_from(args)
     # Imported here so `charles-stream --help` never loads the game.
-    from engine.collector.collector import check_recordable
+    from engine.data.controls import check_recordable
 
-    check_recordable(config)
+    check_recordable(config, "the built-in game's collector")
     count = args.collectors or config.collector.collectors
     if count > 64:
         raise UsageError(f"--collectors {count} is too many; accepted: 1 to 64")

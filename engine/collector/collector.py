@@ -31,8 +31,8 @@ import msgspec
 import numpy as np
 
 from engine.core.config import Config
-from engine.core.errors import ConfigError
 from engine.data.balance import BalanceStats, BalancingStage
+from engine.data.controls import check_recordable, control_outputs, snap_to_dead_zone
 from engine.data.frames import encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.sim.autopilot import Autopilot
@@ -41,8 +41,6 @@ from engine.sim.game import Controls, Game
 
 log = logging.getLogger("charles.collector")
 
-# The outputs the built-in game's controls can be recorded as (see `control_outputs`).
-RECORDABLE_OUTPUTS = ("steering", "throttle_brake", "acceleration", "braking")
 
 SetSink = Callable[[SampleSet], None]
 StatsSink = Callable[["CollectorStats"], None]
@@ -78,7 +76,7 @@ class Collector:
         sink: SetSink,
         report: StatsSink | None = None,
     ) -> None:
-        check_recordable(config)
+        check_recordable(config, "the built-in game's collector")
         self.config = config
         self.seed = seed
         self.source = source
@@ -136,7 +134,9 @@ class Collector:
         return self._finish(total_ticks / tick_hz, started)
 
     def _sample(self, game: Game, controls: Controls, episode: int, episode_time: float) -> None:
-        outputs = control_outputs(controls, self.config.data.outputs)
+        outputs = control_outputs(
+            controls.steering, controls.throttle_brake, self.config.data.outputs
+        )
 
         def make_sample() -> Sample:
             telemetry = game.telemetry()
@@ -188,34 +188,10 @@ def apply_dead_zone(controls: Controls, dead_zone: float) -> Controls:
     Balancing (steering 0.0; throttle_brake -1.0, 0.0, 1.0) can fill.
     """
 
-    def snap(value: float) -> float:
-        nearest = float(round(value))
-        return nearest if abs(value - nearest) <= dead_zone and abs(nearest) <= 1 else value
-
-    return Controls(snap(controls.steering), snap(controls.throttle_brake))
-
-
-def check_recordable(config: Config) -> None:
-    """Raise ConfigError if `data.outputs` names an output the built-in game cannot record."""
-    unknown = [name for name in config.data.outputs if name not in RECORDABLE_OUTPUTS]
-    if unknown:
-        raise ConfigError(
-            f"{config.source}: 'data.outputs' names {', '.join(map(repr, unknown))}, which "
-            f"the built-in game's collector cannot record; it records "
-            f"{', '.join(RECORDABLE_OUTPUTS)}"
-        )
-
-
-def control_outputs(controls: Controls, names: tuple[str, ...]) -> dict[str, float]:
-    """The recorded outputs: the game's two controls, or acceleration/braking split from one."""
-    throttle_brake = float(controls.throttle_brake)
-    values = {
-        "steering": float(controls.steering),
-        "throttle_brake": throttle_brake,
-        "acceleration": max(throttle_brake, 0.0),
-        "braking": max(-throttle_brake, 0.0),
-    }
-    return {name: values[name] for name in names}
+    return Controls(
+        snap_to_dead_zone(controls.steering, dead_zone),
+        snap_to_dead_zone(controls.throttle_brake, dead_zone),
+    )
 
 
 def episode_seed(seed: int, episode: int) -> int:

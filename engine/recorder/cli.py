@@ -109,6 +109,7 @@ def run_record(args: argparse.Namespace) -> int:
     """Check the flags, find the window, record until stopped; 0 when done."""
     config = config_from(args)
     # Imported here so `charles-stream --help` loads neither X nor OpenCV.
+    from engine.data.controls import check_recordable
     from engine.data.storage import SampleStorage, default_storage_path
     from engine.recorder.inputs import (
         Hotkey,
@@ -117,10 +118,10 @@ def run_record(args: argparse.Namespace) -> int:
         check_key_name,
         parse_key_bindings,
     )
-    from engine.recorder.recorder import Recorder, check_recordable
+    from engine.recorder.recorder import Recorder
     from engine.recorder.screen import ScreenGrabber
 
-    check_recordable(config)
+    check_recordable(config, "the recorder")
     bindings = parse_key_bindings(args.keys)
     pause_key = check_key_name(args.pause_key, flag="--pause-key")
     if pause_key in bindings.names():

@@ -36,6 +36,7 @@ from Xlib.display import Display
 from Xlib.error import DisplayError
 
 from engine.core.errors import DeviceError, UsageError
+from engine.data.controls import snap_to_dead_zone
 
 ROLES = ("left", "right", "accelerate", "brake")
 
@@ -147,8 +148,8 @@ class KeyboardInput:
         held = self._keys.held()
         steering, throttle = targets(self.bindings, held)
         return Controls(
-            snap(self._steering.update(steering, now), self._dead_zone),
-            snap(self._throttle.update(throttle, now), self._dead_zone),
+            snap_to_dead_zone(self._steering.update(steering, now), self._dead_zone),
+            snap_to_dead_zone(self._throttle.update(throttle, now), self._dead_zone),
         )
 
     def reset(self) -> None:
@@ -190,12 +191,6 @@ class Smoother:
     def reset(self) -> None:
         """Start over: the next update returns its target."""
         self._value = None
-
-
-def snap(value: float, dead_zone: float) -> float:
-    """`value` snapped to -1, 0 or 1 when within `dead_zone` of it (the collector's rule)."""
-    nearest = float(round(value))
-    return nearest if abs(value - nearest) <= dead_zone and abs(nearest) <= 1 else value
 
 
 class Hotkey:

@@ -32,13 +32,11 @@ import msgspec
 import numpy as np
 
 from engine.core.config import Config
-from engine.core.errors import ConfigError
 from engine.data.balance import BalanceStats, BalancingStage
+from engine.data.controls import check_recordable, control_outputs
 from engine.data.frames import encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.recorder.inputs import Controls, InputSource
-
-RECORDABLE_OUTPUTS = ("steering", "throttle_brake", "acceleration", "braking")
 
 SetSink = Callable[[SampleSet], None]
 
@@ -88,7 +86,7 @@ class Recorder:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        check_recordable(config)
+        check_recordable(config, "the recorder")
         self.config = config
         self.source = source
         self._grab = grab
@@ -176,7 +174,9 @@ class Recorder:
         self._inputs.reset()
 
     def _offer(self, controls: Controls, now: float) -> None:
-        outputs = control_outputs(controls, self.config.data.outputs)
+        outputs = control_outputs(
+            controls.steering, controls.throttle_brake, self.config.data.outputs
+        )
         self.stats.steps += 1
 
         def make_sample() -> Sample:
@@ -202,25 +202,3 @@ class Recorder:
                 sample_set.samples
             )
             self.stats.balance = self._stage.stats()
-
-
-def control_outputs(controls: Controls, names: tuple[str, ...]) -> dict[str, float]:
-    """The recorded outputs: steering and throttle_brake, or acceleration/braking split from it."""
-    throttle_brake = float(controls.throttle_brake)
-    values = {
-        "steering": float(controls.steering),
-        "throttle_brake": throttle_brake,
-        "acceleration": max(throttle_brake, 0.0),
-        "braking": max(-throttle_brake, 0.0),
-    }
-    return {name: values[name] for name in names}
-
-
-def check_recordable(config: Config) -> None:
-    """Raise ConfigError if `data.outputs` names an output a player's inputs cannot give."""
-    unknown = [name for name in config.data.outputs if name not in RECORDABLE_OUTPUTS]
-    if unknown:
-        raise ConfigError(
-            f"{config.source}: 'data.outputs' names {', '.join(map(repr, unknown))}, which "
-            f"the recorder cannot record; it records {', '.join(RECORDABLE_OUTPUTS)}"
-        )

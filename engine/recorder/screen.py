@@ -6,10 +6,9 @@ Example::
     with ScreenGrabber(region) as screen:
         rgb = screen.grab()                               # uint8 (height, width, 3), RGB
 
-The window lookup is a small private helper of the recorder: game profiles
-(`engine/games/`, being written alongside) will own finding a game's window,
-and this helper should move there. It walks the X server's window tree once at
-start; a window moved while recording keeps being captured where it was.
+Finding a window is the game profiles' (`engine/games/window.py`); it
+happens once at start, so a window moved while recording keeps being
+captured where it was.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from types import TracebackType
 
 import mss
 import numpy as np
-from Xlib.display import Display
-from Xlib.error import DisplayError, XError
-from Xlib.xobject.drawable import Window
 
 from engine.core.errors import DeviceError
+from engine.games.profile import WindowTarget
+from engine.games.window import find_window
 
 Region = tuple[int, int, int, int]
 
@@ -30,34 +28,15 @@ Region = tuple[int, int, int, int]
 def find_window_region(title: str, display: str | None = None) -> Region:
     """The on-screen (left, top, width, height) of the window titled `title`.
 
-    An exact title wins; otherwise the one window whose title contains `title`
-    (case-insensitive). Raises DeviceError naming the title and the windows that exist.
+    An exact title wins, else a window whose title contains it (case-insensitive);
+    the lookup is the game profiles' (`engine.games.window.find_window`), so a
+    missing window raises the same DeviceError naming the windows that exist.
     """
     try:
-        connection = Display(display)
-    except (DisplayError, OSError) as error:
-        raise DeviceError(
-            f"cannot look for window {title!r}: no X display {display or '$DISPLAY'} ({error})"
-        ) from None
-    try:
-        root = connection.screen().root
-        windows = _titled_windows(root)
-        exact = [window for name, window in windows if name == title]
-        partial = [window for name, window in windows if title.lower() in name.lower()]
-        found = exact or partial
-        if len(found) != 1 or not title:
-            names = sorted({name for name, _ in windows})
-            what = "several windows match" if len(found) > 1 else "no window is titled"
-            raise DeviceError(
-                f"{what} {title!r}; windows on {connection.get_display_name()}: "
-                + (", ".join(repr(name) for name in names) if names else "none")
-            )
-        window = found[0]
-        geometry = window.get_geometry()
-        origin = root.translate_coords(window, 0, 0)
-        return (origin.x, origin.y, geometry.width, geometry.height)
-    finally:
-        connection.close()
+        found = find_window(WindowTarget(title=title), display)
+    except DeviceError:
+        found = find_window(WindowTarget(title=title, match="contains"), display)
+    return (found.left, found.top, found.width, found.height)
 
 
 def parse_region(text: str) -> Region:
@@ -109,32 +88,3 @@ class ScreenGrabber:
     def close(self) -> None:
         """Release the screen handle."""
         self._screen.close()
-
-
-def _titled_windows(root: Window) -> list[tuple[str, Window]]:
-    """Every window under `root` with a title, depth first (a window manager nests them)."""
-    found: list[tuple[str, Window]] = []
-    stack = [root]
-    while stack:
-        window = stack.pop()
-        try:
-            children = window.query_tree().children
-            name = _title(window) if window is not root else ""
-        except XError:
-            continue  # a window that closed while we walked
-        if name:
-            found.append((name, window))
-        stack.extend(reversed(children))
-    return found
-
-
-def _title(window: Window) -> str:
-    """The window's title: _NET_WM_NAME (UTF-8; SDL sets only this one), else WM_NAME."""
-    display = window.display
-    utf8 = window.get_full_property(
-        display.get_atom("_NET_WM_NAME"), display.get_atom("UTF8_STRING")
-    )
-    name = utf8.value if utf8 is not None else window.get_wm_name()
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return name or ""
