@@ -132,7 +132,7 @@ class RecorderSection(Profiled):
     # 0 = keys give -1/0/1; closer to 1 = a tapped key becomes a slowly rising graded value.
     smoothing: Annotated[float, Meta(ge=0.0, le=0.95)] = 0.0
     # Pauses and resumes recording (menus and loading screens must not become data).
-    pause_key: str = "Pause"
+    pause_key: str = "F9"
 
 
 class GameProfile(Profiled):
