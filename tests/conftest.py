@@ -19,12 +19,22 @@ minute is gone. `make test` runs every tier.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.xvfb import XvfbDisplay
+
 HEAVY_TIERS = ("tf", "x11", "browser", "obs", "slow")
 UNIT = "unit"
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    """A private 1920x1080 Xvfb for one test module (its DISPLAY name, e.g. ":12")."""
+    with XvfbDisplay(1920, 1080) as xvfb:
+        yield xvfb.name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
-import select
 import shutil
 import subprocess
 import sys
@@ -31,45 +29,6 @@ pytestmark = [
 # The built-in game's hood window: at the screen's top-left corner (engine.sim.window.HOOD_ORIGIN).
 HOOD_REGION = (*HOOD_ORIGIN, 480, 270)
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    """A private Xvfb on a random high display number, so parallel test runs never share one."""
-    rng = random.Random()
-    for _ in range(5):
-        number = rng.randrange(1000, 60000)
-        read_end, write_end = os.pipe()
-        command = ["Xvfb", f":{number}", "-displayfd", str(write_end), "-nolisten", "tcp"]
-        server = subprocess.Popen(
-            [*command, "-screen", "0", "1024x768x24"],
-            pass_fds=(write_end,),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(write_end)
-        try:
-            # Xvfb writes the number, then a newline, once it accepts clients; EOF = it failed.
-            if _read_line(read_end, timeout=20.0):
-                yield f":{number}"
-                return
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-            os.close(read_end)
-    pytest.fail("Xvfb did not start on any of 5 display numbers")
-
-
-def _read_line(fd: int, timeout: float) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(fd, 64) if ready else b""
-        if not chunk:
-            return b""
-        data += chunk
-    return data
 
 
 @pytest.fixture

@@ -43,27 +43,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    """A private Xvfb server on a free display number (Xvfb picks it and reports it when ready)."""
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as ready:
-        number = ready.readline().strip()
-    if not number:
-        server.kill()
-        pytest.fail("Xvfb did not start")
-    yield f":{number}"
-    server.terminate()
-    server.wait(timeout=10)
-
-
 @pytest.fixture
 def game(display, tmp_path) -> Iterator[subprocess.Popen]:
     """`charles-stream sim` in its windows on the display, nobody driving; stopped after."""

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -40,27 +39,6 @@ pytestmark = [
         reason="the Xvfb binary is not installed (apt-get install xvfb)",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    """A private Xvfb server on a free display number (Xvfb picks it and reports it when ready)."""
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as ready:
-        number = ready.readline().strip()  # blocks until the server accepts connections
-    if not number:
-        server.kill()
-        pytest.fail("Xvfb did not start")
-    yield f":{number}"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_window_mode_shows_hood_and_chase_views_on_screen(display, tmp_path):

@@ -52,6 +52,8 @@ from Xlib.display import Display
 from Xlib.ext import xtest
 from Xlib.xobject.drawable import Window
 
+from tests.xvfb import XvfbDisplay
+
 TORCS = "/usr/games/torcs"
 TORCS_DATA = Path("/usr/share/games/torcs")
 XVFB = "Xvfb"
@@ -143,61 +145,6 @@ QUICKRACE_XML = """<?xml version="1.0" encoding="UTF-8"?>
   </section>
 </params>
 """
-
-
-class XvfbDisplay:
-    """A private Xvfb on a free display number (Xvfb picks it and reports it when ready).
-
-    Started with -noreset: by default an X server resets when its last client
-    leaves, and a reset lets go of every key, which would hide a key left held.
-    """
-
-    def __init__(self, width: int = 640, height: int = 480) -> None:
-        read_end, write_end = os.pipe()
-        self._process = subprocess.Popen(
-            [
-                XVFB,
-                "-displayfd",
-                str(write_end),
-                "-screen",
-                "0",
-                f"{width}x{height}x24",
-                "-nolisten",
-                "tcp",
-                "-noreset",
-            ],
-            pass_fds=(write_end,),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(write_end)
-        with os.fdopen(read_end) as display_number:
-            number = display_number.readline().strip()
-        if not number:
-            self.close()
-            raise RuntimeError("Xvfb did not start (it reported no display number)")
-        self.name = f":{number}"
-
-    def close(self) -> None:
-        """Stop the server (every client of it loses its connection)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def __enter__(self) -> XvfbDisplay:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class TorcsProcess:

@@ -23,6 +23,7 @@ Each resume starts a new episode number, marking the break in the driving.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ class Recorder:
         start = self._clock()
         cpu_start = time.process_time()
         next_at = start
-        try:
+        # Ctrl-C and SIGTERM end the loop like a stop; what was stored stays stored.
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
             while True:
                 now = self._clock()
                 if seconds is not None and now - start >= seconds:
@@ -142,8 +144,6 @@ class Recorder:
                 # A late poll does not make up for lost time with a burst of samples.
                 next_at = max(next_at, self._clock())
                 self._sleep(max(0.0, next_at - self._clock()))
-        except (KeyboardInterrupt, SystemExit):
-            pass
         self.stats.cpu_s = time.process_time() - cpu_start
         self.stats.balance = self._stage.stats()
         return self.stats
