@@ -154,8 +154,9 @@ def test_the_trainer_records_the_counts_when_it_builds_the_model(tmp_path):
         registry.create_version(LINE, spec_toml=spec_toml)
     store_sets(config)
     assert stored_counts(data_dir, VERSION) is None
-    with Trainer(config, VERSION, streamed=False, seed=1):
-        pass
+    # Opening the trainer builds the model, which records its counts.
+    with Trainer(config, VERSION, streamed=False, seed=1) as trainer:
+        assert trainer.version == VERSION
     expected = parameter_counts(build_architecture(parse_spec(spec_toml, line=LINE, source="t")))
     assert stored_counts(data_dir, VERSION) == expected
 
