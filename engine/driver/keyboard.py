@@ -1,4 +1,4 @@
-"""Drive a real game through the keyboard: analog pad values become key taps (Linux, XTest).
+"""Drive a real game through the keyboard: analog pad values become key taps (XTest, SendInput).
 
 Example::
 
@@ -32,37 +32,27 @@ Every key goes up on every way out: `neutral`, `close`, leaving the `with` block
 by return or exception, SIGTERM turned into SystemExit (the driver's
 `sigterm_as_exit`), Ctrl-C, and interpreter exit (atexit). A SIGKILLed process
 runs none of these, and the X server keeps XTest keys down after their client
-is gone, so the controller also starts a watchdog child (`key_guard.py`) that
-releases every mapped key when this process dies, however it died. (It sees
-the death as the end of a pipe; a child forked without exec, which the "spawn"
-start method used here never does, would hold that pipe open.)
+is gone, so the X sink also starts a watchdog child (`key_guard.py`) that
+releases every mapped key when this process dies, however it died.
+
+Where the keys go is a `KeySink`, picked by `sys.platform`: `xtest_keys.py`
+(Linux: XTest on the game's X server, with the guard) or `sendinput_keys.py`
+(Windows: SendInput scan codes, untested here). The PWM plan below knows
+nothing of either; it asks the sink for key codes and tells it which go down.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import math
-import os
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
-
-from Xlib import X
-from Xlib.display import Display
-from Xlib.error import ConnectionClosedError, DisplayError
-from Xlib.ext import xtest
+from typing import Protocol
 
 from engine.driver.controller import Controller, ControllerError, GamepadState
-from engine.driver.key_guard import READY, keycodes_for, release
-
-GUARD_SCRIPT = Path(__file__).with_name("key_guard.py")
-# The guard connects to X and says ready in well under a second; a loaded machine gets slack.
-GUARD_START_TIMEOUT_S = 15.0
-GUARD_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +69,63 @@ class KeyMap:
         return [getattr(self, field.name) for field in fields(self)]
 
 
+class KeySink(Protocol):
+    """Where key presses go: the platform's way of typing into the game."""
+
+    def codes(self, names: Sequence[str]) -> list[int]:
+        """The sink's codes for keysym names; ValueError names one it cannot press."""
+        ...
+
+    def set_key(self, code: int, down: bool) -> None:
+        """Queue a press or a release."""
+        ...
+
+    def flush(self) -> None:
+        """Deliver what was queued: when this returns, the game can see it."""
+        ...
+
+    def close(self) -> None:
+        """Release every key of the map it was opened for and let go of the device."""
+        ...
+
+
+def open_key_sink(
+    names: Sequence[str],
+    *,
+    display: str | None = None,
+    guard: bool = True,
+    platform: str | None = None,
+) -> KeySink:
+    """The key sink for this platform (`sys.platform`), opened for the mapped keys `names`.
+
+    Raises ControllerError naming an unknown key or a missing display, and for a
+    platform that has neither XTest nor SendInput.
+    """
+    platform = platform or sys.platform
+    try:
+        if platform.startswith("linux"):
+            # Imported here: Xlib is a Linux-only dependency.
+            from engine.driver.xtest_keys import XTestKeys
+
+            return XTestKeys(names, display=display, guard=guard)
+        if platform == "win32":
+            from engine.driver.sendinput_keys import SendInputKeys
+
+            return SendInputKeys(names, platform=platform)
+    except ValueError as error:
+        raise ControllerError(f"keyboard key map: {error}") from None
+    raise ControllerError(
+        f"the keyboard controller has no key sink for platform {platform!r}; "
+        "accepted: linux (XTest) and win32 (SendInput)"
+    )
+
+
 class KeyboardController(Controller):
-    """A keyboard for the driver: pad values in, duty-cycled XTest key presses out."""
+    """A keyboard for the driver: pad values in, duty-cycled key presses out (XTest or SendInput).
+
+    `sink` replaces the platform's own (tests, or another way of typing); `display`
+    and `guard` are the X sink's.
+    """
 
     def __init__(
         self,
@@ -89,6 +134,7 @@ class KeyboardController(Controller):
         min_press_s: float = 0.01,
         display: str | None = None,
         guard: bool = True,
+        sink: KeySink | None = None,
     ) -> None:
         if not 0.0 < min_press_s <= period_s / 2:
             raise ControllerError(
@@ -96,16 +142,16 @@ class KeyboardController(Controller):
                 f"period_s = {period_s}: a shorter press goes unseen, a longer one leaves no "
                 "room for a duty between 0 and 1"
             )
-        self._display = _open_display(display)
+        self._sink = sink or open_key_sink(keys.names(), display=display, guard=guard)
         try:
-            codes = _keycodes(self._display, keys)
-            self._guard = _start_guard(self._display, keys) if guard else None
+            codes = _keycodes(self._sink, keys)
         except BaseException:
-            self._display.close()
+            self._sink.close()
             raise
-        self._keycodes = codes
+        # The X sink's watchdog process, if it started one (None for other sinks).
+        self._guard = getattr(self._sink, "guard", None)
         self._channels = [_Channel(code, period_s, min_press_s) for code in codes]
-        self._lock = threading.Condition()  # over the X connection and the channels
+        self._lock = threading.Condition()  # over the sink and the channels
         self._running = True
         self._thread = threading.Thread(target=self._run, name="keyboard-pwm", daemon=True)
         self._thread.start()
@@ -144,20 +190,20 @@ class KeyboardController(Controller):
         """
         with self._lock:
             try:
-                (keycode,) = keycodes_for(self._display, [key])
+                (code,) = self._sink.codes([key])
             except ValueError as error:
                 raise ControllerError(f"keyboard press: {error}") from None
-            xtest.fake_input(self._display, X.KeyPress, keycode)
-            self._display.sync()
+            self._sink.set_key(code, True)
+            self._sink.flush()
         try:
             time.sleep(hold_s)  # the game must see the key held for a few frames
         finally:
             with self._lock:
-                xtest.fake_input(self._display, X.KeyRelease, keycode)
-                self._display.sync()
+                self._sink.set_key(code, False)
+                self._sink.flush()
 
     def close(self) -> None:
-        """Release every key, stop the PWM thread and the guard, close the X connection."""
+        """Release every key, stop the PWM thread, close the sink (and the X sink's guard)."""
         with self._lock:
             if not self._running:
                 return
@@ -166,14 +212,11 @@ class KeyboardController(Controller):
         if self._thread is not threading.current_thread():
             self._thread.join()
         try:
-            with self._lock, contextlib.suppress(ConnectionClosedError, OSError):
-                # Suppressed: a server that is gone (the game's Xvfb ended) holds no keys.
+            with self._lock:
                 for channel in self._channels:
                     channel.set_duty(0.0, 0.0)
-                release(self._display, self._keycodes)
-                self._display.close()
+                self._sink.close()
         finally:
-            _stop_guard(self._guard)
             atexit.unregister(self.close)
 
     def _run(self) -> None:
@@ -193,13 +236,11 @@ class KeyboardController(Controller):
             want_down, edge = channel.plan(now)
             next_edge = min(next_edge, edge)
             if want_down != channel.down:
-                xtest.fake_input(
-                    self._display, X.KeyPress if want_down else X.KeyRelease, channel.keycode
-                )
+                self._sink.set_key(channel.keycode, want_down)
                 channel.down = want_down
                 changed = True
         if changed:
-            self._display.sync()  # the key state is at the server when send() returns
+            self._sink.flush()  # the key state is at the server when send() returns
         return next_edge
 
 
@@ -262,9 +303,9 @@ class _Channel:
         return on
 
 
-def _keycodes(display: Display, keys: KeyMap) -> list[int]:
+def _keycodes(sink: KeySink, keys: KeyMap) -> list[int]:
     try:
-        codes = keycodes_for(display, keys.names())
+        codes = sink.codes(keys.names())
     except ValueError as error:
         raise ControllerError(f"keyboard key map: {error}") from None
     if len(set(codes)) != len(codes):
@@ -274,70 +315,3 @@ def _keycodes(display: Display, keys: KeyMap) -> list[int]:
 
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
-
-
-def _open_display(name: str | None) -> Display:
-    try:
-        display = Display(name)
-    except (DisplayError, OSError) as error:
-        shown = name or os.environ.get("DISPLAY") or "(DISPLAY is not set)"
-        raise ControllerError(
-            f"the keyboard controller cannot open the X display {shown}: {error}. It presses "
-            "keys through XTest on the X server the game runs on; set DISPLAY to that server"
-        ) from None
-    if not display.has_extension("XTEST"):
-        display.close()
-        raise ControllerError(
-            f"the X display {display.get_display_name()} has no XTEST extension, which the "
-            "keyboard controller needs to press keys (Xorg and Xvfb have it unless started "
-            "with -extension XTEST)"
-        )
-    return display
-
-
-def _start_guard(display: Display, keys: KeyMap) -> subprocess.Popen[bytes]:
-    """Start the watchdog and wait until it is connected, so no key goes down unguarded."""
-    guard = subprocess.Popen(
-        [
-            sys.executable,
-            "-I",
-            str(GUARD_SCRIPT),
-            "--display",
-            display.get_display_name(),
-            *keys.names(),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert guard.stdout is not None
-    ready = threading.Event()
-    line: list[bytes] = []
-
-    def read_ready() -> None:
-        line.append(guard.stdout.readline())
-        ready.set()
-
-    threading.Thread(target=read_ready, name="key-guard-ready", daemon=True).start()
-    ready.wait(GUARD_START_TIMEOUT_S)
-    if not line or line[0].decode().strip() != READY:
-        guard.kill()
-        guard.wait()
-        raise ControllerError(
-            f"the key guard ({GUARD_SCRIPT.name}) did not start within {GUARD_START_TIMEOUT_S} s "
-            f"(exit code {guard.returncode}); see its error above"
-        )
-    guard.stdout.close()
-    return guard
-
-
-def _stop_guard(guard: subprocess.Popen[bytes] | None) -> None:
-    """Close the guard's pipe (it releases the keys once more, harmlessly) and reap it."""
-    if guard is None:
-        return
-    assert guard.stdin is not None
-    guard.stdin.close()
-    try:
-        guard.wait(GUARD_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        guard.kill()
-        guard.wait()
