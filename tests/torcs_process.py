@@ -29,7 +29,10 @@ machine only makes it slower. The race view is recognised by its colours: the
 menus are dark blue pictures, the race has sky, grass and a grey track.
 
 The human driver's default controls are the arrow keys: Up accelerates, Down
-brakes, Left and Right steer; the gearbox is automatic.
+brakes, Left and Right steer; the gearbox is automatic: Down held at a standstill
+shifts into reverse. `gear_glyph()` reads the gear the dashboard shows (a 5x5
+red letter below the rev counter at 320x240), so a test can tell a car backing
+up from one driving forward without any telemetry.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ STOP_TIMEOUT_S = 10.0
 SCREEN_CHANGED = 3.0
 # A car standing on the grid: only the clock and the engine's needle move (mean difference ~0.1).
 STILL = 0.5
+# The dashboard's gear letter at the default 320x240: bright red pixels of a 5x5 box.
+GEAR_BOX = (slice(227, 232), slice(132, 137))
+REVERSE_GLYPH = ("#..#.", "#..#.", "###..", "#..#.", "#..##")  # R
+FIRST_GLYPH = (".##..", "..#..", "..#..", "..#..", ".###.")  # 1, as on the grid
 
 SOUND_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE params SYSTEM "../../../libs/tgf/params.dtd">
@@ -264,6 +271,21 @@ class TorcsProcess:
         """True when the race view shows: sky, grass and a grey track, nothing like a menu."""
         red, _, blue = self.grab().reshape(-1, 3).mean(axis=0)
         return red > 40 and red > 0.6 * blue
+
+    def gear_glyph(self) -> tuple[str, ...]:
+        """The dashboard's gear letter as rows of '#' (lit) and '.' (REVERSE_GLYPH is R)."""
+        if (self.width, self.height) != (320, 240):
+            raise ValueError(
+                "the gear letter is read at 320x240 only; this window is "
+                f"{self.width}x{self.height}"
+            )
+        box = self.grab()[GEAR_BOX]
+        lit = (box[:, :, 0] > 150) & (box[:, :, 1] < 80) & (box[:, :, 2] < 80)
+        return tuple("".join("#" if pixel else "." for pixel in row) for row in lit)
+
+    def in_reverse(self) -> bool:
+        """Whether the dashboard shows reverse gear (R)."""
+        return self.gear_glyph() == REVERSE_GLYPH
 
     def motion(self, seconds: float) -> tuple[float, float]:
         """Frames per second that changed, and their mean absolute difference, over `seconds`."""
