@@ -37,7 +37,7 @@ from bot.service import ChatBot
 from engine.app.actions import StreamActions
 from engine.app.consoles import render
 from engine.app.hub import Hub
-from engine.app.processes import process_table
+from engine.app.processes import check_recorder_games, process_table
 from engine.app.supervisor import Supervisor
 from engine.core.config import Config
 from engine.core.secrets import hub_token
@@ -85,6 +85,8 @@ class StreamApp:
     def __init__(self, config: Config, *, config_path: str | None, view: bool = False) -> None:
         # [chat] against the bot's commands (the loader cannot know them), before anything is made.
         check_chat_config(config)
+        # [stream] recorders' game profiles, so a misspelt one refuses the start (exit 2).
+        check_recorder_games(config.stream)
         self.config = config
         self.config_path = config_path
         self.data_dir = Path(config.app.data_dir)

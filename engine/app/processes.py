@@ -4,6 +4,7 @@ Example::
 
     specs = process_table(config, "config.toml", "model_0000_demo_v1")
     [spec.name for spec in specs]   # -> ['trainer', 'driver', 'collector-0', 'collector-1']
+    check_recorder_games(config.stream)   # ConfigError/UsageError naming a bad game profile
 
 In the spirit of openpilot's `process_config.py`: every child process of the
 app is one row of `PROCESSES` below (its module, how many run given the
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.core.config import Config, StreamConfig
+from engine.core.errors import ConfigError, UsageError
+from engine.games.profile import load_profile
 
 RestartPolicy = Literal["always", "on_failure", "never"]
 
@@ -49,12 +52,14 @@ class DeclaredProcess:
     takes_model: bool  # gets `--model VERSION`, the streamed version
     indexed: bool = False  # several instances, named NAME-I and given `--index I`
     restart: RestartPolicy = "always"
+    # Arguments of instance I beyond `--index I`, read from `[stream]` (a recorder's game).
+    instance_args: Callable[[StreamConfig, int], tuple[str, ...]] | None = None
 
 
 # Start order is table order: the trainer first (it loads TensorFlow, the slowest start).
 # Stop order: the driver first so the controller goes neutral while the car is still
 # watched, then the trainer (it checkpoints, and must not miss sets collectors still send),
-# then the collectors.
+# then the collectors and recorders.
 PROCESSES: tuple[DeclaredProcess, ...] = (
     DeclaredProcess(
         "trainer",
@@ -78,6 +83,21 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         takes_model=False,
         indexed=True,
     ),
+    # Recorders of human play: the streamer drives a game, the sets go to the trainer.
+    DeclaredProcess(
+        "recorder",
+        "engine.recorder.node",
+        instances=lambda stream: len(stream.recorders),
+        stop_order=2,
+        takes_model=False,
+        indexed=True,
+        instance_args=lambda stream, index: (
+            "--game",
+            stream.recorders[index].game,
+            "--player",
+            stream.recorders[index].player,
+        ),
+    ),
 )
 
 
@@ -97,6 +117,8 @@ def process_table(config: Config, config_path: str | None, version: str) -> list
         model_args = ("--model", version) if row.takes_model else ()
         for index in range(count):
             name, index_args = _instance(row, index)
+            if row.instance_args is not None:
+                index_args += row.instance_args(config.stream, index)
             specs.append(
                 ProcessSpec(
                     name=name,
@@ -114,3 +136,18 @@ def _instance(row: DeclaredProcess, index: int) -> tuple[str, tuple[str, ...]]:
     if row.indexed:
         return f"{row.name}-{index}", ("--index", str(index))
     return row.name, ()
+
+
+def check_recorder_games(stream: StreamConfig) -> None:
+    """Load every `[stream] recorders` game profile: a bad one refuses the app at its start.
+
+    Without this a recorder with a misspelt profile would exit 2 at every
+    restart until the supervisor gives up on it, while the stream ran without it.
+    """
+    for index, entry in enumerate(stream.recorders):
+        try:
+            load_profile(entry.game).window_target()
+        except (ConfigError, UsageError) as error:
+            raise type(error)(
+                f"'stream.recorders[{index}].game' = {entry.game!r}: {error}"
+            ) from None

@@ -58,6 +58,8 @@ class CollectorStats:
     wall_seconds: float = 0.0
     sets_sent: int = 0
     samples_sent: int = 0
+    # The report's field for recorders of human play (engine/recorder/node.py); an NPC never pauses.
+    paused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, what storage and the hub keep (the counters' Structs as dicts)."""

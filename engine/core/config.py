@@ -306,6 +306,20 @@ class HubConfig(Section):
     max_message_mb: Annotated[float, Meta(ge=0.1, le=256.0)] = 8.0
 
 
+# A recorder's player name: stored in every sample's source ("human:<player>") and shown.
+PLAYER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+MAX_RECORDERS = 8
+
+
+class RecorderEntry(Section):
+    """One recorder of human play the app starts: a person drives `game`, stored as `player`."""
+
+    # A game profile: a name from `charles-stream games list`, or the path of a profile .toml.
+    game: str
+    # Samples are stored and sent as source "human:<player>".
+    player: str
+
+
 class StreamConfig(Section):
     """What `charles-stream` (run) streams: the model, and which processes it starts."""
 
@@ -316,6 +330,37 @@ class StreamConfig(Section):
     collectors: Annotated[int, Meta(ge=0, le=64)] = 2
     trainer: bool = True
     driver: bool = True
+    # Recorders of human play started by the app, e.g. [{ game = "builtin", player = "ada" }]:
+    # each reads its profile's window and keys while the streamer drives, and sends its sets
+    # to the trainer through the hub like a collector. [] = none.
+    recorders: tuple[RecorderEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Checked here rather than per entry, so a refusal can say which entry is wrong.
+        if len(self.recorders) > MAX_RECORDERS:
+            raise ConfigError(
+                f"'stream.recorders' lists {len(self.recorders)} recorders; accepted: 0 to "
+                f"{MAX_RECORDERS} (one per person at a keyboard or pad)"
+            )
+        players: set[str] = set()
+        for index, entry in enumerate(self.recorders):
+            key = f"stream.recorders[{index}]"
+            if not entry.game.strip():
+                raise ConfigError(
+                    f"'{key}.game' = {entry.game!r} is not accepted; name a game profile "
+                    "(one of `charles-stream games list`, e.g. 'builtin') or a profile .toml path"
+                )
+            if not PLAYER_NAME.fullmatch(entry.player):
+                raise ConfigError(
+                    f"'{key}.player' = {entry.player!r} is not accepted; use 1 to 64 letters, "
+                    "digits or _ . @ -"
+                )
+            if entry.player in players:
+                raise ConfigError(
+                    f"'{key}.player' = {entry.player!r} is already another recorder's player; "
+                    "accepted: a different name for each recorder"
+                )
+            players.add(entry.player)
 
 
 class SupervisorConfig(Section):

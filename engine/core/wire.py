@@ -150,6 +150,10 @@ class CollectorReport(WireMessage, tag="collector_report"):
     wall_seconds: NonNegative = 0.0
     sets_sent: Count = 0
     samples_sent: Count = 0
+    # A recorder of human play (`engine.recorder.node`, source "human:<player>") reports with
+    # the same counters, game_seconds being the time it recorded, and whether the player has
+    # paused it (menus, loading screens); an NPC collector is never paused.
+    paused: bool = False
 
 
 class Alert(WireMessage, tag="alert"):

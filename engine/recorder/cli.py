@@ -2,6 +2,7 @@
 
 Examples::
 
+    charles-stream record --game torcs --player ada
     charles-stream record --window "Grand Theft Auto V" --player ada
     charles-stream record --region 0,0,1280,720 --keys left=a,right=d,accelerate=w,brake=s \\
         --smoothing 0.15 --samples 4000
@@ -12,6 +13,11 @@ and stores balanced sets into `<data_dir>/samples/samples.db` exactly as
 `charles-stream collect` does, with source "human:<player>". F9 (`--pause-key`)
 pauses and resumes: keep it paused through menus and loading screens. Ctrl-C or
 SIGTERM stops; every completed set is already stored.
+
+`--game PROFILE` reads a game profile (`charles-stream games list`): its window,
+crop and masks (blanked black in every stored frame), its keys and its
+`[recorder]` smoothing and pause key; --window/--region, --keys, --smoothing and
+--pause-key given as well override the profile's.
 """
 
 from __future__ import annotations
@@ -40,11 +46,14 @@ from engine.core.rates import RateMeter
 from engine.core.shutdown import sigterm_as_exit
 
 if TYPE_CHECKING:
+    from engine.games.profile import GameProfile
+    from engine.recorder.game import RecorderSettings
     from engine.recorder.recorder import RecorderStats
 
 log = logging.getLogger("charles.record")
 
 DEFAULT_KEYS = "left=Left,right=Right,accelerate=Up,brake=Down"
+DEFAULT_PAUSE_KEY = "F9"
 STATUS_INTERVAL_S = 0.5  # the terminal line, about twice a second
 LOG_INTERVAL_S = 10.0  # plain log lines when stderr is not a terminal
 _PLAYER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -58,6 +67,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         description="Record human play: the game window's frames and the player's keys, "
         "balanced and stored like collector samples.",
     )
+    parser.add_argument(
+        "--game",
+        metavar="PROFILE",
+        help="a game profile (name or .toml path): its window, crop, masks, keys, pause key",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--window", metavar="TITLE", help="capture the window with this title")
     where.add_argument(
@@ -65,19 +79,25 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--keys",
-        default=DEFAULT_KEYS,
         metavar="MAP",
-        help=f"X keysym names per role (default: {DEFAULT_KEYS})",
+        help=f"X keysym names per role (default: the --game's, else {DEFAULT_KEYS})",
     )
     parser.add_argument(
-        "--pause-key", default="F9", metavar="KEY", help="pauses/resumes recording (default F9)"
+        "--pause-key",
+        metavar="KEY",
+        help=f"pauses/resumes recording (default: the --game's, else {DEFAULT_PAUSE_KEY})",
+    )
+    parser.add_argument(
+        "--paused",
+        action="store_true",
+        help="start paused: the pause key begins recording (start the game, then press it)",
     )
     parser.add_argument(
         "--smoothing",
         type=smoothing_seconds,
-        default=0.0,
         metavar="S",
-        help="time constant (s) that grades tapped keys; 0 = raw -1/0/1 (default 0)",
+        help="time constant (s) that grades tapped keys; 0 = raw -1/0/1 "
+        "(default: the --game's, else 0)",
     )
     parser.add_argument(
         "--player", metavar="NAME", help="stored as source human:NAME (default: $USER)"
@@ -111,23 +131,29 @@ def run_record(args: argparse.Namespace) -> int:
     # Imported here so `charles-stream --help` loads neither X nor OpenCV.
     from engine.data.controls import check_recordable
     from engine.data.storage import SampleStorage, default_storage_path
+    from engine.games.profile import load_profile
+    from engine.recorder.game import masked
     from engine.recorder.inputs import (
         Hotkey,
         KeyboardInput,
         XKeyState,
         check_key_name,
-        parse_key_bindings,
     )
     from engine.recorder.recorder import Recorder
     from engine.recorder.screen import ScreenGrabber
 
     check_recordable(config, "the recorder")
-    bindings = parse_key_bindings(args.keys)
-    pause_key = check_key_name(args.pause_key, flag="--pause-key")
+    profile = load_profile(args.game) if args.game is not None else None
+    settings = _settings(args, profile)
+    bindings = settings.bindings
+    pause_key = check_key_name(settings.pause_key, flag="--pause-key")
     if pause_key in bindings.names():
-        raise UsageError(f"--pause-key {pause_key!r} is also a driving key in --keys {args.keys!r}")
+        raise UsageError(
+            f"pause key {pause_key!r} is also a driving key ({', '.join(bindings.names())}); "
+            "give --pause-key or --keys another key"
+        )
     player = player_name(args.player)
-    region = _region(args, config)
+    region = _region(args, config, profile)
     keys = XKeyState([*bindings.names(), pause_key])
     path = default_storage_path(config, data_dir_from(args, config))
     try:
@@ -140,14 +166,15 @@ def run_record(args: argparse.Namespace) -> int:
             recorder = Recorder(
                 config,
                 source=source,
-                grab=screen.grab,
+                grab=masked(screen.grab, profile) if profile is not None else screen.grab,
                 inputs=KeyboardInput(
                     bindings,
                     keys,
-                    smoothing_s=args.smoothing,
+                    smoothing_s=settings.smoothing_s,
                     dead_zone=config.collector.dead_zone,
                 ),
                 pause=Hotkey(pause_key, keys),
+                start_paused=args.paused,
                 sink=storage.insert_set,
             )
             log.info(
@@ -202,16 +229,41 @@ def player_name(name: str | None) -> str:
     return name
 
 
-def _region(args: argparse.Namespace, config: Config) -> tuple[int, int, int, int]:
+def _settings(args: argparse.Namespace, profile: GameProfile | None) -> RecorderSettings:
+    """Keys, smoothing and pause key: each flag given, else the profile's, else the default."""
+    from engine.recorder.game import RecorderSettings, recorder_settings
+    from engine.recorder.inputs import parse_key_bindings
+
+    if profile is not None:
+        base = recorder_settings(profile)
+    else:
+        base = RecorderSettings(parse_key_bindings(DEFAULT_KEYS), 0.0, DEFAULT_PAUSE_KEY)
+    return RecorderSettings(
+        bindings=parse_key_bindings(args.keys) if args.keys is not None else base.bindings,
+        smoothing_s=args.smoothing if args.smoothing is not None else base.smoothing_s,
+        pause_key=args.pause_key if args.pause_key is not None else base.pause_key,
+    )
+
+
+def _region(
+    args: argparse.Namespace, config: Config, profile: GameProfile | None = None
+) -> tuple[int, int, int, int]:
+    """The screen rectangle recorded; with a profile, its crop of the window (given or found)."""
+    from engine.recorder.game import capture_region
     from engine.recorder.screen import find_window_region, parse_region
 
+    window: tuple[int, int, int, int] | None = None
     if args.window is not None:
-        return find_window_region(args.window)
-    if args.region is not None:
+        window = find_window_region(args.window)
+    elif args.region is not None:
         try:
-            return parse_region(args.region)
+            window = parse_region(args.region)
         except ValueError as error:
             raise UsageError(str(error)) from None
+    if profile is not None:
+        return capture_region(profile, window)
+    if window is not None:
+        return window
     if config.capture.region:
         left, top, width, height = config.capture.region
         return (left, top, width, height)
