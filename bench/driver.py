@@ -3,6 +3,7 @@
     .venv/bin/python bench/driver.py [--seconds 10] [--line model_0003_xception --size 135x240]
     .venv/bin/python bench/driver.py --gpu          # on a GPU machine: Xception at 270x480
     KERAS_BACKEND=jax python bench/driver.py --gpu  # the same where only JAX is installed
+    .venv/bin/python bench/driver.py --keyboard     # only 4., the keyboard path (Xvfb)
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -19,12 +20,29 @@
    threads, `engine.trainer.trainer.configure_process`): PPS against the 30 PPS target,
    and against the same driver alone. The game runs at 60 fps so PPS shows the
    headroom beyond 30.
+4. The keyboard path (issue 13), with --keyboard: the built-in game as a real
+   game would run, a separate process (`charles-stream sim`) showing its views
+   in windows on a private Xvfb, and the driver wired by `open_driver_parts`
+   with `[driver] game = "builtin"`: the game's hood window captured through
+   mss (`WindowSource`), keys pressed through XTest (`KeyboardController` with
+   the profile's PWM timing). The model is the demo line unless --line.
+   a. PPS: the loop against the bare compiled forward pass of the same model,
+      measured in the same run while the game runs (ratio target >= 0.9, as
+      for the pad in 1.); the bare rate with the game stopped is shown too.
+   b. Key latency: a second drive in which the steering of the driver's sends
+      is replaced by -1.0 and 0.0 alternately, 20-40 ms apart (throttle stays
+      the model's), so each such send moves the Left key; a decision ends when
+      another process polling XQueryKeymap sees the key's new state (the
+      method of bench/keyboard.py). Target p95 <= 2 ms; the bare XTest request
+      timed the same way on the same server is the limit in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import random
@@ -32,9 +50,12 @@ import select
 import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import msgspec
@@ -42,23 +63,34 @@ import numpy as np
 
 from engine.core.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
 from engine.driver.capture import Capture, MssSource, SimSource
+from engine.driver.controller import Controller, GamepadState
 from engine.driver.convcam import render_convcam
 from engine.driver.inference import OnePassModel, set_tensorflow_threads
 from engine.sim.game import Game
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.keyboard's key observer
+
 TARGET_RATIO = 0.9
 CONVCAM_BUDGET_MS = 3.0
 TARGET_PPS = 30.0
+TARGET_KEY_P95_MS = 2.0
+REPO = Path(__file__).resolve().parents[1]
+# The game's hood (480x270) and chase (1280x720) windows side by side, as on a desktop.
+GAME_SCREEN = (1920, 1080)
+GAME_START_S = 60.0
 
 
 def main() -> None:
     """Run the measurements and print one line per figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each drive")
-    parser.add_argument("--line", default="model_0003_xception", help="model line for 1.")
-    parser.add_argument("--size", default="135x240", help="HxW input for 1. (default 135x240)")
+    parser.add_argument(
+        "--line", default=None, help="model line for 1. (model_0003_xception) or 4. (demo)"
+    )
+    parser.add_argument("--size", default=None, help="HxW input (1.: 135x240; 4.: the line's own)")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads for 1.")
     parser.add_argument("--gpu", action="store_true", help="only 1., Xception at 270x480")
+    parser.add_argument("--keyboard", action="store_true", help="only 4., the keyboard path")
     args = parser.parse_args()
     config = load_config("config.toml")
     if args.gpu:
@@ -67,8 +99,11 @@ def main() -> None:
     set_tensorflow_threads(DriverConfig(intra_op_threads=threads, inter_op_threads=threads))
     backend = keras.backend.backend()
     print(f"Keras {keras.__version__} on {backend}, {os.cpu_count()} CPUs, {_gpus()}")
-    height, width = (int(part) for part in args.size.split("x"))
-    bench_loop_against_bare(config, args.line, height, width, args.seconds)
+    if args.keyboard:
+        bench_keyboard_path(config, args.line or "model_0000_demo", args.size, args.seconds)
+        return
+    height, width = (int(part) for part in (args.size or "135x240").split("x"))
+    bench_loop_against_bare(config, args.line or "model_0003_xception", height, width, args.seconds)
     if args.gpu:
         return
     bench_convcam_tiling()
@@ -151,7 +186,7 @@ def report_loop(what: str, summary, bare_rate: float) -> None:
 
 
 @contextlib.contextmanager
-def private_display() -> Iterator[str | None]:
+def private_display(size: tuple[int, int] = (1024, 768)) -> Iterator[str | None]:
     """An Xvfb on a random display for the mss capture, DISPLAY set to it; None without Xvfb."""
     if shutil.which("Xvfb") is None:
         yield None
@@ -159,7 +194,15 @@ def private_display() -> Iterator[str | None]:
     number = random.randrange(1000, 60000)
     read_end, write_end = os.pipe()
     server = subprocess.Popen(
-        ["Xvfb", f":{number}", "-displayfd", str(write_end), "-screen", "0", "1024x768x24"],
+        [
+            "Xvfb",
+            f":{number}",
+            "-displayfd",
+            str(write_end),
+            "-screen",
+            "0",
+            f"{size[0]}x{size[1]}x24",
+        ],
         pass_fds=(write_end,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -253,6 +296,250 @@ def train_at_full_speed(config, stop) -> None:
         steps += 1
     elapsed = time.perf_counter() - started
     print(f"  (trainer: {steps} steps, {steps * batch / elapsed:.0f} samples/s)")
+
+
+def bench_keyboard_path(config, line: str, size: str | None, seconds: float) -> None:
+    """4. The driver on the built-in game's window (mss) with XTest keys: PPS and key latency.
+
+    The game is a separate process on a private Xvfb, as a real game would be: it
+    takes its share of the cores, and the driver sees only its window's pixels.
+    """
+    from models.build import build_architecture
+    from models.spec import load_spec
+
+    spec = load_spec(line)
+    if size:
+        height, width = (int(part) for part in size.split("x"))
+        spec = msgspec.structs.replace(
+            spec, input=msgspec.structs.replace(spec.input, height=height, width=width)
+        )
+    height, width = spec.input.height, spec.input.width
+    model = build_architecture(spec)
+    alone_rate = bare_forward_rate(model, height, width, seconds)
+    with private_display(GAME_SCREEN) as display, tempfile.TemporaryDirectory() as root:
+        if display is None:
+            print("  (no Xvfb: the keyboard path is skipped)")
+            return
+        game = start_game(display, Path(root))
+        try:
+            # The limit under the same load as the loop: the game running on the same cores.
+            bare_rate = bare_forward_rate(model, height, width, seconds)
+            pps, latency = drive_keyboard(config, BenchModel(line, spec, model), seconds)
+        finally:
+            game.terminate()
+            game.wait(timeout=10)
+    print(
+        f"{line} at {height}x{width}, keyboard path (the game's window through mss, XTest keys, "
+        f"load {pps.load:.1f}): full loop {pps.summary.pps:.1f} PPS ({pps.summary.fps:.0f} fps "
+        f"captured, Convcam {pps.summary.convcam_ms:.2f} ms) vs bare forward pass "
+        f"{bare_rate:.1f}/s with the game running ({alone_rate:.1f}/s without): ratio "
+        f"{pps.summary.pps / bare_rate:.2f} (target >= {TARGET_RATIO})"
+    )
+    driver_ms, bare_ms = latency.driver_ms, latency.bare_ms
+    p95 = _percentile(driver_ms, 95)
+    print(
+        f"key latency, driver decision -> X server (load {latency.load:.1f}; loop "
+        f"{latency.summary.pps:.1f} PPS while a second process polls the keymap): p50 "
+        f"{_percentile(driver_ms, 50):.3f} ms, p95 {p95:.3f} ms, max {max(driver_ms):.3f} ms "
+        f"({len(driver_ms)}/{latency.decisions} seen) vs bare XTest p50 "
+        f"{_percentile(bare_ms, 50):.3f} / p95 {_percentile(bare_ms, 95):.3f} ms: "
+        f"p95 / {TARGET_KEY_P95_MS:.0f} ms target {p95 / TARGET_KEY_P95_MS:.2f} "
+        f"({'met' if p95 <= TARGET_KEY_P95_MS else 'MISSED'}), driver / bare p95 "
+        f"{p95 / _percentile(bare_ms, 95):.2f}"
+    )
+
+
+@dataclass
+class BenchModel:
+    """A built, untrained model shaped like a loaded version, for `open_driver_parts`."""
+
+    version: str
+    spec: object
+    model: object
+    batch: int = 0
+
+    def reload_latest(self) -> None:
+        """No checkpoints to load: the bench measures speed, not learning."""
+
+
+@dataclass
+class KeyboardDrive:
+    """One drive of the keyboard path: its summary and the load average when it ended."""
+
+    summary: object
+    load: float
+
+
+@dataclass
+class KeyLatency:
+    """Decision -> X server latencies (ms): the driver's, and the bare XTest request's."""
+
+    summary: object
+    load: float
+    decisions: int
+    driver_ms: list[float] = field(default_factory=list)
+    bare_ms: list[float] = field(default_factory=list)
+
+
+def start_game(display: str, root: Path) -> subprocess.Popen[bytes]:
+    """`charles-stream sim` in its windows on `display`, returned once its hood window is up."""
+    from engine.core.errors import DeviceError
+    from engine.games.profile import load_profile
+    from engine.games.window import find_window
+
+    game_config = root / "config.toml"
+    game_config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
+    game = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "sim", "--seed", "3", "--config", str(game_config)],
+        cwd=REPO,
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = load_profile("builtin").window_target()
+    deadline = time.monotonic() + GAME_START_S
+    while True:
+        try:
+            find_window(target, display)
+            break
+        except DeviceError:
+            if game.poll() is not None or time.monotonic() > deadline:
+                game.kill()
+                game.wait()
+                raise
+            time.sleep(0.2)
+    time.sleep(1.0)  # the window exists a moment before the game draws into it
+    return game
+
+
+def drive_keyboard(config, loaded: BenchModel, seconds: float) -> tuple[KeyboardDrive, KeyLatency]:
+    """Drive the game window as `charles-stream drive --game builtin` would, twice.
+
+    First as is, for PPS; then with a `KeyProbe` in front of the keyboard and a
+    keymap observer running, for the latency (the observer's polling takes a
+    core, so it stays out of the PPS drive).
+    """
+    from bench.keyboard import watch_keys
+    from engine.driver.driver import Driver, open_driver_parts
+
+    driving = msgspec.structs.replace(
+        config,
+        driver=msgspec.structs.replace(config.driver, game="builtin"),
+        # No unstuck (an R press and its 0.15 s hold) in the middle of a measurement.
+        unstuck=UnstuckConfig(window_s=600.0, offroad_s=0.0),
+    )
+    with open_driver_parts(driving, loaded) as parts:
+        first = parts.capture.next_frame(after=-1, timeout=60.0)
+        parts.capture.next_frame(after=first.index, timeout=60.0)
+        summary = Driver(parts, driving.driver).run(seconds)
+        pps = KeyboardDrive(summary, os.getloadavg()[0])
+
+        context = multiprocessing.get_context("spawn")
+        results, sink = context.Pipe(duplex=False)
+        stop, ready = context.Event(), context.Event()
+        display = os.environ["DISPLAY"]
+        watcher = context.Process(target=watch_keys, args=(display, ready, stop, sink))
+        watcher.start()
+        try:
+            ready.wait(timeout=120.0)
+            probe = KeyProbe(parts.controller)
+            parts.controller = probe
+            summary = Driver(parts, driving.driver).run(seconds)
+            load = os.getloadavg()[0]
+            parts.controller = probe.keys  # open_driver_parts releases its own controller
+            bare = bare_xtest_decisions(display, seconds)
+        finally:
+            stop.set()
+            transitions = results.recv() if watcher.is_alive() or results.poll() else []
+            watcher.join(timeout=30)
+    return pps, KeyLatency(
+        summary,
+        load,
+        len(probe.decisions),
+        key_latencies_ms(probe.decisions, transitions),
+        key_latencies_ms(bare, transitions),
+    )
+
+
+class KeyProbe(Controller):
+    """The driver's keyboard, with steering replaced by decisions that each move the Left key.
+
+    Every 20-40 ms the next send from the driver's loop holds Left (steering -1.0)
+    or lets it go (0.0), and is stamped just before the keyboard gets it; the
+    throttle stays the model's. Between those, sends keep the same steering, so
+    the PWM never moves Left on its own.
+    """
+
+    def __init__(self, keys: Controller) -> None:
+        self.keys = keys
+        self.decisions: list[tuple[float, bool]] = []
+        self._down = False
+        self._next = 0.0
+
+    def send(self, state: GamepadState) -> None:
+        """Pass the state on; at a decision time, with Left flipped and the time stamped."""
+        decided = time.monotonic()
+        flip = decided >= self._next
+        if flip:
+            self._down = not self._down
+            self._next = decided + random.uniform(0.02, 0.04)
+        self.keys.send(dataclasses.replace(state, steering=-1.0 if self._down else 0.0))
+        if flip:
+            self.decisions.append((decided, self._down))
+
+    def neutral(self) -> None:
+        """Release every key; the next decision presses Left again."""
+        self.keys.neutral()
+        self._down, self._next = False, 0.0
+
+
+def bare_xtest_decisions(display: str, seconds: float) -> list[tuple[float, bool]]:
+    """The limit: Left pressed and released by a bare XTest request + sync, 20-40 ms apart."""
+    from Xlib import XK, X
+    from Xlib.display import Display
+    from Xlib.ext import xtest
+
+    connection = Display(display)
+    left = connection.keysym_to_keycode(XK.string_to_keysym("Left"))
+    decisions: list[tuple[float, bool]] = []
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            time.sleep(random.uniform(0.02, 0.04))
+            down = not decisions or not decisions[-1][1]
+            decided = time.monotonic()
+            xtest.fake_input(connection, X.KeyPress if down else X.KeyRelease, left)
+            connection.sync()
+            decisions.append((decided, down))
+        if decisions[-1][1]:
+            xtest.fake_input(connection, X.KeyRelease, left)
+            connection.sync()
+        time.sleep(0.05)  # the observer's last polls
+    finally:
+        connection.close()
+    return decisions
+
+
+def key_latencies_ms(
+    decisions: list[tuple[float, bool]], transitions: list[tuple[float, str, bool]]
+) -> list[float]:
+    """Per decision, ms until the observer saw Left change; only when the first change after
+    the decision is the wanted one (anything else counts as not seen)."""
+    changes = [(when, down) for when, name, down in transitions if name == "Left"]
+    times = [when for when, _ in changes]
+    latencies = []
+    for decided, wanted in decisions:
+        index = bisect.bisect_left(times, decided)
+        if index < len(changes) and changes[index][1] == wanted:
+            latencies.append((changes[index][0] - decided) * 1000.0)
+    return latencies
+
+
+def _percentile(values: list[float], percent: int) -> float:
+    """The percent-th percentile; NaN without values (nothing was seen)."""
+    if len(values) < 2:
+        return float("nan")
+    return statistics.quantiles(values, n=100)[percent - 1]
 
 
 @dataclass
