@@ -8,9 +8,16 @@ Example::
 
 The scene (`[obs] scene`) gets one source per tile of `overlays/layout.py`,
 placed where the layout puts it, scaled to OBS's canvas: browser sources for
-the overlay pages and, when a real game is configured (`[capture] backend` is
-not "sim"), a game/window capture source as the main tile instead of the
-built-in game's chase view. Every source it owns is named "Charles <tile>";
+the overlay pages and, when a real game is configured (`[driver] game` names a
+game profile, or `[capture] backend` is not "sim"), a game/window capture
+source as the main tile instead of the built-in game's chase view. With a game
+profile the source is pointed at the profile's window, looked up on the X
+server (DISPLAY) as the driver finds it: a window capture (`xcomposite_input`)
+gets the window's id, title and class, a screen capture (`xshm_input`, all that
+OBS offers without a window manager) that X server cropped to the window, and
+Windows' window/game capture its title. A game that is not running yet gets
+the source without a target and a report saying to start it and run again.
+Every source it owns is named "Charles <tile>";
 running it again updates their settings and positions instead of adding
 copies, and removes only its own sources that the layout no longer has (the
 streamer's own sources stay). An OBS without the `browser_source` kind gets
@@ -20,15 +27,25 @@ text source the app keeps up to date) and a report saying what is missing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.config import Config
-from engine.core.errors import ConfigError
+from engine.core.errors import ConfigError, DeviceError
+from engine.games.profile import GameProfile, load_profile, platform_family
 from overlays.layout import CANVAS_HEIGHT, CANVAS_WIDTH, TILES, Tile, tile_url
 from overlays.obs import MODEL_LABEL, ObsSession
 
+log = logging.getLogger("charles.obs")
+
 SOURCE_PREFIX = "Charles "
+GAME_CAPTURE = f"{SOURCE_PREFIX}game capture"
+# xcomposite_input's `capture_window`: "<id>\r\n<title>\r\n<WM_CLASS instance>" (OBS matches
+# the id, else title and class exactly, so it finds the window again after the game restarts).
+XCOMPOSITE_SEPARATOR = "\r\n"
+# Windows' window_capture / game_capture: match the window by its title (window-helpers.h).
+WINDOW_PRIORITY_TITLE = 1
 BROWSER_KIND = "browser_source"
 # The first of these OBS has: Windows, then Linux (X11, PipeWire), then macOS; screen capture last.
 CAPTURE_KINDS = (
@@ -85,6 +102,28 @@ class SetupReport:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class GameWindow:
+    """A game profile's window as a capture source needs it; id 0 when it is not open now."""
+
+    profile: str
+    title: str
+    window_id: int = 0
+    wm_class: str = ""
+    left: int = 0
+    top: int = 0
+    width: int = 0
+    height: int = 0
+    screen_width: int = 0
+    screen_height: int = 0
+    display: str = ""
+
+    @property
+    def found(self) -> bool:
+        """Whether the window was open when looked up."""
+        return self.width > 0
+
+
 def overlay_base_url(config: Config) -> str:
     """How OBS reaches the overlay pages: [obs] overlay_url, else the hub's own address."""
     if config.obs.overlay_url:
@@ -110,7 +149,8 @@ def setup_scene(session: ObsSession, config: Config, label_text: str = "") -> Se
     report = SetupReport(scene=scene)
     report.obs_version = session.request("GetVersion").get("obsVersion", "?")
     kinds = set(session.request("GetInputKindList", {"unversioned": False})["inputKinds"])
-    plan = plan_sources(config, overlay_base_url(config), kinds, label_text, report)
+    window = game_window(config, report)
+    plan = plan_sources(config, overlay_base_url(config), kinds, label_text, report, window)
     video = session.request("GetVideoSettings")
     scale = (video["baseWidth"] / CANVAS_WIDTH, video["baseHeight"] / CANVAS_HEIGHT)
 
@@ -148,12 +188,20 @@ def setup_scene(session: ObsSession, config: Config, label_text: str = "") -> Se
 
 
 def plan_sources(
-    config: Config, base_url: str, kinds: set[str], label_text: str, report: SetupReport
+    config: Config,
+    base_url: str,
+    kinds: set[str],
+    label_text: str,
+    report: SetupReport,
+    window: GameWindow | None = None,
 ) -> list[PlannedSource]:
-    """The sources this OBS can have, bottom to top; what it cannot have goes into `report`."""
+    """The sources this OBS can have, bottom to top; what it cannot have goes into `report`.
+
+    `window` is the game profile's window (`game_window`): the capture source targets it.
+    """
     plan: list[PlannedSource] = []
     without_browser: list[str] = []
-    real_game = config.capture.backend != "sim"
+    real_game = config.capture.backend != "sim" or window is not None
     for tile in TILES.values():
         if tile.name == "camera" and real_game:
             capture = next((kind for kind in CAPTURE_KINDS if kind in kinds), None)
@@ -163,11 +211,10 @@ def plan_sources(
                     "game's window to the scene by hand, at the main tile"
                 )
             else:
-                # The window is the streamer's to pick in the source's properties.
+                # Without a game profile the window is the streamer's to pick in OBS.
+                settings = capture_settings(capture, window, report) if window else {}
                 plan.append(
-                    PlannedSource(
-                        f"{SOURCE_PREFIX}game capture", capture, {}, tile, "OBS_BOUNDS_SCALE_INNER"
-                    )
+                    PlannedSource(GAME_CAPTURE, capture, settings, tile, "OBS_BOUNDS_SCALE_INNER")
                 )
             continue
         if BROWSER_KIND in kinds:
@@ -209,6 +256,113 @@ def plan_sources(
                 )
             )
     return plan
+
+
+def game_window(
+    config: Config, report: SetupReport, display: str | None = None
+) -> GameWindow | None:
+    """The `[driver] game` profile's window, looked up now; None without a real game's profile.
+
+    A bad profile name or file is refused (UsageError, ConfigError) before OBS is changed.
+    A window that is not open gives a GameWindow that is not `found` and a problem in
+    `report`: the source is made, and running setup again once the game runs targets it.
+    """
+    if not config.driver.game:
+        return None
+    profile = load_profile(config.driver.game)
+    if profile.input.backend == "sim":
+        return None  # the built-in game inside the driver: the overlay's chase view shows it
+    target = profile.window_target()
+    if platform_family() != "linux":
+        return GameWindow(profile.name, target.title)  # OBS on Windows finds it by title
+    if target.region:
+        return _region_window(profile, display)
+    from engine.games.window import find_window
+
+    try:
+        found = find_window(target, display)
+    except DeviceError as error:
+        report.problems.append(
+            f"the capture source does not show game {profile.name!r} yet: {error}. Run "
+            "`charles-stream obs setup` again once the game's window is open"
+        )
+        return GameWindow(profile.name, target.title)
+    wm_class, screen, name = _window_details(found.id, display)
+    log.info("game %r: window %#x %r on %s", profile.name, found.id, found.title, name)
+    return GameWindow(
+        profile.name,
+        found.title,
+        found.id,
+        wm_class,
+        found.left,
+        found.top,
+        found.width,
+        found.height,
+        screen[0],
+        screen[1],
+        name,
+    )
+
+
+def capture_settings(kind: str, window: GameWindow, report: SetupReport) -> dict[str, Any]:
+    """The capture source's settings that show `window`, for this OBS's capture kind."""
+    if kind in ("game_capture", "window_capture"):
+        # UNTESTED HERE (Windows): "title:class:exe" with ':' escaped, matched by title.
+        matched = f"{window.title.replace(':', '#3A')}::"
+        settings: dict[str, Any] = {"window": matched, "priority": WINDOW_PRIORITY_TITLE}
+        return {**settings, "capture_mode": "window"} if kind == "game_capture" else settings
+    if not window.found:
+        return {}
+    if kind == "xcomposite_input":
+        parts = (str(window.window_id), window.title, window.wm_class)
+        return {"capture_window": XCOMPOSITE_SEPARATOR.join(parts)}
+    if kind == "xshm_input":
+        # The whole X screen, cropped to the window: right and bottom are margins, not sizes.
+        return {
+            "screen": 0,
+            "advanced": bool(window.display),
+            "server": window.display,
+            "cut_left": window.left,
+            "cut_top": window.top,
+            "cut_right": max(0, window.screen_width - window.left - window.width),
+            "cut_bot": max(0, window.screen_height - window.top - window.height),
+        }
+    report.problems.append(
+        f"OBS's {kind} cannot be pointed at a window by settings: pick game "
+        f"{window.profile!r}'s window ({window.title!r}) in the source {GAME_CAPTURE!r}"
+    )
+    return {}
+
+
+def _region_window(profile: GameProfile, display: str | None) -> GameWindow:
+    """A profile that gives a fixed screen region instead of a title."""
+    left, top, width, height = profile.window_target().region
+    _, screen, name = _window_details(None, display)
+    return GameWindow(profile.name, "", 0, "", left, top, width, height, *screen, name)
+
+
+def _window_details(window_id: int | None, display: str | None) -> tuple[str, tuple[int, int], str]:
+    """A window's WM_CLASS instance, the X screen's size and the display's name."""
+    from Xlib.display import Display
+    from Xlib.error import BadWindow, DisplayError
+
+    try:
+        connection = Display(display)
+    except (DisplayError, OSError) as error:
+        raise DeviceError(f"cannot open the X display {display or '(DISPLAY)'}: {error}") from None
+    try:
+        screen = connection.screen()
+        wm_class = ""
+        if window_id is not None:
+            try:
+                found = connection.create_resource_object("window", window_id).get_wm_class()
+            except BadWindow:
+                found = None  # closed since it was found: OBS matches by title and class
+            wm_class = found[0] if found else ""
+        size = (screen.width_in_pixels, screen.height_in_pixels)
+        return wm_class, size, connection.get_display_name()
+    finally:
+        connection.close()
 
 
 def _apply_source(

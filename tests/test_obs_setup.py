@@ -13,23 +13,37 @@ import msgspec
 import pytest
 
 from engine.cli import main
-from engine.core.config import CaptureConfig, Config, HubConfig, ObsConfig
-from engine.core.errors import ConfigError
+from engine.core.config import CaptureConfig, Config, DriverConfig, HubConfig, ObsConfig
+from engine.core.errors import ConfigError, UsageError
 from overlays.layout import TILES
 from overlays.obs import MODEL_LABEL, PASSWORD_ENV, ObsSession
-from overlays.obs_setup import SetupReport, overlay_base_url, setup_scene
+from overlays.obs_setup import (
+    GAME_CAPTURE,
+    GameWindow,
+    SetupReport,
+    capture_settings,
+    overlay_base_url,
+    setup_scene,
+)
 from tests.obs_server import PASSWORD, FakeObs, running_fake_obs
 
 SCENE = "Charles"
 
 
-def stream_config(obs: FakeObs, *, backend: str = "sim") -> Config:
+def stream_config(obs: FakeObs, *, backend: str = "sim", game: str = "") -> Config:
     return msgspec.structs.replace(
         Config(),
         hub=HubConfig(port=8765),
         obs=ObsConfig(port=obs.port, scene=SCENE),
         capture=CaptureConfig(backend=backend),
+        driver=DriverConfig(game=game),
     )
+
+
+# TORCS's window as `game_window` finds it on an X screen larger than the window.
+TORCS_WINDOW = GameWindow(
+    "torcs", "torcs-bin", 0x400002, "torcs-bin", 10, 20, 320, 240, 1280, 720, ":7"
+)
 
 
 async def run_setup(obs: FakeObs, config: Config) -> SetupReport:
@@ -88,6 +102,61 @@ async def test_setup_puts_a_capture_source_at_the_main_tile_for_a_real_game():
     transform = obs.item(SCENE, "Charles game capture")["transform"]
     assert (transform["boundsWidth"], transform["boundsHeight"]) == (1280, 720)
     assert report.complete
+
+
+async def test_a_game_profile_makes_the_capture_source_even_with_the_sim_capture(monkeypatch):
+    # [driver] game decides the main tile: the driver captures the game's window, not the sim.
+    monkeypatch.delenv("DISPLAY", raising=False)  # the game's window cannot be looked up
+    async with running_fake_obs(FakeObs()) as obs:
+        report = await run_setup(obs, stream_config(obs, game="torcs"))
+    assert "Charles camera" not in obs.inputs
+    assert obs.inputs[GAME_CAPTURE]["kind"] == "xshm_input"
+    assert obs.inputs[GAME_CAPTURE]["settings"] == {}  # no target yet: nothing wrong to show
+    assert not report.complete
+    assert "does not show game 'torcs' yet" in report.problems[0]
+    assert "obs setup` again once the game's window is open" in report.problems[0]
+
+
+async def test_an_unknown_game_profile_is_refused_before_obs_changes():
+    async with running_fake_obs(FakeObs()) as obs:
+        with pytest.raises(UsageError, match="unknown game profile 'nfs'"):
+            await run_setup(obs, stream_config(obs, game="nfs"))
+    assert obs.requested("CreateInput") == [] and obs.requested("CreateScene") == []
+
+
+def test_a_window_capture_targets_the_games_window_by_id_title_and_class():
+    settings = capture_settings("xcomposite_input", TORCS_WINDOW, SetupReport("s"))
+    assert settings == {"capture_window": f"{0x400002}\r\ntorcs-bin\r\ntorcs-bin"}
+
+
+def test_a_screen_capture_is_cropped_to_the_games_window_on_its_x_server():
+    settings = capture_settings("xshm_input", TORCS_WINDOW, SetupReport("s"))
+    assert settings == {
+        "screen": 0,
+        "advanced": True,
+        "server": ":7",
+        "cut_left": 10,
+        "cut_top": 20,
+        "cut_right": 1280 - 330,
+        "cut_bot": 720 - 260,
+    }
+
+
+def test_windows_captures_match_the_games_title():
+    window = GameWindow("gta5", "Grand Theft Auto V: Enhanced")
+    game = capture_settings("game_capture", window, SetupReport("s"))
+    assert game == {
+        "window": "Grand Theft Auto V#3A Enhanced::",
+        "priority": 1,
+        "capture_mode": "window",
+    }
+    assert capture_settings("window_capture", window, SetupReport("s"))["priority"] == 1
+
+
+def test_a_capture_kind_without_window_settings_says_to_pick_the_window():
+    report = SetupReport("s")
+    assert capture_settings("pipewire-window-capture-source", TORCS_WINDOW, report) == {}
+    assert "pick game 'torcs''s window ('torcs-bin')" in report.problems[0]
 
 
 async def test_setup_keeps_the_streamers_sources_and_removes_only_its_own_stale_ones():
