@@ -190,6 +190,7 @@ def test_a_standing_car_is_unstuck_by_backing_out_through_the_profiles_keys(torc
     line = standing.wait_for("unstuck #1", DRIVER_START_S + GAME_S)
     # The frame-motion watch saw the screen still, and the profile's sequence was chosen.
     assert "screen changed" in line and "press key Down (1.00 s)" in line, line
+    log.info("the driver: %s", line.strip())
     until(torcs.in_reverse, GAME_S, "reverse gear (R) after the unstuck's Down key")
     until(lambda: torcs.motion(0.5)[1] > UNDER_WAY, GAME_S, "the car backing up")
     report = standing.stop()
@@ -257,6 +258,7 @@ async def test_the_overlay_pages_show_torcs_and_convcam_from_the_driver_node(tor
     page_view = cv2.resize(hood[:, :, :3], small, interpolation=cv2.INTER_AREA).astype(float)
     game_view = cv2.resize(window, small, interpolation=cv2.INTER_AREA).astype(float)
     difference = float(np.abs(page_view - game_view).mean())
+    log.info("hood tile vs TORCS window: %.1f levels; convcam std %.1f", difference, convcam.std())
     assert difference < 12.0, f"the hood tile differs from the TORCS window by {difference:.1f}"
     assert game_view.std() > 20.0  # a race picture, so the match means something
     # Convcam: the model's activations on those frames, drawn (not a blank canvas).

@@ -165,10 +165,16 @@ class TorcsProcess:
         track: str = "g-track-1",
         category: str = "road",
         race: bool = True,
+        screen: tuple[int, int] | None = None,
     ) -> None:
         self.root = root
         self._race = race
         self.width, self.height = width, height
+        # The X screen: the window's size unless a test wants room around it (the window is
+        # still at its top left corner: there is no window manager to place it).
+        self.screen = screen or (width, height)
+        if self.screen[0] < width or self.screen[1] < height:
+            raise ValueError(f"screen {self.screen} is smaller than the window {width}x{height}")
         self._track, self._category = track, category
         self._xvfb: XvfbDisplay | None = None
         self._torcs: subprocess.Popen[bytes] | None = None
@@ -200,8 +206,8 @@ class TorcsProcess:
         With `race=False` it stops at the main menu.
         """
         self._write_config()
-        # The screen is the window's size: the game fills it, and mss grabs from (0, 0).
-        self._xvfb = XvfbDisplay(self.width, self.height)
+        # By default the screen is the window's size: the game fills it. mss grabs from (0, 0).
+        self._xvfb = XvfbDisplay(*self.screen)
         self.display = self._xvfb.name
         log = (self.root / "torcs.log").open("ab")
         self._torcs = subprocess.Popen(
