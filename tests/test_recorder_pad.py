@@ -492,3 +492,53 @@ def test_xinput_pad_numbers_are_checked_and_off_windows_no_dll_loads():
 def test_the_xinput_state_has_windows_layout():
     assert ctypes.sizeof(XINPUT_GAMEPAD) == 12
     assert ctypes.sizeof(pad.XINPUT_STATE) == 16
+
+
+# --- `charles-stream record --pad` ---
+
+
+class NoScreen:
+    """ScreenGrabber's stand-in: the refusals come before a frame is grabbed."""
+
+    def __init__(self, region: tuple[int, int, int, int]) -> None:
+        self.region = region
+
+    def __enter__(self) -> NoScreen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class NoKeys:
+    """XKeyState's stand-in: no X server here."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def held(self) -> frozenset[str]:
+        return frozenset()
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("device", "code", "message"),
+    [
+        ("/dev/input/event99", 3, "--pad /dev/input/event99: no such device; this machine has no"),
+        ("js0", 2, "--pad 'js0' is not accepted; use auto"),
+    ],
+)
+def test_record_pad_refusals_exit_with_a_sentence(
+    device, code, message, tmp_path, monkeypatch, caplog
+):
+    from engine.cli import main
+    from engine.recorder import inputs, screen
+
+    monkeypatch.setattr(pad, "INPUT_DIR", tmp_path / "no-input")
+    monkeypatch.setattr(inputs, "XKeyState", NoKeys)
+    monkeypatch.setattr(screen, "ScreenGrabber", NoScreen)
+    flags = ["record", "--region", "0,0,64,36", "--pad", device, "--data", str(tmp_path)]
+    assert main(flags) == code
+    assert message in caplog.text

@@ -4,6 +4,7 @@ Examples::
 
     charles-stream record --game torcs --player ada
     charles-stream record --window "Grand Theft Auto V" --player ada
+    charles-stream record --window "Grand Theft Auto V" --pad auto
     charles-stream record --region 0,0,1280,720 --keys left=a,right=d,accelerate=w,brake=s \\
         --smoothing 0.15 --samples 4000
 
@@ -12,7 +13,9 @@ held on the X server and, when a balancer wants the sample, grabs the window,
 and stores balanced sets into `<data_dir>/samples/samples.db` exactly as
 `charles-stream collect` does, with source "human:<player>". F9 (`--pause-key`)
 pauses and resumes: keep it paused through menus and loading screens. Ctrl-C or
-SIGTERM stops; every completed set is already stored.
+SIGTERM stops; every completed set is already stored. With `--pad` the stick and
+triggers of a gamepad are recorded instead of the keys (`pad.py`), and its
+Back/Select button pauses too.
 
 `--game PROFILE` reads a game profile (`charles-stream games list`): its window,
 crop and masks (blanked black in every stored frame), its keys and its
@@ -93,6 +96,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         help="start paused: the pause key begins recording (start the game, then press it)",
     )
     parser.add_argument(
+        "--pad",
+        metavar="DEVICE",
+        help="record a gamepad's stick and triggers instead of the keys: auto, a "
+        "/dev/input/eventN (Linux, the 'pad' extra) or an XInput pad 0-3 (Windows); "
+        "its Back/Select button pauses too",
+    )
+    parser.add_argument(
         "--smoothing",
         type=smoothing_seconds,
         metavar="S",
@@ -129,6 +139,8 @@ def run_record(args: argparse.Namespace) -> int:
     """Check the flags, find the window, record until stopped; 0 when done."""
     config = config_from(args)
     # Imported here so `charles-stream --help` loads neither X nor OpenCV.
+    from contextlib import nullcontext
+
     from engine.data.controls import check_recordable
     from engine.data.storage import SampleStorage, default_storage_path
     from engine.games.profile import load_profile
@@ -139,6 +151,7 @@ def run_record(args: argparse.Namespace) -> int:
         XKeyState,
         check_key_name,
     )
+    from engine.recorder.pad import AnyPressed, open_pad
     from engine.recorder.recorder import Recorder
     from engine.recorder.screen import ScreenGrabber
 
@@ -161,19 +174,25 @@ def run_record(args: argparse.Namespace) -> int:
             sigterm_as_exit(),
             ScreenGrabber(region) as screen,
             SampleStorage(path, capacity=config.data.buffer_capacity) as storage,
+            (
+                open_pad(args.pad, snap=config.collector.dead_zone) if args.pad else nullcontext()
+            ) as pad,
         ):
             source = f"human:{player}"
             recorder = Recorder(
                 config,
                 source=source,
                 grab=masked(screen.grab, profile) if profile is not None else screen.grab,
-                inputs=KeyboardInput(
+                inputs=pad
+                or KeyboardInput(
                     bindings,
                     keys,
                     smoothing_s=settings.smoothing_s,
                     dead_zone=config.collector.dead_zone,
                 ),
-                pause=Hotkey(pause_key, keys),
+                pause=AnyPressed(Hotkey(pause_key, keys), pad.pause)
+                if pad
+                else Hotkey(pause_key, keys),
                 start_paused=args.paused,
                 sink=storage.insert_set,
             )
