@@ -18,10 +18,8 @@ time constant, so a tapped key records as a graded value, the way the game's own
 steering smooths it. Values within `dead_zone` of -1, 0 or 1 are recorded as
 exactly that value, as the collector does, so Balancing's exact bins fill.
 
-Every reader hides behind `InputSource.read() -> Controls`, so a gamepad
-reader can be added beside the keyboard. A Linux evdev gamepad reader is not
-part of this step (this machine has no readable /dev/input devices to test
-one with, and it would add a dependency); neither is a Windows reader.
+Every reader hides behind `InputSource.read() -> Controls`: the gamepad
+reader (`pad.py`: Linux evdev, Windows XInput) sits beside the keyboard.
 """
 
 from __future__ import annotations
@@ -64,7 +62,7 @@ class KeyBindings:
 
 
 class InputSource(Protocol):
-    """Anything that says what the player asks for now (keyboard today, a pad later)."""
+    """Anything that says what the player asks for now (the keyboard here, a pad in pad.py)."""
 
     def read(self, now: float) -> Controls:
         """The controls at time `now` (s, monotonic)."""
