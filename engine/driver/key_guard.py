@@ -1,6 +1,7 @@
 """The watchdog that releases a keyboard controller's keys when its process dies, even by SIGKILL.
 
-Example (what `KeyboardController` runs; the parent keeps the write end of stdin)::
+Example (what the keyboard controller's X sink, `xtest_keys.py`, runs; the parent keeps the
+write end of stdin)::
 
     python -I engine/driver/key_guard.py --display :1 Left Right Up Down
     # prints "ready" once connected; releases the four keys when stdin closes
