@@ -404,6 +404,13 @@ def test_a_missing_device_is_refused_naming_it_and_listing_readable_ones(fake_tr
     assert "event0 (AT Translated Set 2 keyboard)" in message
 
 
+def test_an_empty_dev_input_says_no_device_is_plugged_in(tmp_path, monkeypatch):
+    (tmp_path / "input").mkdir()
+    monkeypatch.setattr(pad, "INPUT_DIR", tmp_path / "input")
+    with pytest.raises(DeviceError, match=r"no gamepad found; there is no .*event\* \(no input"):
+        find_pad()
+
+
 def test_without_dev_input_the_refusal_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(pad, "INPUT_DIR", tmp_path / "no-input")
     with pytest.raises(
@@ -528,6 +535,7 @@ class NoKeys:
     [
         ("/dev/input/event99", 3, "--pad /dev/input/event99: no such device; this machine has no"),
         ("js0", 2, "--pad 'js0' is not accepted; use auto"),
+        ("auto --smoothing 0.2", 2, "--smoothing 0.2 grades tapped keys, and a pad's stick"),
     ],
 )
 def test_record_pad_refusals_exit_with_a_sentence(
@@ -539,6 +547,6 @@ def test_record_pad_refusals_exit_with_a_sentence(
     monkeypatch.setattr(pad, "INPUT_DIR", tmp_path / "no-input")
     monkeypatch.setattr(inputs, "XKeyState", NoKeys)
     monkeypatch.setattr(screen, "ScreenGrabber", NoScreen)
-    flags = ["record", "--region", "0,0,64,36", "--pad", device, "--data", str(tmp_path)]
+    flags = ["record", "--region", "0,0,64,36", "--pad", *device.split(), "--data", str(tmp_path)]
     assert main(flags) == code
     assert message in caplog.text

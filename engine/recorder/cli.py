@@ -165,6 +165,11 @@ def run_record(args: argparse.Namespace) -> int:
             f"pause key {pause_key!r} is also a driving key ({', '.join(bindings.names())}); "
             "give --pause-key or --keys another key"
         )
+    if args.pad and args.smoothing is not None:
+        raise UsageError(
+            f"--smoothing {args.smoothing:g} grades tapped keys, and a pad's stick and triggers "
+            "are graded already; drop --smoothing, or --pad to record the keys"
+        )
     player = player_name(args.player)
     region = _region(args, config, profile)
     keys = XKeyState([*bindings.names(), pause_key])

@@ -44,7 +44,7 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -257,10 +257,18 @@ class PadButton:
         return self._pad.mapper.take_pause_press()
 
 
+class Pressable(Protocol):
+    """A toggle key or button: `pressed()` is true once per press (the recorder's PauseKey)."""
+
+    def pressed(self) -> bool:
+        """Whether it went down since the last call."""
+        ...
+
+
 class AnyPressed:
     """Several pause keys as one (the keyboard's F9 and the pad's button): each is read."""
 
-    def __init__(self, *keys: Any) -> None:
+    def __init__(self, *keys: Pressable) -> None:
         self._keys = keys
 
     def pressed(self) -> bool:
@@ -413,6 +421,8 @@ def describe_devices(nodes: Sequence[InputNode]) -> str:
     if not input_dir.is_dir():
         return f"this machine has no {input_dir} (no input devices, or a container without them)"
     readable = [node for node in nodes if node.readable]
+    if not nodes:
+        return f"there is no {input_dir}/event* (no input device is plugged in)"
     if not readable:
         return (
             f"no {input_dir}/event* is readable by this user ({len(nodes)} exist); "
@@ -527,7 +537,10 @@ XINPUT_RANGES = {
     ABS_Z: AxisRange(0, 255, 30),
     ABS_RZ: AxisRange(0, 255, 30),
 }
+# The guide button (BTN_MODE) is not in XInputGetState's answer: "mode" never pauses on Windows.
 _XINPUT_BUTTONS = {BTN_SELECT: XINPUT_GAMEPAD_BACK, BTN_START: XINPUT_GAMEPAD_START}
+# XInputGetState(user index, pointer to XINPUT_STATE) -> a Windows error code.
+GetState = Callable[[int, Any], int]
 
 
 class XINPUT_GAMEPAD(ctypes.Structure):
@@ -566,7 +579,7 @@ def xinput_events(gamepad: XINPUT_GAMEPAD) -> list[Event]:
 class XInputPad:
     """An Xbox-compatible pad through XInputGetState (xinput1_4.dll). UNTESTED HERE."""
 
-    def __init__(self, index: int, get_state: Any = None) -> None:
+    def __init__(self, index: int, get_state: GetState | None = None) -> None:
         self.name = f"XInput pad {index}"
         self._index = index
         self._get_state = get_state or _xinput_get_state()
@@ -618,7 +631,7 @@ def _xinput_index(spec: str) -> int:
     )
 
 
-def _xinput_get_state() -> Any:
+def _xinput_get_state() -> GetState:
     """XInputGetState from the first XInput DLL Windows has (1.4 since Windows 8)."""
     for dll in ("xinput1_4", "xinput1_3", "xinput9_1_0"):
         try:
