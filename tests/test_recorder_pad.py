@@ -14,6 +14,7 @@ import errno
 import sqlite3
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import numpy as np
@@ -247,6 +248,14 @@ def test_either_pause_key_toggles_and_both_are_read():
     assert keyboard.answers == button.answers == []  # each asked every time
 
 
+def test_the_first_reading_is_where_the_pad_already_is():
+    device = ScriptedPad()
+    device.axes, device.keys = {ABS_X: -32768, ABS_RZ: 1023}, {BTN_SELECT}
+    pad_input = xbox_input(device)
+    assert pad_input.read(0.0) == Controls(-1.0, 1.0)
+    assert not pad_input.pause.pressed()  # held since before: not a press
+
+
 def test_after_dropped_events_the_state_is_read_from_the_device():
     device = ScriptedPad()
     pad_input = xbox_input(device)
@@ -317,11 +326,20 @@ def test_a_recording_stores_the_pads_values_as_labels(tmp_path):
 
 def test_an_unplugged_pad_stops_the_recording_with_a_sentence_not_a_traceback():
     class Unplugged:
+        """python-evdev's InputDevice for a pad pulled out after it was opened."""
+
+        def absinfo(self, code: int) -> SimpleNamespace:
+            return SimpleNamespace(value=XBOX[code].minimum)
+
+        def active_keys(self) -> list[int]:
+            return []
+
         def read_one(self) -> None:
             raise OSError(errno.ENODEV, "No such device")
 
-    evdev_pad = EvdevPad.__new__(EvdevPad)
-    evdev_pad.name, evdev_pad._device = "/dev/input/event7 (Xbox Wireless Controller)", Unplugged()
+    evdev_pad = EvdevPad.__new__(EvdevPad)  # the device itself cannot be opened here
+    evdev_pad.name = "/dev/input/event7 (Xbox Wireless Controller)"
+    evdev_pad._device, evdev_pad.ranges = Unplugged(), XBOX
     pad_input = PadInput(evdev_pad, PadMapper(PadLayout(), XBOX))
     with pytest.raises(DeviceError, match=r"event7 \(Xbox Wireless Controller\) was disconnected"):
         pad_input.read(0.0)

@@ -283,6 +283,10 @@ class PadInput:
         self.device = device
         self.mapper = mapper
         self.pause = PadButton(self)
+        # Start from where the pad is (a trigger already held sends no event until it moves);
+        # a pause button held while opening is not a press.
+        mapper.resync(*device.state())
+        mapper.take_pause_press()
 
     def poll(self) -> None:
         """Take whatever the device sent since the last poll."""
