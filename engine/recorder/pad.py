@@ -19,13 +19,17 @@ Two halves, so the mapping is tested without a device:
 - `PadMapper` is pure: it takes evdev-style events `(type, code, value)` and
   the axes' ranges (`AxisRange`, from the device's absinfo) and says the
   `Controls`. A stick is centred on the middle of its range, a trigger starts
-  at its minimum; within the dead zone (the larger of `dead_zone` and the
-  device's own `flat`) a value is 0, and the rest of the travel is rescaled so
+  at its minimum; within the dead zone (the larger of the stick's or
+  trigger's default and the device's own `flat`) a value is 0, and the rest
+  of the travel is rescaled so
   the first value past it is small rather than a jump. Values within `snap` of
   -1, 0 or 1 become exactly that, as the collector records them.
 - A device feeds it: `EvdevPad` drains `/dev/input/eventN` (python-evdev, the
   `pad` extra) at each poll; `XInputPad` polls `XInputGetState` and turns each
   change into the same events, so Windows uses the same mapping.
+
+The pause button is Back/Select by default: Start opens most games' own
+menu, and the recorder's pause must not flip with every visit to it.
 
 A pad that goes away mid-recording raises DeviceError saying so; the sets
 already stored stay stored. This machine has no /dev/input and its kernel no
