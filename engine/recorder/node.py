@@ -175,7 +175,10 @@ class Reporter:
     def tick(self, stats: RecorderStats) -> None:
         """After every poll: report if due, or if the pause state changed."""
         now = self._clock()
-        if stats.paused != self._paused or now - self._last >= self._interval_s:
+        changed = self._paused is not None and stats.paused != self._paused
+        if changed:
+            log.info("%s %s", stats.source, "paused" if stats.paused else "resumed")
+        if changed or self._paused is None or now - self._last >= self._interval_s:
             self._last = now
             self.send(stats)
 
