@@ -20,8 +20,10 @@ from engine.app.processes import check_recorder_games, process_table
 from engine.cli import main
 from engine.core.config import RecorderEntry, StreamConfig, default_config, load_config
 from engine.core.errors import ConfigError, UsageError
-from engine.core.wire import decode, encode
+from engine.core.wire import decode, encode, message_fields
 from engine.data.balance import BalancingStage
+from engine.data.stats import data_stats
+from engine.data.storage import SampleStorage
 from engine.games.profile import load_profile
 from engine.recorder.cli import _region, _settings
 from engine.recorder.game import capture_region, masked, recorder_settings
@@ -230,3 +232,11 @@ def test_reports_go_every_interval_and_at_once_on_pause_or_resume():
     now[0] = 15.0
     reporter.tick(recording)  # due
     assert [report.paused for report in sent] == [False, True, True]
+
+
+def test_data_stats_sums_a_stored_recorder_report_like_a_collectors(tmp_path):
+    report = message_fields(report_of(stats(episodes=2, sets_stored=1, samples_stored=20)))
+    with SampleStorage(tmp_path / "samples.db", capacity=100) as storage:
+        storage.record_collector_stats("human:ada", report)
+        totals = data_stats(storage, default_config().data)
+    assert totals["collectors"] == 1 and totals["episodes"] == 2 and totals["respawns"] == 0

@@ -141,6 +141,7 @@ def run_record(args: argparse.Namespace) -> int:
     # Imported here so `charles-stream --help` loads neither X nor OpenCV.
     from contextlib import nullcontext
 
+    from engine.core.wire import message_fields
     from engine.data.controls import check_recordable
     from engine.data.storage import SampleStorage, default_storage_path
     from engine.games.profile import load_profile
@@ -151,6 +152,7 @@ def run_record(args: argparse.Namespace) -> int:
         XKeyState,
         check_key_name,
     )
+    from engine.recorder.node import report_of
     from engine.recorder.pad import AnyPressed, open_pad
     from engine.recorder.recorder import Recorder
     from engine.recorder.screen import ScreenGrabber
@@ -212,7 +214,9 @@ def run_record(args: argparse.Namespace) -> int:
             status = StatusLine(sys.stderr, capacity=config.data.buffer_capacity)
             stats = recorder.run(samples=args.samples, seconds=args.seconds, on_tick=status.update)
             status.close()
-            storage.record_collector_stats(source, stats.as_dict())
+            # The shape of a collector's report (what the recorder node sends and the trainer
+            # stores), so `data stats` sums recorders and collectors alike.
+            storage.record_collector_stats(source, message_fields(report_of(stats)))
     finally:
         keys.close()
     summary = {
