@@ -29,6 +29,7 @@ from engine.recorder.cli import _region, _settings
 from engine.recorder.game import capture_region, masked, recorder_settings
 from engine.recorder.inputs import KeyBindings
 from engine.recorder.node import Reporter, report_of
+from engine.recorder.node import main as node_main
 from engine.recorder.recorder import RecorderStats
 
 PROFILE = """
@@ -240,3 +241,14 @@ def test_data_stats_sums_a_stored_recorder_report_like_a_collectors(tmp_path):
         storage.record_collector_stats("human:ada", report)
         totals = data_stats(storage, default_config().data)
     assert totals["collectors"] == 1 and totals["episodes"] == 2 and totals["respawns"] == 0
+
+
+def test_the_recorder_node_refuses_a_bad_profile_or_player_with_exit_2(tmp_path, caplog):
+    config = tmp_path / "config.toml"
+    config.write_text("", encoding="utf-8")
+    argv = ["--config", str(config), "--index", "0", "--player", "ada"]
+    assert node_main([*argv, "--game", "gta6"]) == 2
+    assert "unknown game profile 'gta6'" in caplog.text
+    with pytest.raises(SystemExit) as error:
+        node_main(["--config", str(config), "--index", "0", "--game", "builtin", "--player", "a b"])
+    assert error.value.code == 2
