@@ -313,7 +313,7 @@ def capture_settings(kind: str, window: GameWindow, report: SetupReport) -> dict
         return {**settings, "capture_mode": "window"} if kind == "game_capture" else settings
     if not window.found:
         return {}
-    if kind == "xcomposite_input":
+    if kind == "xcomposite_input" and window.window_id:
         parts = (str(window.window_id), window.title, window.wm_class)
         return {"capture_window": XCOMPOSITE_SEPARATOR.join(parts)}
     if kind == "xshm_input":
@@ -327,9 +327,12 @@ def capture_settings(kind: str, window: GameWindow, report: SetupReport) -> dict
             "cut_right": max(0, window.screen_width - window.left - window.width),
             "cut_bot": max(0, window.screen_height - window.top - window.height),
         }
+    # A PipeWire source (the portal asks the streamer), or a window capture and a profile
+    # that gives a screen region instead of a window.
+    shown = f"window {window.title!r}" if window.title else "region"
     report.problems.append(
-        f"OBS's {kind} cannot be pointed at a window by settings: pick game "
-        f"{window.profile!r}'s window ({window.title!r}) in the source {GAME_CAPTURE!r}"
+        f"OBS's {kind} cannot be pointed at game {window.profile!r}'s {shown} by settings: "
+        f"pick it in the source {GAME_CAPTURE!r}"
     )
     return {}
 

@@ -156,7 +156,16 @@ def test_windows_captures_match_the_games_title():
 def test_a_capture_kind_without_window_settings_says_to_pick_the_window():
     report = SetupReport("s")
     assert capture_settings("pipewire-window-capture-source", TORCS_WINDOW, report) == {}
-    assert "pick game 'torcs''s window ('torcs-bin')" in report.problems[0]
+    assert "game 'torcs''s window 'torcs-bin' by settings: pick it in" in report.problems[0]
+
+
+def test_a_region_profile_gets_a_cropped_screen_but_no_window_capture():
+    region = GameWindow("arcade", "", 0, "", 100, 50, 640, 480, 1920, 1080, ":0")
+    cropped = capture_settings("xshm_input", region, SetupReport("s"))
+    assert (cropped["cut_left"], cropped["cut_right"], cropped["cut_bot"]) == (100, 1180, 550)
+    report = SetupReport("s")
+    assert capture_settings("xcomposite_input", region, report) == {}
+    assert "game 'arcade''s region by settings" in report.problems[0]
 
 
 async def test_setup_keeps_the_streamers_sources_and_removes_only_its_own_stale_ones():
