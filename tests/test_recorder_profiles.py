@@ -27,10 +27,10 @@ from engine.data.storage import SampleStorage
 from engine.games.profile import load_profile
 from engine.recorder.cli import _region, _settings
 from engine.recorder.game import capture_region, masked, recorder_settings
-from engine.recorder.inputs import KeyBindings
+from engine.recorder.inputs import KeyBindings, KeyboardInput
 from engine.recorder.node import Reporter, report_of
 from engine.recorder.node import main as node_main
-from engine.recorder.recorder import RecorderStats
+from engine.recorder.recorder import Recorder, RecorderStats
 
 PROFILE = """
 description = "a test game: WASD keys, a HUD masked out"
@@ -252,3 +252,24 @@ def test_the_recorder_node_refuses_a_bad_profile_or_player_with_exit_2(tmp_path,
     with pytest.raises(SystemExit) as error:
         node_main(["--config", str(config), "--index", "0", "--game", "builtin", "--player", "a b"])
     assert error.value.code == 2
+
+
+class NoKeys:
+    def held(self) -> frozenset[str]:
+        return frozenset()
+
+
+def test_a_report_between_sets_carries_the_balancing_counters_of_now():
+    recorder = Recorder(
+        default_config(),
+        source="human:ada",
+        grab=lambda: np.zeros((36, 64, 3), np.uint8),
+        inputs=KeyboardInput(KeyBindings(), NoKeys()),
+        sink=lambda sample_set: None,
+    )
+    for step in range(5):
+        recorder.poll(step / 30)
+    assert recorder.stats.sets_stored == 0 and recorder.stats.balance.steps == 0  # copied at sets
+    sent = []
+    Reporter(sent.append, 10.0, fresh=recorder.stats_now).tick(recorder.stats)
+    assert sent[0].balance.steps == 5

@@ -111,7 +111,9 @@ def record(config: Config, index: int, game: str, player: str) -> int:
                     pause=Hotkey(pause_key, keys),
                     sink=lambda sample_set: client.send(SampleSets(sets=(sample_set,))),
                 )
-                reporter = Reporter(client.send, config.collector.report_interval_s)
+                reporter = Reporter(
+                    client.send, config.collector.report_interval_s, fresh=recorder.stats_now
+                )
                 log.info(
                     "%s recording %s in %s (game profile %s, region %s); %s pauses/resumes",
                     name,
@@ -158,15 +160,22 @@ def report_of(stats: RecorderStats) -> CollectorReport:
 
 
 class Reporter:
-    """Sends the recorder's report every `interval_s`, and at once when paused or resumed."""
+    """Sends the recorder's report every `interval_s`, and at once when paused or resumed.
+
+    `fresh` gives the stats with up-to-date balancing counters (`Recorder.stats_now`),
+    called only when a report goes out.
+    """
 
     def __init__(
         self,
         send: Callable[[CollectorReport], None],
         interval_s: float,
+        *,
+        fresh: Callable[[], RecorderStats] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
+        self._fresh = fresh
         self._interval_s = interval_s
         self._clock = clock
         self._last = -float("inf")
@@ -184,6 +193,8 @@ class Reporter:
 
     def send(self, stats: RecorderStats) -> None:
         """Report now."""
+        if self._fresh is not None:
+            stats = self._fresh()
         self._paused = stats.paused
         self._send(report_of(stats))
 

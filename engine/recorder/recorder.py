@@ -148,6 +148,15 @@ class Recorder:
         self.stats.balance = self._stage.stats()
         return self.stats
 
+    def stats_now(self) -> RecorderStats:
+        """The stats with the balancers' counters as of now, for a report between two sets.
+
+        `stats.balance` is otherwise copied only when a set completes (a copy a poll
+        would cost for nothing: the status line shows only the sets dropped).
+        """
+        self.stats.balance = self._stage.stats()
+        return self.stats
+
     def poll(self, now: float) -> None:
         """One sampling step at `now`: the pause key, then (if recording) a sample offered."""
         if self._started is None:
