@@ -3,9 +3,10 @@
 The built-in game runs in its own window on a private Xvfb (`charles-stream
 sim`, the `builtin` profile's window); this test is the player, pressing keys
 through XTest, so the recorder sees what it would see with a person at the
-keyboard. A temporary profile of that window with other keys (W A S D), a
-mask over the left half and F8 as the pause key shows that `record --game`
-takes all of them from the profile. The stream app with `[stream] recorders`
+keyboard. `record --game builtin` finds the window through the shipped profile
+and labels the arrow keys held; a temporary profile of that window with other
+keys (W A S D), a mask over the left half and F8 as the pause key shows that
+`record --game` takes all of them from the profile. The stream app with `[stream] recorders`
 (no trainer process: a websocket of role "trainer" stands in for it, as the
 hub cannot tell the difference) shows the recorder node's sets reaching the
 trainer's side and its reports, paused or not, reaching the app's state.
@@ -93,8 +94,9 @@ brake = "s"
 smoothing = 0.15
 pause_key = "F8"
 """
-# One pedal cycle through every throttle_brake bin (-1, between, 0, between, 1), 4 s.
-PEDALS = [("w", 1.0), (None, 1.0), ("s", 1.0), (None, 1.0)]
+# One pedal cycle through every throttle_brake bin (-1, between, 0, between, 1), 4 s:
+# accelerate, let go, brake, let go (W and S in PROFILE, Up and Down in `builtin`).
+WASD_PEDALS = ("w", "s")
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +150,10 @@ class Player:
         self.release(name)
         time.sleep(0.3)  # and up: a tap right after this one is a new press
 
-    def pedal_cycles(self, count: int) -> None:
+    def pedal_cycles(self, count: int, pedals: tuple[str, str] = WASD_PEDALS) -> None:
+        accelerate, brake = pedals
         for _ in range(count):
-            for key, seconds in PEDALS:
+            for key, seconds in [(accelerate, 1.0), (None, 1.0), (brake, 1.0), (None, 1.0)]:
                 if key:
                     self.hold(key)
                 time.sleep(seconds)
@@ -189,6 +192,44 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     text = RECORD_CONFIG.format(data_dir=tmp_path / "data") + extra
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_record_game_builtin_finds_its_window_and_labels_the_arrow_keys(display, player, tmp_path):
+    # --smoothing given overrides the profile's, so the pedal cycles fill the graded bins
+    # whatever the shipped profile's value is.
+    config = write_config(tmp_path)
+    command = [sys.executable, "-m", "engine.cli", "record", "--game", "builtin"]
+    command += ["--smoothing", "0.15", "--player", "tester", "--seconds", "10"]
+    command += ["--config", str(config), "--json"]
+    recording = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert recording.stderr is not None
+        for line in recording.stderr:  # until the window is found and recording runs
+            if "recording:" in line:
+                break
+        player.hold("Right")
+        player.pedal_cycles(2, ("Up", "Down"))
+        out, err = recording.communicate(timeout=START_TIMEOUT_S)
+    finally:
+        player.release_all()
+        if recording.poll() is None:
+            recording.kill()
+            recording.wait()
+    assert recording.returncode == 0, err
+    with sqlite3.connect(tmp_path / "data" / "samples" / "samples.db") as connection:
+        rows = connection.execute("SELECT source, outputs FROM samples").fetchall()
+    assert json.loads(out.strip().splitlines()[-1])["samples"] == len(rows) >= 5
+    labels = [json.loads(outputs) for _, outputs in rows]
+    steering = [outputs["steering"] for outputs in labels]
+    assert steering.count(1.0) >= 0.8 * len(steering), "Right held is steering 1"
+    assert {-1.0, 1.0} <= {outputs["throttle_brake"] for outputs in labels}
 
 
 def test_record_game_takes_window_keys_masks_and_pause_key_from_the_profile(
