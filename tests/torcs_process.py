@@ -14,8 +14,8 @@ test writes before TORCS starts (TORCS's start script copies its defaults only
 where a file is missing or older than the installed one), so a user's own
 TORCS settings are never read or touched:
 - screen.xml: a small window (320x240: the software renderer on two shared
-  cores draws it at 60-80 frames/s, 20-45 when the cores are busy; 640x480
-  manages about 18-20),
+  cores draws it at 60-85 frames/s, 20-45 when the cores are busy; 640x480
+  about 35, 18-20 busy),
 - sound.xml: no sound (there is no sound card; ALSA complaints in torcs.log are
   harmless),
 - raceman/quickrace.xml: the track and one human-driven car, nobody else (AI
