@@ -238,7 +238,12 @@ async def test_the_overlay_pages_show_torcs_and_convcam_from_the_driver_node(tor
             async with async_playwright() as playwright:
                 browser = await launch_chromium(playwright)
                 try:
-                    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+                    # CSP bypassed, as in test_overlay_pages.py: the waits below are evaluated
+                    # JavaScript, which the pages' script-src 'self' refuses otherwise.
+                    context = await browser.new_context(
+                        bypass_csp=True, viewport={"width": 1280, "height": 720}
+                    )
+                    page = await context.new_page()
                     page.set_default_timeout(60_000)
                     base = f"http://127.0.0.1:{hub.port}/overlay"
                     await page.goto(f"{base}/hood?width=640&height=480")
