@@ -24,7 +24,7 @@ from engine.core.errors import CharlesError, exit_code_of
 from engine.core.logs import LOG_LEVELS, setup_logging
 from engine.data import cli as data_cli
 from engine.driver import cli as drive_cli
-from engine.driver import convcam_cli, eval_cli
+from engine.driver import convcam_cli, eval_cli, npc_cli
 from engine.games import cli as games_cli
 from engine.recorder import cli as record_cli
 from engine.records import cli as timeline_cli
@@ -44,6 +44,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     sim_cli.add_command,
     collect_cli.add_command,
     record_cli.add_command,
+    npc_cli.add_command,
     data_cli.add_command,
     models_cli.add_command,
     drive_cli.add_command,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 from msgspec.structs import replace
@@ -140,3 +142,35 @@ def test_a_batch_size_smaller_than_the_buffer_count_is_rejected(tmp_path):
     buffers = open_buffers(tmp_path, capacity=42)
     with pytest.raises(ValueError, match="batch_size 1 is smaller than the number of buffers"):
         BatchSource(buffers, batch_size=1, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS)
+
+
+def test_with_several_uses_a_sample_leaves_memory_and_storage_at_its_last_draw(tmp_path):
+    storage = SampleStorage(tmp_path / "samples.db", capacity=100)
+    buffers = SampleBuffers.open(
+        storage, ("steering",), ready_threshold=0.01, seed=3, uses_per_sample=3
+    )
+    buffers.add_set(_reuse_set(4))
+    draws = [s.id for _ in range(12) for s in buffers.draw(1)]
+    # 4 samples x 3 uses = 12 draws; each drawn exactly 3 times, then gone everywhere.
+    assert sorted(collections.Counter(draws).values()) == [3, 3, 3, 3]
+    assert buffers.fill() == {"steering": 0}
+    assert storage.load() == []
+
+
+def test_discard_removes_a_sample_that_still_had_uses(tmp_path):
+    storage = SampleStorage(tmp_path / "samples.db", capacity=100)
+    buffers = SampleBuffers.open(
+        storage, ("steering",), ready_threshold=0.01, seed=3, uses_per_sample=5
+    )
+    buffers.add_set(_reuse_set(2))
+    (first,) = buffers.draw(1)
+    buffers.discard([first])
+    assert first.id not in {s.id for s in storage.load()}
+    assert buffers.fill() == {"steering": 1}
+
+
+def _reuse_set(count: int) -> SampleSet:
+    samples = tuple(
+        make_sample({"steering": i / count, "throttle_brake": 0.0}) for i in range(count)
+    )
+    return SampleSet(output="steering", samples=samples)

@@ -5,6 +5,8 @@ Real key events through a real X server are in test_sim_window.py.
 
 from __future__ import annotations
 
+import math
+
 import pygame
 import pytest
 
@@ -41,13 +43,25 @@ def test_held_keys_steer_and_accelerate_at_once():
     driver = KeyboardDriver(FakeKeys("right", "up"))
     driver.controls(now=0.0)
     controls = driver.controls(now=1.0)
-    assert controls.steering == 1.0 and controls.throttle_brake == 1.0
+    assert controls.steering == pytest.approx(1.0, abs=0.01) and controls.throttle_brake == 1.0
 
 
-def test_steering_ramps_in_instead_of_jumping():
+def test_steering_eases_in_instead_of_jumping():
     driver = KeyboardDriver(FakeKeys("left"))
     driver.controls(now=0.0)
-    assert driver.controls(now=0.1).steering == pytest.approx(-0.3)
+    eased = -(1 - math.exp(-0.1 / keyboard.STEERING_TIME_CONSTANT_S))
+    assert driver.controls(now=0.1).steering == pytest.approx(eased)
+
+
+def test_a_key_held_a_fraction_of_the_time_steers_about_that_fraction():
+    # A keyboard driver's duty cycle: one game tick (30 Hz) in three, every 0.1 s.
+    keys = FakeKeys()
+    driver = KeyboardDriver(keys)
+    steering = []
+    for tick in range(300):
+        keys.keys = {"right"} if tick % 3 == 0 else set()
+        steering.append(driver.controls(now=tick / 30).steering)
+    assert sum(steering[150:]) / 150 == pytest.approx(1 / 3, abs=0.05)
 
 
 def test_releasing_the_keys_centres_the_wheel_and_lifts_the_throttle():
@@ -57,7 +71,7 @@ def test_releasing_the_keys_centres_the_wheel_and_lifts_the_throttle():
     assert driver.controls(now=1.0).throttle_brake == -1.0
     keys.keys.clear()
     controls = driver.controls(now=1.5)
-    assert controls.steering == 0.0 and controls.throttle_brake == 0.0
+    assert controls.steering == pytest.approx(0.0, abs=0.05) and controls.throttle_brake == 0.0
 
 
 def test_a_held_key_drives_until_the_moment_it_is_released():

@@ -113,6 +113,10 @@ class DataConfig(Section):
     buffer_capacity: Annotated[int, Meta(ge=10, le=10_000_000)] = 25_000
     # Training runs only while every buffer is at least this full.
     ready_threshold: Annotated[float, Meta(ge=0.01, le=1.0)] = 0.9
+    # Times each sample is trained on before it leaves the buffer. The reference: 1 (NPC
+    # collectors make data faster than it is trained on). Recorded human play comes at 30 frames
+    # a second and balanced sets keep a few per cent of them: reuse it, as epochs would.
+    uses_per_sample: Annotated[int, Meta(ge=1, le=10_000)] = 1
     prefetch_batches: Annotated[int, Meta(ge=1, le=64)] = 2
 
     def __post_init__(self) -> None:

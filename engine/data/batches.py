@@ -134,6 +134,7 @@ class BatchSource:
                     "sample %d (%s) is corrupt and skipped: %s", sample.id, sample.buffer, error
                 )
                 self.buffers.storage.add_to_counter("corrupt_samples", 1)
+                self.buffers.discard([sample])  # with uses left it would come back
                 pending.extend(self.buffers.draw_from(sample.buffer, 1))
                 continue
             filled += 1

@@ -9,7 +9,10 @@ Example::
 
 Drawn samples are removed from memory and deleted from storage in one step, so
 the two never disagree: the reference's rule is that a sample is used once, and
-after a crash the trainer refills exactly what it had not yet trained on. A
+after a crash the trainer refills exactly what it had not yet trained on. With
+`[data] uses_per_sample` = N > 1 (scarce recorded play) a drawn sample stays
+until its N-th draw; the count lives in memory, so after a crash a sample may
+be used a few more times than N, never lost. A
 `kill -9` between the delete and the train step costs at most the batches in
 flight, which were consumed anyway; no sample that was still waiting is lost.
 """
@@ -36,11 +39,16 @@ class SampleBuffers:
         *,
         ready_threshold: float,
         seed: int | None = None,
+        uses_per_sample: int = 1,
     ) -> None:
         if not outputs:
             raise ValueError("SampleBuffers needs at least one balanced output")
         if not 0.0 < ready_threshold <= 1.0:
             raise ValueError(f"ready_threshold must be in (0, 1], got {ready_threshold}")
+        if uses_per_sample < 1:
+            raise ValueError(f"uses_per_sample must be >= 1, got {uses_per_sample}")
+        self.uses_per_sample = uses_per_sample
+        self._uses: dict[int, int] = {}  # draws so far of samples drawn but kept (by row id)
         self.storage = storage
         self.outputs = tuple(outputs)
         # One capacity for memory and disk: storage rotates at it, so the buffers do too.
@@ -63,9 +71,16 @@ class SampleBuffers:
         *,
         ready_threshold: float,
         seed: int | None = None,
+        uses_per_sample: int = 1,
     ) -> SampleBuffers:
         """Buffers refilled from storage at once (JPEG bytes only; nothing is decoded)."""
-        buffers = cls(storage, outputs, ready_threshold=ready_threshold, seed=seed)
+        buffers = cls(
+            storage,
+            outputs,
+            ready_threshold=ready_threshold,
+            seed=seed,
+            uses_per_sample=uses_per_sample,
+        )
         with buffers._lock:
             buffers._append(storage.load())
         return buffers
@@ -83,6 +98,7 @@ class SampleBuffers:
             config.data.balanced_outputs,
             ready_threshold=config.data.ready_threshold,
             seed=seed,
+            uses_per_sample=config.data.uses_per_sample,
         )
 
     def add_set(self, sample_set: SampleSet) -> None:
@@ -132,22 +148,43 @@ class SampleBuffers:
             return self._changed.wait_for(self._ready, timeout)
 
     def draw(self, per_buffer: int) -> list[StoredSample]:
-        """Remove `per_buffer` random samples from every buffer (fewer if one runs short)."""
+        """Draw `per_buffer` random samples from every buffer (fewer if one runs short).
+
+        A sample leaves (memory and storage) at its last use: at once with one use per sample.
+        """
         with self._lock:
             drawn = []
             for buffer in self._buffers.values():
-                ids = self._random.sample(list(buffer), min(per_buffer, len(buffer)))
-                drawn.extend(buffer.pop(i) for i in ids)
-            self.storage.delete([s.id for s in drawn], counter="samples_drawn")
+                drawn.extend(self._take(buffer, per_buffer))
         return drawn
 
     def draw_from(self, output: str, count: int) -> list[StoredSample]:
-        """Remove `count` random samples from one buffer (to replace corrupt ones in a batch)."""
+        """Draw `count` random samples from one buffer (to replace corrupt ones in a batch)."""
         with self._lock:
-            buffer = self._buffers[output]
-            ids = self._random.sample(list(buffer), min(count, len(buffer)))
-            drawn = [buffer.pop(i) for i in ids]
-            self.storage.delete([s.id for s in drawn], counter="samples_drawn")
+            return self._take(self._buffers[output], count)
+
+    def discard(self, samples: Sequence[StoredSample]) -> None:
+        """Remove samples for good, whatever their uses left (a frame that does not decode)."""
+        with self._lock:
+            for sample in samples:
+                self._buffers.get(sample.buffer, {}).pop(sample.id, None)
+                self._uses.pop(sample.id, None)
+            self.storage.delete([s.id for s in samples], counter="samples_drawn")
+
+    def _take(self, buffer: dict[int, StoredSample], count: int) -> list[StoredSample]:
+        """Random samples of one buffer; those at their last use leave memory and storage."""
+        ids = self._random.sample(list(buffer), min(count, len(buffer)))
+        drawn = [buffer[i] for i in ids]
+        spent = []
+        for i in ids:
+            uses = self._uses.get(i, 0) + 1
+            if uses >= self.uses_per_sample:
+                del buffer[i]
+                self._uses.pop(i, None)
+                spent.append(i)
+            else:
+                self._uses[i] = uses
+        self.storage.delete(spent, counter="samples_drawn")
         return drawn
 
     def _ready(self) -> bool:
@@ -164,4 +201,6 @@ class SampleBuffers:
             buffer[row.id] = row
             if len(buffer) > self.capacity:
                 # Storage rotated this row out in the insert's own transaction (oldest first).
-                del buffer[next(iter(buffer))]
+                oldest = next(iter(buffer))
+                del buffer[oldest]
+                self._uses.pop(oldest, None)

@@ -44,6 +44,7 @@ from engine.driver.unstuck import StuckWatch
 from engine.sim.autopilot import Autopilot
 from engine.sim.expert import expert_config
 from engine.sim.game import Controls, Game
+from engine.sim.score import RoadProgress, metres_per_offroad
 
 if TYPE_CHECKING:
     from engine.driver.inference import OnePassModel
@@ -76,7 +77,7 @@ class EpisodeResult:
     @property
     def metres_per_offroad(self) -> float:
         """Progress on the road per off-road event (+1: a clean run counts as one)."""
-        return self.progress_m / (self.offroad_events + 1)
+        return metres_per_offroad(self.progress_m, self.offroad_events)
 
 
 @dataclass(frozen=True)
@@ -130,20 +131,15 @@ def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) 
     watch = StuckWatch(config.unstuck)
     respawn_rng = np.random.default_rng([seed, 2])
     policy.start(seed)
-    length = game.track.length_m
-    progress_m = 0.0
+    progress = RoadProgress(game)
     unstucks = 0
     for _ in range(round(seconds * game.config.tick_hz)):
         frame = None
         if policy.frame_size is not None:
             frame = resize_frame(game.render_hood(), policy.frame_size)
         game.set_controls(policy.decide(game, frame))
-        before = game.track_s
-        game.tick()
+        progress.tick()
         telemetry = game.telemetry()
-        if telemetry.on_road:
-            # Wrapped into (-L/2, L/2]: crossing the start line is progress, reversing is not.
-            progress_m += (game.track_s - before + length / 2) % length - length / 2
         if watch.update(game.time, telemetry, frame if frame is not None else _NO_FRAME):
             game.respawn(respawn_rng)
             watch.reset(game.time)
@@ -152,7 +148,7 @@ def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) 
     telemetry = game.telemetry()
     return EpisodeResult(
         seed=seed,
-        progress_m=progress_m,
+        progress_m=progress.metres,
         distance_m=telemetry.distance_m,
         offroad_events=telemetry.offroad_events,
         unstucks=unstucks,

@@ -227,6 +227,7 @@ def run_record(args: argparse.Namespace) -> int:
         "frames": stats.frames_grabbed,
         "recording_s": round(stats.recording_s, 3),
         "paused_s": round(stats.paused_s, 3),
+        "episodes": stats.episodes,
         "cpu_s": round(stats.cpu_s, 3),
         "storage": str(path),
     }

@@ -84,6 +84,7 @@ class Recorder:
         inputs: InputSource,
         sink: SetSink,
         pause: PauseKey | None = None,
+        start_paused: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -103,6 +104,8 @@ class Recorder:
             source=source,
             balance=self._stage.stats(),
             stored_by_buffer={name: 0 for name in config.data.balanced_outputs},
+            # Paused from the start: the first press of the pause key begins the recording.
+            paused=start_paused,
         )
         self._started: float | None = None
         self._last_poll = 0.0

@@ -73,6 +73,15 @@ class Autopilot:
         self._perturbation: _Perturbation | None = None
         self._next_perturbation = self._draw_interval(0.0)
 
+    @property
+    def making_mistake(self) -> bool:
+        """Whether a deliberate mistake (swerve, drift, braking, burst) is under way right now.
+
+        The recovery that follows is driving worth learning; the mistake itself is not, so a
+        recording NPC pauses the recorder while this is true (`engine/driver/keyboard_npc.py`).
+        """
+        return self._perturbation is not None
+
     def decide(self, game: Game) -> Controls:
         """The controls for the game's current state (advances noise by the game time elapsed)."""
         now = game.time

@@ -8,8 +8,13 @@ Examples::
 
 `--seconds` counts game time. Headless runs as fast as it can (rendering the
 hood view every tick) unless `--realtime`; a window always runs in real time.
+`--start-on-enter` (a window) shows the first frame and starts the game clock
+at a line on stdin, once a driver or recorder started from outside is ready.
 With `--json` the last line printed is one JSON object:
-{"seed", "seconds", "frames", "fps", "distance_m", "laps", "offroad_events"}.
+{"seed", "seconds", "frames", "fps", "distance_m", "laps", "offroad_events",
+"progress_m", "metres_per_offroad"}: the last two are `eval`'s score of whoever
+drove (engine/sim/score.py), for a scorer watching a game window driven from
+outside (the driver itself never sees them).
 """
 
 from __future__ import annotations
@@ -18,9 +23,16 @@ import argparse
 import json
 import logging
 import math
+import select
+import sys
+from typing import TYPE_CHECKING
 
 from engine.core.cli_args import add_config_argument, config_from, seed_value
 from engine.core.errors import DeviceError
+
+if TYPE_CHECKING:
+    from engine.sim.game import Game
+    from engine.sim.runner import RunStats
 
 log = logging.getLogger("charles.sim")
 
@@ -50,6 +62,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seed", type=seed_value, default=None, metavar="S", help="track seed (default: sim.seed)"
+    )
+    parser.add_argument(
+        "--start-on-enter",
+        action="store_true",
+        help="a window: show the first frame and start the game at a line on stdin",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     add_config_argument(parser)
@@ -95,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         from engine.sim.window import WindowUnavailable, run_window
 
         try:
-            stats = run_window(game, pilot, args.seconds)
+            start = enter_pressed if args.start_on_enter else None
+            stats = run_window(game, pilot, args.seconds, start=start)
         except WindowUnavailable as error:
             if config.sim.window == "on":
                 raise DeviceError(f"sim.window = 'on' but {error}; run with --headless") from None
@@ -105,16 +123,8 @@ def run(args: argparse.Namespace) -> int:
         if seconds is None and not args.realtime:
             seconds = HEADLESS_DEFAULT_SECONDS
         stats = run_headless(game, pilot, seconds, realtime=args.realtime)
+    summary = run_summary(game, stats)
     telemetry = game.telemetry()
-    summary = {
-        "seed": seed,
-        "seconds": round(game.time, 3),
-        "frames": stats.frames,
-        "fps": round(stats.fps, 1),
-        "distance_m": round(telemetry.distance_m, 1),
-        "laps": telemetry.laps,
-        "offroad_events": telemetry.offroad_events,
-    }
     log.info(
         "sim: %.1f game s, %d frames at %.0f fps, %.0f m, %d laps, %d off-road",
         summary["seconds"],
@@ -127,6 +137,38 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
+
+
+def enter_pressed() -> bool:
+    """Whether a line (or the end of input) waits on stdin; reads it. Never blocks the game.
+
+    `--start-on-enter`: a window opens and waits until whoever started it (a person, a scorer
+    getting a driver ready, a recorder) is ready and says so.
+    """
+    readable, _, _ = select.select([sys.stdin], [], [], 0)
+    if readable:
+        sys.stdin.readline()
+    return bool(readable)
+
+
+def run_summary(game: Game, stats: RunStats) -> dict[str, float | int]:
+    """What `--json` prints about a run: the game's figures and the eval score of the driving."""
+    from engine.sim.score import metres_per_offroad
+
+    telemetry = game.telemetry()
+    return {
+        "seed": game.seed,
+        "seconds": round(game.time, 3),
+        "frames": stats.frames,
+        "fps": round(stats.fps, 1),
+        "distance_m": round(telemetry.distance_m, 1),
+        "laps": telemetry.laps,
+        "offroad_events": telemetry.offroad_events,
+        "progress_m": round(stats.progress_m, 1),
+        "metres_per_offroad": round(
+            metres_per_offroad(stats.progress_m, telemetry.offroad_events), 1
+        ),
+    }
 
 
 def _use_window(headless: bool, mode: str) -> bool:

@@ -9,12 +9,17 @@ Driving reads which keys are down, not key presses: "throttle and steer at
 once" needs several keys held together, and X11 auto-repeats only the last
 key pressed. SDL (pygame-ce) keeps that state for its windows on every
 platform, updated whenever the window's events are read (`pygame.event.get`),
-so one reader serves X11, Wayland, Windows and macOS. Steering ramps towards
-the keys instead of jumping, like a real steering wheel.
+so one reader serves X11, Wayland, Windows and macOS.
+
+Steering eases towards the keys (first order, time constant 0.15 s) instead
+of jumping, as in most PC racing games: a key held a fraction of the time
+gives about that fraction of full lock. That is what lets a keyboard driver
+(a person tapping, or `engine/driver/keyboard.py`'s duty cycle) steer gently.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 # pygame prints a greeting on stdout when imported; our stdout carries `--json` summaries.
@@ -36,7 +41,7 @@ DIRECTION_KEYS = {
 QUIT_KEYS = frozenset({pygame.K_ESCAPE, pygame.K_q})
 RESPAWN_KEYS = frozenset({pygame.K_r})
 
-_STEERING_RAMP_PER_S = 3.0
+STEERING_TIME_CONSTANT_S = 0.15
 
 
 class HeldKeys(Protocol):
@@ -78,10 +83,8 @@ class KeyboardDriver:
         target = float("right" in held) - float("left" in held)
         elapsed = 0.0 if self._last_update is None else max(0.0, now - self._last_update)
         self._last_update = now
-        step = _STEERING_RAMP_PER_S * elapsed
-        if target == 0.0:
-            # Letting go centres the wheel quickly.
-            step *= 2.0
-        self._steering += max(-step, min(step, target - self._steering))
+        self._steering += (target - self._steering) * -math.expm1(
+            -elapsed / STEERING_TIME_CONSTANT_S
+        )
         throttle = float("up" in held) - float("down" in held)
         return Controls(steering=self._steering, throttle_brake=throttle)

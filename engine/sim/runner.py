@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from engine.sim.autopilot import Autopilot
 from engine.sim.game import Game
+from engine.sim.score import RoadProgress
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class RunStats:
 
     frames: int
     wall_s: float
+    # Metres gained along the track on the road (engine/sim/score.py): the eval score's numerator.
+    progress_m: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -46,11 +49,12 @@ def run_headless(
     `seconds=None` runs until Ctrl-C (KeyboardInterrupt), which ends the run normally.
     """
     ticks = math.inf if seconds is None else round(seconds * game.config.tick_hz)
+    progress = RoadProgress(game)
     started = clock()
     tick = 0
     try:
         while tick < ticks:
-            _step(game, pilot)
+            _step(game, pilot, progress)
             tick += 1
             if realtime:
                 # Sleeping is the point here: game time must not run ahead of the wall clock.
@@ -60,12 +64,12 @@ def run_headless(
     except KeyboardInterrupt:
         if seconds is not None:
             raise
-    return RunStats(frames=tick, wall_s=clock() - started)
+    return RunStats(frames=tick, wall_s=clock() - started, progress_m=progress.metres)
 
 
-def _step(game: Game, pilot: Autopilot | None) -> None:
+def _step(game: Game, pilot: Autopilot | None, progress: RoadProgress) -> None:
     """One tick: the pilot decides, the game moves, the hood view renders."""
     if pilot is not None:
         game.set_controls(pilot.decide(game))
-    game.tick()
+    progress.tick()
     game.render_hood()

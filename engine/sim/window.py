@@ -13,7 +13,8 @@ Only SDL's video subsystem starts (`pygame.display`), never audio, so a
 machine without sound runs it. Game time follows the wall clock; if
 rendering falls behind, ticks go on and frames are dropped, never time.
 Keys: arrows/WASD drive (without an autopilot), R respawns, Q or Esc quits;
-closing a window quits too.
+closing a window quits too. A `player` sitting at the keyboard (the keyboard
+NPC) is shown the game before every tick; the game still reads only the keys.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from engine.sim.autopilot import Autopilot
 from engine.sim.game import Game
 from engine.sim.keyboard import QUIT_KEYS, RESPAWN_KEYS, KeyboardDriver, SdlKeys
 from engine.sim.runner import RunStats
+from engine.sim.score import RoadProgress
 
 log = logging.getLogger("charles.sim")
 
@@ -46,6 +48,8 @@ HOOD_ORIGIN = (0, 0)
 DESKTOP_DRIVERS = frozenset({"x11", "wayland", "windows", "cocoa"})
 # Most ticks run between two shown frames when rendering falls behind.
 _MAX_CATCH_UP_TICKS = 5
+# How often a window waiting for its start looks for it (and for a close).
+_START_POLL_S = 0.05
 
 
 class WindowUnavailable(RuntimeError):
@@ -71,21 +75,35 @@ def chase_origin(game: Game) -> tuple[int, int]:
     return (HOOD_ORIGIN[0] + game.config.hood_width, HOOD_ORIGIN[1])
 
 
+Player = Callable[[Game], None]
+
+
 def run_window(
     game: Game,
     pilot: Autopilot | None,
     seconds: float | None,
     clock: Callable[[], float] = time.monotonic,
+    player: Player | None = None,
+    start: Callable[[], bool] | None = None,
 ) -> RunStats:
-    """Show both views until `seconds` of game time pass (None: until closed or Q)."""
+    """Show both views until `seconds` of game time pass (None: until closed or Q).
+
+    Without a `pilot` the car follows the keys; `player(game)` runs before every tick, for
+    someone who looks at the game and presses keys (it must not set the controls itself).
+    With `start`, the first frame waits on screen, the game not ticking, until `start()`
+    says go: a "press Enter" moment, so whoever watches or drives from outside is ready.
+    """
     hood = game.render_hood()
     chase = game.render_chase()
     screen = open_windows(game)
     keys = None if pilot else KeyboardDriver(SdlKeys())
+    progress = RoadProgress(game)
     respawn_rng = np.random.default_rng(game.seed)
     frames = 0
-    started = clock()
     try:
+        if start is not None and not _wait_for_start(screen, hood, chase, start):
+            return RunStats(frames=0, wall_s=0.0)
+        started = clock()
         while True:
             screen.show(hood, chase)
             frames += 1
@@ -98,29 +116,46 @@ def run_window(
                 game.respawn(respawn_rng)
             if seconds is not None and game.time >= seconds - 1e-9:
                 break
-            _catch_up(game, pilot, keys, seconds, clock, started)
+            _catch_up(game, pilot, keys, player, progress, seconds, clock, started)
             hood = game.render_hood()
             chase = game.render_chase()
     finally:
         screen.close()
-    return RunStats(frames=frames, wall_s=clock() - started)
+    return RunStats(frames=frames, wall_s=clock() - started, progress_m=progress.metres)
+
+
+def _wait_for_start(
+    screen: GameWindows, hood: np.ndarray, chase: np.ndarray, start: Callable[[], bool]
+) -> bool:
+    """Show the first frame until `start()`; False if the window was closed or quit meanwhile."""
+    screen.show(hood, chase)
+    log.info("window: first frame on screen, waiting for the start")
+    while not start():
+        pressed, closed = screen.poll(wait_s=_START_POLL_S)
+        if closed or any(key in QUIT_KEYS for key in pressed):
+            return False
+    return True
 
 
 def _catch_up(
     game: Game,
     pilot: Autopilot | None,
     keys: KeyboardDriver | None,
+    player: Player | None,
+    progress: RoadProgress,
     seconds: float | None,
     clock: Callable[[], float],
     started: float,
 ) -> None:
     """One tick, and more (up to a limit) while game time lags the wall clock."""
     for _ in range(_MAX_CATCH_UP_TICKS):
+        if player is not None:
+            player(game)
         if pilot is not None:
             game.set_controls(pilot.decide(game))
         elif keys is not None:
             game.set_controls(keys.controls(clock()))
-        game.tick()
+        progress.tick()
         behind = clock() - started - game.time
         if behind < game.dt or (seconds is not None and game.time >= seconds - 1e-9):
             return
