@@ -188,6 +188,7 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
     overrides = {
         "buffer_capacity": args.buffer,
         "ready_threshold": args.ready,
+        "uses_per_sample": args.uses,
         "perturbation_interval_s": args.mistakes_every,
     }
     lines = []
@@ -195,8 +196,6 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
         key = line.split("=", 1)[0].strip()
         if key in overrides:
             line = f"{key} = {overrides.pop(key)}"
-            if key == "ready_threshold":
-                line += f"\nuses_per_sample = {args.uses}"
         lines.append(line)
     assert not overrides, f"config.toml lacks {overrides}"
     path = data / "config.toml"

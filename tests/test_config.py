@@ -70,6 +70,13 @@ def test_out_of_range_value_names_the_accepted_range(tmp_path):
         load_config(write(tmp_path, "[sim]\ntick_hz = 0.5\n"))
 
 
+def test_uses_per_sample_must_be_a_whole_number_from_one(tmp_path):
+    expected = r"'data.uses_per_sample' = 0 is out of range; accepted: 1 to 10000"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, "[data]\nuses_per_sample = 0\n"))
+    assert load_config(write(tmp_path, "[data]\nuses_per_sample = 50\n")).data.uses_per_sample == 50
+
+
 def test_choice_lists_what_is_accepted(tmp_path):
     expected = r"'sim.window' = 'maybe' is not accepted; use one of 'auto'"
     with pytest.raises(ConfigError, match=expected):
