@@ -211,8 +211,21 @@ def test_a_keyboard_game_unstucks_with_its_key_sequence(tmp_path):
 
 
 def test_a_game_without_a_sequence_only_alerts():
-    action = choose_action(Config().unstuck, object(), object(), load_profile("torcs"))
+    without = msgspec.structs.replace(
+        load_profile("torcs"),
+        unstuck=msgspec.structs.replace(load_profile("torcs").unstuck, sequence=()),
+    )
+    keyboard = type("Keys", (), {"press": lambda self, key, hold_s: None})()
+    action = choose_action(Config().unstuck, object(), keyboard, without)
     assert isinstance(action, AlertOnly)
+
+
+def test_a_keyboard_game_with_a_sequence_presses_its_keys():
+    pressed = []
+    keyboard = type("Keys", (), {"press": lambda self, key, hold_s: pressed.append(key)})()
+    action = choose_action(Config().unstuck, object(), keyboard, load_profile("torcs"))
+    action()
+    assert pressed == ["Down"]
 
 
 def test_the_keyboard_backend_without_a_display_says_what_to_set(monkeypatch):
