@@ -38,7 +38,8 @@
       method of bench/keyboard.py). Target p95 <= 2 ms; the bare XTest request
       timed the same way on the same server is the limit in the same run.
       Also shown: decision -> send() returned (its XTest request and the sync
-      round trip done), timed in the deciding thread without the observer.
+      round trip done), timed in the deciding thread, in that drive and in one
+      before it without the observer (whose polling takes a whole core).
 """
 
 from __future__ import annotations
@@ -360,6 +361,7 @@ def bench_keyboard_path(config, line: str, size: str | None, seconds: float) -> 
         ("bare XTest, seen by the observer (limit)", latency.bare_ms),
         ("driver, until send() returned", latency.driver_send_ms),
         ("bare XTest, until sync() returned", latency.bare_send_ms),
+        (f"no observer (load {latency.quiet_load:.1f}): send() returned", latency.quiet_send_ms),
     ):
         p95 = _percentile(values, 95)
         print(
@@ -407,6 +409,9 @@ class KeyLatency:
     # Decision -> the request's sync returned, in the deciding thread (no observer in it).
     driver_send_ms: list[float] = field(default_factory=list)
     bare_send_ms: list[float] = field(default_factory=list)
+    # The same for a drive without the observer, and the load average after it.
+    quiet_send_ms: list[float] = field(default_factory=list)
+    quiet_load: float = 0.0
 
 
 def start_game(display: str, root: Path) -> subprocess.Popen[bytes]:
@@ -441,11 +446,12 @@ def start_game(display: str, root: Path) -> subprocess.Popen[bytes]:
 
 
 def drive_keyboard(config, loaded: BenchModel, seconds: float) -> tuple[KeyboardDrive, KeyLatency]:
-    """Drive the game window as `charles-stream drive --game builtin` would, twice.
+    """Drive the game window as `charles-stream drive --game builtin` would, three times.
 
-    First as is, for PPS; then with a `KeyProbe` in front of the keyboard and a
-    keymap observer running, for the latency (the observer's polling takes a
-    core, so it stays out of the PPS drive).
+    First as is, for PPS; then with a `KeyProbe` in front of the keyboard, timing
+    each decision until its send() returned; then the same with a keymap
+    observer running, for the latency the X server shows. The observer's polling
+    takes a whole core, so it stays out of the first two drives.
     """
     from bench.keyboard import watch_keys
     from engine.driver.driver import Driver, open_driver_parts
@@ -461,6 +467,11 @@ def drive_keyboard(config, loaded: BenchModel, seconds: float) -> tuple[Keyboard
         parts.capture.next_frame(after=first.index, timeout=60.0)
         summary = Driver(parts, driving.driver).run(seconds)
         pps = KeyboardDrive(summary, os.getloadavg()[0])
+        quiet = KeyProbe(parts.controller)
+        parts.controller = quiet
+        Driver(parts, driving.driver).run(seconds)
+        quiet_load = os.getloadavg()[0]
+        parts.controller = quiet.keys
 
         context = multiprocessing.get_context("spawn")
         results, sink = context.Pipe(duplex=False)
@@ -489,6 +500,8 @@ def drive_keyboard(config, loaded: BenchModel, seconds: float) -> tuple[Keyboard
         key_latencies_ms(bare, transitions),
         probe.send_ms,
         bare_send_ms,
+        quiet.send_ms,
+        quiet_load,
     )
 
 
