@@ -8,7 +8,17 @@ import pytest
 
 from engine.cli import main
 
-SUMMARY_KEYS = {"seed", "seconds", "frames", "fps", "distance_m", "laps", "offroad_events"}
+SUMMARY_KEYS = {
+    "seed",
+    "seconds",
+    "frames",
+    "fps",
+    "distance_m",
+    "laps",
+    "offroad_events",
+    "progress_m",
+    "metres_per_offroad",
+}
 
 
 def last_json_line(text: str) -> dict:
@@ -24,6 +34,9 @@ def test_headless_autopilot_run_prints_a_json_summary_as_its_last_line(capsys):
     assert summary["seed"] == 2 and summary["seconds"] == 3.0 and summary["frames"] == 90
     assert summary["fps"] > 0 and summary["distance_m"] > 10.0
     assert summary["laps"] == 0 and summary["offroad_events"] == 0
+    # The eval score of the drive: on the road all the way, so progress is about the distance.
+    assert summary["progress_m"] == pytest.approx(summary["distance_m"], rel=0.1)
+    assert summary["metres_per_offroad"] == summary["progress_m"]
 
 
 def test_without_a_driver_the_car_stays_put(capsys):
