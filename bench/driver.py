@@ -3,7 +3,7 @@
     .venv/bin/python bench/driver.py [--seconds 10] [--line model_0003_xception --size 135x240]
     .venv/bin/python bench/driver.py --gpu          # on a GPU machine: Xception at 270x480
     KERAS_BACKEND=jax python bench/driver.py --gpu  # the same where only JAX is installed
-    .venv/bin/python bench/driver.py --keyboard     # only 4., the keyboard path (Xvfb)
+    .venv/bin/python bench/driver.py --keyboard [--threads 1] [--line L] [--max-fps N]  # only 4.
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -31,15 +31,17 @@
       for the pad in 1.); the bare rate with the game stopped is shown too.
       A model faster than the capture's max_fps (the demo line) cannot reach
       that ratio, so the line also gives PPS against min(bare, max_fps).
-   b. Key latency: a second drive in which the steering of the driver's sends
-      is replaced by -1.0 and 0.0 alternately, 20-40 ms apart (throttle stays
-      the model's), so each such send moves the Left key; a decision ends when
+   b. Key latency: drives in which the steering of the driver's sends is
+      replaced by -1.0 and 0.0 alternately, 20-40 ms apart (throttle stays the
+      model's), so each such send moves the Left key; a decision ends when
       another process polling XQueryKeymap sees the key's new state (the
       method of bench/keyboard.py). Target p95 <= 2 ms; the bare XTest request
-      timed the same way on the same server is the limit in the same run.
-      Also shown: decision -> send() returned (its XTest request and the sync
-      round trip done), timed in the deciding thread, in that drive and in one
-      before it without the observer (whose polling takes a whole core).
+      timed the same way on the same server, just after the loop, is the limit
+      in the same run. Also shown: decision -> send() returned (its XTest
+      request and the sync round trip done), timed in the deciding thread, in
+      that drive and in one before it without the observer (whose polling
+      takes a whole core).
+   --threads 1 gives the real driver's TensorFlow threads ([driver]).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def main() -> None:
         "--line", default=None, help="model line for 1. (model_0003_xception) or 4. (demo)"
     )
     parser.add_argument("--size", default=None, help="HxW input (1.: 135x240; 4.: the line's own)")
-    parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads for 1.")
+    parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads for 1. and 4.")
     parser.add_argument("--gpu", action="store_true", help="only 1., Xception at 270x480")
     parser.add_argument("--keyboard", action="store_true", help="only 4., the keyboard path")
     parser.add_argument(
@@ -485,7 +487,7 @@ def drive_keyboard(config, loaded: BenchModel, seconds: float) -> tuple[Keyboard
             parts.controller = probe
             summary = Driver(parts, driving.driver).run(seconds)
             load = os.getloadavg()[0]
-            parts.controller = probe.keys  # open_driver_parts releases its own controller
+            parts.controller = probe.keys  # neutral and released by open_driver_parts
             bare_send_ms: list[float] = []
             bare = bare_xtest_decisions(display, seconds, bare_send_ms)
         finally:
