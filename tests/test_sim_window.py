@@ -221,6 +221,29 @@ def test_r_respawns_and_q_ends_the_run_at_once(monkeypatch):
     assert len(respawns) == 1 and windows.shown == 4 and stats.frames == 4
 
 
+def test_a_game_played_before_goes_on_without_waiting_for_its_past_time(monkeypatch):
+    # A track driven again (the keyboard NPC's turns) starts with game time on its clock.
+    game = Game(SimConfig(), seed=1)
+    for _ in range(300):
+        game.tick()
+    waits = []
+
+    class TimedWindows(ScriptedWindows):
+        def poll(self, wait_s: float) -> tuple[list[int], bool]:
+            waits.append(wait_s)
+            return super().poll(wait_s)
+
+    monkeypatch.setattr(window_module, "open_windows", lambda game: TimedWindows([]))
+    ticks = iter(range(10_000)).__next__  # the wall clock: one tick's time per reading
+    pilot = Autopilot(AutopilotConfig(), seed=1)
+    stats = window_module.run_window(
+        game, pilot, seconds=game.time + 1.0, clock=lambda: 100.0 + ticks() / 30
+    )
+    assert game.time == pytest.approx(11.0)
+    assert max(waits) <= 1 / 30 + 1e-9  # never the 10 s already on the game's clock
+    assert stats.wall_s < 5.0
+
+
 class XKeyboard:
     """Real X input through the XTest extension, as a person at the keyboard makes it."""
 
