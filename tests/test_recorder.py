@@ -26,13 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from Xlib import XK, X
-from Xlib.display import Display
-from Xlib.ext import xtest
 
 from engine.core.errors import DeviceError
 from engine.recorder.screen import find_window_region
 from tests.torcs_process import XvfbDisplay
+from tests.xtest_player import Player
 
 pytestmark = pytest.mark.x11
 
@@ -57,7 +55,6 @@ throttle_brake = { kind = "trigger_pair", divisions = 1 }
 sample_hz = 20.0
 """
 # One pedal cycle through every throttle_brake bin (-1, between, 0, between, 1), 4 s.
-PEDALS = [("Up", 1.0), (None, 1.0), ("Down", 1.0), (None, 1.0)]
 
 
 @pytest.fixture(scope="module")
@@ -87,48 +84,6 @@ def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             game.terminate()
             game.wait(timeout=10)
-
-
-class Player:
-    """Presses keys through XTest, like a person at the keyboard; releases all at the end."""
-
-    def __init__(self, display: str) -> None:
-        self._x = Display(display)
-        self._down: set[str] = set()
-
-    def hold(self, name: str) -> None:
-        self._fake(X.KeyPress, name)
-        self._down.add(name)
-
-    def release(self, name: str) -> None:
-        self._fake(X.KeyRelease, name)
-        self._down.discard(name)
-
-    def tap(self, name: str) -> None:
-        self.hold(name)
-        time.sleep(0.3)  # several polls at 20 Hz see it down
-        self.release(name)
-
-    def pedal_cycles(self, count: int) -> None:
-        for _ in range(count):
-            for key, seconds in PEDALS:
-                if key:
-                    self.hold(key)
-                time.sleep(seconds)
-                if key:
-                    self.release(key)
-
-    def release_all(self) -> None:
-        for name in list(self._down):
-            self.release(name)
-
-    def close(self) -> None:
-        self.release_all()
-        self._x.close()
-
-    def _fake(self, kind: int, name: str) -> None:
-        xtest.fake_input(self._x, kind, self._x.keysym_to_keycode(XK.string_to_keysym(name)))
-        self._x.sync()
 
 
 class Recording:

@@ -30,9 +30,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from Xlib import XK, X
-from Xlib.display import Display
-from Xlib.ext import xtest
 
 from engine.app.app import StreamApp
 from engine.core.config import load_config
@@ -41,6 +38,7 @@ from engine.core.wire import Hello, SampleSets, decode, encode
 from engine.data.frames import decode_frame
 from engine.games.profile import load_profile
 from engine.games.window import find_window
+from tests.xtest_player import Player
 from tests.xvfb import XvfbDisplay
 
 pytestmark = pytest.mark.x11
@@ -129,50 +127,6 @@ def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             game.wait(timeout=10)
 
 
-class Player:
-    """Presses keys through XTest, like a person at the keyboard; releases all at the end."""
-
-    def __init__(self, display: str) -> None:
-        self._x = Display(display)
-        self._down: set[str] = set()
-
-    def hold(self, name: str) -> None:
-        self._fake(X.KeyPress, name)
-        self._down.add(name)
-
-    def release(self, name: str) -> None:
-        self._fake(X.KeyRelease, name)
-        self._down.discard(name)
-
-    def tap(self, name: str) -> None:
-        self.hold(name)
-        time.sleep(0.3)  # several polls at 20 Hz see it down
-        self.release(name)
-        time.sleep(0.3)  # and up: a tap right after this one is a new press
-
-    def pedal_cycles(self, count: int, pedals: tuple[str, str] = WASD_PEDALS) -> None:
-        accelerate, brake = pedals
-        for _ in range(count):
-            for key, seconds in [(accelerate, 1.0), (None, 1.0), (brake, 1.0), (None, 1.0)]:
-                if key:
-                    self.hold(key)
-                time.sleep(seconds)
-                if key:
-                    self.release(key)
-
-    def release_all(self) -> None:
-        for name in list(self._down):
-            self.release(name)
-
-    def close(self) -> None:
-        self.release_all()
-        self._x.close()
-
-    def _fake(self, kind: int, name: str) -> None:
-        xtest.fake_input(self._x, kind, self._x.keysym_to_keycode(XK.string_to_keysym(name)))
-        self._x.sync()
-
-
 @pytest.fixture
 def player(display: str) -> Iterator[Player]:
     keys = Player(display)
@@ -215,7 +169,7 @@ def test_record_game_builtin_finds_its_window_and_labels_the_arrow_keys(display,
             if "recording:" in line:
                 break
         player.hold("Right")
-        player.pedal_cycles(2, ("Up", "Down"))
+        player.pedal_cycles(2)
         out, err = recording.communicate(timeout=START_TIMEOUT_S)
     finally:
         player.release_all()
@@ -255,7 +209,7 @@ def test_record_game_takes_window_keys_masks_and_pause_key_from_the_profile(
                 break
         assert any("F8 pauses/resumes" in line for line in started), started
         player.hold("a")
-        player.pedal_cycles(2)
+        player.pedal_cycles(2, WASD_PEDALS)
         out, err = recording.communicate(timeout=START_TIMEOUT_S)
     finally:
         player.release_all()
@@ -327,7 +281,7 @@ async def test_the_app_starts_a_recorder_whose_sets_reach_the_trainer_and_report
 
 def drive(player: Player) -> None:
     player.hold("a")
-    player.pedal_cycles(2)
+    player.pedal_cycles(2, WASD_PEDALS)
     player.release("a")
 
 
