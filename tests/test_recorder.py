@@ -27,10 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.core.errors import DeviceError
-from engine.recorder.screen import find_window_region
-from tests.torcs_process import XvfbDisplay
 from tests.xtest_player import Player
+from tests.xvfb import built_in_game_on_xvfb
 
 pytestmark = pytest.mark.x11
 
@@ -62,28 +60,8 @@ def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Xvfb with the built-in game in its window, driven by keys (no --autopilot)."""
     config = tmp_path_factory.mktemp("game") / "config.toml"
     config.write_text(CONFIG, encoding="utf-8")
-    with XvfbDisplay(1280, 720) as xvfb:
-        game = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "sim", "--realtime", "--config", str(config)],
-            cwd=REPO,
-            env={**os.environ, "DISPLAY": xvfb.name},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    find_window_region(GAME_WINDOW, xvfb.name)
-                    break
-                except DeviceError:
-                    assert game.poll() is None, "the game exited before its window showed"
-                    assert time.monotonic() < deadline, "the game's window did not show"
-                    time.sleep(0.2)
-            yield xvfb.name
-        finally:
-            game.terminate()
-            game.wait(timeout=10)
+    with built_in_game_on_xvfb(config, START_TIMEOUT_S) as name:
+        yield name
 
 
 class Recording:

@@ -33,13 +33,10 @@ import pytest
 
 from engine.app.app import StreamApp
 from engine.core.config import load_config
-from engine.core.errors import DeviceError
 from engine.core.wire import Hello, SampleSets, decode, encode
 from engine.data.frames import decode_frame
-from engine.games.profile import load_profile
-from engine.games.window import find_window
 from tests.xtest_player import Player
-from tests.xvfb import XvfbDisplay
+from tests.xvfb import built_in_game_on_xvfb
 
 pytestmark = pytest.mark.x11
 
@@ -102,29 +99,8 @@ def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Xvfb with the built-in game in its window (480x270), driven by keys."""
     config = tmp_path_factory.mktemp("game") / "config.toml"
     config.write_text(GAME_CONFIG, encoding="utf-8")
-    with XvfbDisplay(1280, 720) as xvfb:
-        game = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "sim", "--realtime", "--config", str(config)],
-            cwd=REPO,
-            env={**os.environ, "DISPLAY": xvfb.name},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        target = load_profile("builtin").window_target()
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                try:
-                    find_window(target, xvfb.name)
-                    break
-                except DeviceError:
-                    assert game.poll() is None, "the game exited before its window showed"
-                    assert time.monotonic() < deadline, "the game's window did not show"
-                    time.sleep(0.2)
-            yield xvfb.name
-        finally:
-            game.terminate()
-            game.wait(timeout=10)
+    with built_in_game_on_xvfb(config, START_TIMEOUT_S) as name:
+        yield name
 
 
 @pytest.fixture

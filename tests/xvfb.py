@@ -12,8 +12,13 @@ The `display` fixture in `tests/conftest.py` gives a test module one of these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 
 XVFB = "Xvfb"
@@ -73,3 +78,39 @@ class XvfbDisplay:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def built_in_game_on_xvfb(config: Path, start_timeout_s: float = 120.0) -> Iterator[str]:
+    """A 1280x720 Xvfb with `charles-stream sim --realtime` in its windows (keys drive it).
+
+    Yields the display name once the hood window is there; stops the game and the server.
+    """
+    from engine.core.errors import DeviceError
+    from engine.games.profile import load_profile
+    from engine.games.window import find_window
+
+    repo = Path(__file__).resolve().parent.parent
+    with XvfbDisplay(1280, 720) as xvfb:
+        game = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "sim", "--realtime", "--config", str(config)],
+            cwd=repo,
+            env={**os.environ, "DISPLAY": xvfb.name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        target = load_profile("builtin").window_target()
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                try:
+                    find_window(target, xvfb.name)
+                    break
+                except DeviceError:
+                    assert game.poll() is None, "the game exited before its window showed"
+                    assert time.monotonic() < deadline, "the game's window did not show"
+                    time.sleep(0.2)
+            yield xvfb.name
+        finally:
+            game.terminate()
+            game.wait(timeout=10)
