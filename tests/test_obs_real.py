@@ -151,18 +151,22 @@ async def test_the_link_reconnects_after_obs_restarts_and_relabels(obs, tmp_path
         await link.stop()
 
 
+# OBS fills these in from the source's rendered size on its own video thread, so a
+# text source made a moment ago reads 0 x 0 until its first frame: not setup's doing.
+RENDERED_SIZE = frozenset({"sourceWidth", "sourceHeight", "width", "height"})
+
+
 def _scene_snapshot(session: ObsSession) -> list[tuple[str, int, dict]]:
+    """Each item's name, id and the transform setup chose (not the rendered size)."""
     items = session.request("GetSceneItemList", {"sceneName": SCENE})["sceneItems"]
-    return [
-        (
-            item["sourceName"],
-            item["sceneItemId"],
-            session.request(
-                "GetSceneItemTransform", {"sceneName": SCENE, "sceneItemId": item["sceneItemId"]}
-            )["sceneItemTransform"],
-        )
-        for item in items
-    ]
+    snapshot = []
+    for item in items:
+        transform = session.request(
+            "GetSceneItemTransform", {"sceneName": SCENE, "sceneItemId": item["sceneItemId"]}
+        )["sceneItemTransform"]
+        chosen = {key: value for key, value in transform.items() if key not in RENDERED_SIZE}
+        snapshot.append((item["sourceName"], item["sceneItemId"], chosen))
+    return snapshot
 
 
 def _start_replay_buffer(obs: ObsProcess) -> None:
