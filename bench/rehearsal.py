@@ -27,7 +27,8 @@ The config is the repo's config.toml with the settings for recorded play
 (written to <data>/config.toml and printed): a real-time recording yields tens of
 balanced samples a minute where NPC collectors yield thousands, so the trainer
 starts on a partly filled buffer and uses each sample many times
-(`[data] uses_per_sample`), and the NPC makes its mistakes (recorded: the
+(`[data] uses_per_sample`), half of them mirrored (`[data] mirror`: the game
+looks the same mirrored, so each recorded track is also its mirror image), and the NPC makes its mistakes (recorded: the
 recoveries) more often. Prints the timings, both scores per seed and ratio =
 model / NPC against 0.8.
 """
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=1500, help="[data] buffer_capacity")
     parser.add_argument("--ready", type=float, default=0.3, help="[data] ready_threshold")
     parser.add_argument("--uses", type=int, default=100, help="[data] uses_per_sample")
+    parser.add_argument("--mirror", type=float, default=0.5, help="[data] mirror")
     parser.add_argument(
         "--mistakes-every", type=float, default=1.5, help="[autopilot] perturbation_interval_s"
     )
@@ -189,6 +191,7 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
         "buffer_capacity": args.buffer,
         "ready_threshold": args.ready,
         "uses_per_sample": args.uses,
+        "mirror": args.mirror,
         "perturbation_interval_s": args.mistakes_every,
     }
     lines = []
@@ -202,7 +205,7 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
     path.write_text("\n".join(lines) + "\n")
     print(
         f"config: repo config.toml with [data] buffer_capacity = {args.buffer}, ready_threshold "
-        f"= {args.ready}, uses_per_sample = {args.uses}; [autopilot] perturbation_interval_s = "
+        f"= {args.ready}, uses_per_sample = {args.uses}, mirror = {args.mirror}; [autopilot] perturbation_interval_s = "
         f"{args.mistakes_every}",
         flush=True,
     )

@@ -10,6 +10,7 @@ from msgspec.structs import replace
 
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
+from engine.data.frames import encode_frame
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage
 from tests.data_helpers import HEIGHT, WIDTH, full_set, grey_level, make_sample
@@ -93,6 +94,37 @@ def test_a_batch_is_float_nhwc_raw_pixels_with_each_frame_paired_to_its_outputs(
     )
     for frame, steering in zip(x, y["steering"], strict=True):
         assert abs(frame.mean() - grey_level(float(steering))) < 2.5
+
+
+def bright_left_set() -> SampleSet:
+    """A steering set whose frames are bright on the left half only and grey by steering."""
+    samples = []
+    for sample in full_set("steering").samples:
+        frame = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
+        frame[:, : WIDTH // 2] = grey_level(sample.outputs["steering"]) + 50
+        samples.append(make_sample(dict(sample.outputs), jpeg=encode_frame(frame, quality=95)))
+    return SampleSet("steering", tuple(samples))
+
+
+@pytest.mark.parametrize("mirror", [0.0, 0.5, 1.0])
+def test_a_mirrored_frame_is_flipped_left_right_with_its_steering_negated(tmp_path, mirror):
+    buffers = open_buffers(tmp_path, capacity=42, threshold=0.5)
+    buffers.add_set(bright_left_set())
+    buffers.add_set(full_set("throttle_brake"))
+    with BatchSource(
+        buffers, batch_size=20, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS, mirror=mirror, seed=3
+    ) as source:
+        x, y = source.next_batch(timeout=10)
+    halves = [(frame[:, : WIDTH // 2].mean(), frame[:, WIDTH // 2 :].mean()) for frame in x]
+    flipped = 0
+    for (left, right), steering in zip(halves, y["steering"], strict=True):
+        if min(left, right) > 20:  # a uniform throttle_brake frame, stored with steering 0.25
+            assert abs(abs(steering) - 0.25) < 1e-6
+            continue
+        flipped += right > left
+        stored = (max(left, right) - 50) / 100.0 - 1.0  # grey_level() undone
+        assert abs(steering - (-stored if right > left else stored)) < 0.03
+    assert {0.0: flipped == 0, 0.5: 0 < flipped < 10, 1.0: flipped == 10}[mirror]
 
 
 def test_frames_are_resized_to_the_batch_frame_size(tmp_path):

@@ -117,6 +117,10 @@ class DataConfig(Section):
     # collectors make data faster than it is trained on). Recorded human play comes at 30 frames
     # a second and balanced sets keep a few per cent of them: reuse it, as epochs would.
     uses_per_sample: Annotated[int, Meta(ge=1, le=10_000)] = 1
+    # The chance that a training frame is flipped left-right with its steering negated: a
+    # second, mirrored track for every recorded one. Only for a game that looks the same
+    # mirrored (the built-in game); 0 for one that keeps to a side of the road, like GTA V.
+    mirror: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
     prefetch_batches: Annotated[int, Meta(ge=1, le=64)] = 2
 
     def __post_init__(self) -> None:

@@ -17,6 +17,11 @@ trainer only ever takes a finished batch off a queue. Pixels stay raw 0-255:
 every model normalises its input itself (models/build.py), so the trainer and
 the driver feed frames the same way and nothing is normalised twice.
 
+With `mirror` > 0 that share of a batch's frames is flipped left-right and
+their `steering` negated (`[data] mirror`): the mirror image of a left-hand
+bend is a right-hand bend driven the mirrored way, so a game that looks the
+same mirrored gets twice the tracks from the same recording.
+
 A corrupt sample (bad JPEG, wrong shape, a missing or non-finite output) is
 skipped, counted in storage, logged, and replaced by another sample from the
 same buffer; it never stops training.
@@ -61,6 +66,8 @@ class BatchSource:
         frame_size: tuple[int, int],
         outputs: Sequence[str],
         prefetch: int = 2,
+        mirror: float = 0.0,
+        seed: int | None = None,
     ) -> None:
         self.per_buffer = batch_size // len(buffers.outputs)
         if self.per_buffer < 1:
@@ -77,6 +84,8 @@ class BatchSource:
         self.buffers = buffers
         self.frame_size = frame_size
         self.outputs = tuple(outputs)
+        self.mirror = mirror
+        self._rng = np.random.default_rng(seed)
         self._batches: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._prefetch, name="batch-prefetch", daemon=True)
@@ -138,9 +147,20 @@ class BatchSource:
                 pending.extend(self.buffers.draw_from(sample.buffer, 1))
                 continue
             filled += 1
-        x = frames[:filled].astype(np.float32)
-        y = {name: targets[i, :filled].copy() for i, name in enumerate(self.outputs)}
+        frames, targets = frames[:filled], targets[:, :filled]
+        if self.mirror > 0.0:
+            self._mirror(frames, targets)
+        x = frames.astype(np.float32)
+        y = {name: targets[i].copy() for i, name in enumerate(self.outputs)}
         return Batch(x, y)
+
+    def _mirror(self, frames: np.ndarray, targets: np.ndarray) -> None:
+        """Flip a `mirror` share of the frames left-right in place and negate their steering."""
+        flipped = self._rng.random(len(frames)) < self.mirror
+        frames[flipped] = frames[flipped, :, ::-1]
+        if "steering" in self.outputs:
+            row = self.outputs.index("steering")
+            targets[row, flipped] = -targets[row, flipped]
 
     def _targets(self, sample: StoredSample) -> list[float]:
         values = []

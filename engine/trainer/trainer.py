@@ -205,6 +205,7 @@ class Trainer:
                 frame_size=(self.spec.input.width, self.spec.input.height),
                 outputs=self.spec.output_names,
                 prefetch=self.config.data.prefetch_batches,
+                mirror=self.config.data.mirror,
             )
         except ValueError as error:
             raise ModelError(f"{self.version}: {error}") from None
