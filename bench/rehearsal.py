@@ -28,9 +28,9 @@ The config is the repo's config.toml with the settings for recorded play
 balanced samples a minute where NPC collectors yield thousands, so the trainer
 starts on a partly filled buffer and uses each sample many times
 (`[data] uses_per_sample`), half of them mirrored (`[data] mirror`: the game
-looks the same mirrored, so each recorded track is also its mirror image), and the NPC makes its mistakes (recorded: the
-recoveries) more often. Prints the timings, both scores per seed and ratio =
-model / NPC against 0.8.
+looks the same mirrored, so each recorded track is also its mirror image), and
+the NPC makes its mistakes (recorded: the recoveries) more often. Prints the
+timings, both scores per seed and ratio = model / NPC against 0.8.
 """
 
 from __future__ import annotations
@@ -205,8 +205,8 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
     path.write_text("\n".join(lines) + "\n")
     print(
         f"config: repo config.toml with [data] buffer_capacity = {args.buffer}, ready_threshold "
-        f"= {args.ready}, uses_per_sample = {args.uses}, mirror = {args.mirror}; [autopilot] perturbation_interval_s = "
-        f"{args.mistakes_every}",
+        f"= {args.ready}, uses_per_sample = {args.uses}, mirror = {args.mirror}; [autopilot] "
+        f"perturbation_interval_s = {args.mistakes_every}",
         flush=True,
     )
     return path
