@@ -63,7 +63,9 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `charles-stream` console script; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    _refuse_run_flags_before_another_command(parser, argv)
     setup_logging(args.log_level)
     if not hasattr(args, "handler"):
         args.handler = run_cli.run  # plain `charles-stream` is `charles-stream run`
@@ -94,6 +96,39 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in COMMANDS:
         add_command(subparsers)
     return parser
+
+
+def _refuse_run_flags_before_another_command(
+    parser: argparse.ArgumentParser, argv: list[str]
+) -> None:
+    """Exit 2 on `charles-stream --config X train ...`: before a command, the flags are run's.
+
+    Plain `charles-stream --config X` runs the app, so the top level takes run's flags; in
+    front of another command argparse would accept them and that command would silently
+    use its own default instead.
+    """
+    commands = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    run_flags = {
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if action.dest not in ("help", "log_level")
+    }
+    position = next((i for i, token in enumerate(argv) if token in commands), None)
+    if position is None or argv[position] == "run":
+        return
+    command = argv[position]
+    for token in argv[:position]:
+        flag = token.split("=", 1)[0]
+        if flag in run_flags:
+            parser.error(
+                f"{flag} before the command {command!r} is a flag of `run`; put it after "
+                f"the command (charles-stream {command} {flag} ...) if {command} takes it"
+            )
 
 
 if __name__ == "__main__":
