@@ -26,7 +26,7 @@ OBS = shutil.which("obs")
 XVFB = shutil.which("Xvfb")
 needs_obs = pytest.mark.skipif(
     OBS is None or XVFB is None,
-    reason="Debian's obs-studio and xvfb are not installed (.ci/run installs them)",
+    reason="Debian's obs-studio and xvfb are not installed (`make test` installs them)",
 )
 PASSWORD = "charles-test-password"
 START_TIMEOUT_S = 60.0

@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+    CHROMIUM is None, reason="Debian's chromium is not installed (`make test` installs it)"
 )
 
 VERSION = "model_0000_demo_v1"

@@ -9,6 +9,7 @@ import pytest
 from engine.cli import main
 from models.registry import Registry
 from models.spec import ParameterCounts, spec_path
+from tests.system_programs import needs_dot
 
 DEMO_TOTAL = 1_268_310
 # The demo's first conv: 5x5 kernels, 24 filters, per input channel.
@@ -109,6 +110,7 @@ def test_unknown_backbone_flag_exits_2(capsys):
     assert exit_info.value.code == 2
 
 
+@needs_dot
 def test_plot_draws_the_architecture_to_a_png(tmp_path, capsys):
     plot = tmp_path / "architecture.png"
     assert main(["models", "summary", "model_0000_demo", "--plot", str(plot)]) == 0

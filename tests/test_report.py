@@ -24,6 +24,7 @@ from models.report import ARCHITECTURE_FILE, escape_markdown, write_index, write
 from models.spec import SPEC_DIR, ParameterCounts
 from models.tensorboard_log import LossLog, tensorboard_dir
 from tests.driver_helpers import DEMO_LINE
+from tests.system_programs import needs_dot
 
 pytestmark = pytest.mark.tf
 
@@ -185,6 +186,7 @@ def test_model_summary_shows_the_parameter_counts_like_the_seed(report):
     ) in version_section(report, V1)
 
 
+@needs_dot
 def test_architecture_plot_and_loss_chart_are_pngs_next_to_the_page(report):
     for version in (V1, V2):
         section = version_section(report, version)
@@ -259,11 +261,13 @@ def test_notes_appear_under_their_version_as_written_and_in_order(report):
     assert first not in version_section(report, V1)
 
 
+@needs_dot
 def test_the_architecture_plot_is_drawn_once_per_version_into_its_folder(history, report):
     cached = version_dir(history, V1) / ARCHITECTURE_FILE
     assert cached.read_bytes() == (report / f"{V1}.plot.png").read_bytes()
 
 
+@needs_dot
 def test_running_twice_gives_the_same_files(history, report, tmp_path):
     for version in (V1, V2):
         (version_dir(history, version) / ARCHITECTURE_FILE).unlink()  # drawn again, too

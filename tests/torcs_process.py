@@ -403,7 +403,7 @@ def group_alive(group: int) -> bool:
 
 
 def require_installed() -> None:
-    """Fail with what to install when TORCS or Xvfb is missing (.ci/run installs both)."""
+    """Fail with what to install when TORCS or Xvfb is missing (`make test` installs both)."""
     missing = [name for name in (TORCS, XVFB) if shutil.which(name) is None]
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not found: apt-get install torcs xvfb")
