@@ -36,7 +36,7 @@ from bot.catalog import ModelCatalog, Models
 from bot.chat_config import check_chat_config
 from bot.cooldowns import Cooldown, Cooldowns
 from bot.declarations import ChatCommand, CommandHandlers, command
-from bot.messages import ChatMessage, Reply
+from bot.messages import ChatMessage, Priority, Reply
 from bot.permissions import EVERYONE, MODERATORS, is_moderator
 from bot.text import SAFE_START, plain_text, reply_text
 from bot.votes import VoteBox, VoteResult
@@ -135,7 +135,12 @@ class Router(CommandHandlers):
         except Exception:  # a broken command must not take the chat (or the app) down
             log.exception("chat command %r from %s failed", command, message.user)
             text = f"Sorry, {self.config.prefix}{command} failed; the app's log says why"
-        return Reply(self._reply_text(text), reply_to=message.id) if text else None
+        if not text:
+            return None
+        # What a moderator asked (a switch confirmed or refused) outlasts viewers' replies when
+        # Twitch's rate limit makes the outbox choose (bot/outbox.py).
+        priority = Priority.HIGH if is_moderator(message.roles) else Priority.NORMAL
+        return Reply(self._reply_text(text), reply_to=message.id, priority=priority)
 
     def vote_closes_in(self) -> float | None:
         """Seconds until the running vote closes, or None when no vote runs."""
@@ -151,7 +156,7 @@ class Router(CommandHandlers):
         text = await self._apply_vote(result)
         self.state.apply(AlertRaised(Alert(kind="vote", text=plain_text(text, MAX_NOTE_CHARS))))
         log.info("%s", text)
-        return Reply(self._reply_text(text))
+        return Reply(self._reply_text(text), priority=Priority.HIGH)  # the stream may change
 
     # -- commands ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from bot.permissions import Role
@@ -34,9 +35,24 @@ class ChatMessage:
         return self.user_id or self.user.lower()
 
 
+class Priority(enum.Enum):
+    """Which replies Twitch's rate limit may cost first (`bot/outbox.py`).
+
+    HIGH: what answers the broadcaster or a moderator (a `!switch` confirmed,
+    a name refused) and what announces a change to everyone (a vote's
+    result): the stream changed, or a moderator waits to know whether it
+    did. NORMAL: answers to viewers' questions (`!stats`, `!model`, a
+    refusal), which the next viewer to ask gets again anyway.
+    """
+
+    HIGH = "high"
+    NORMAL = "normal"
+
+
 @dataclass(frozen=True)
 class Reply:
     """Text for the chat (already plain and within Twitch's length), optionally threaded."""
 
     text: str
     reply_to: str = ""
+    priority: Priority = Priority.NORMAL

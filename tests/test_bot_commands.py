@@ -9,7 +9,7 @@ import pytest
 from bot.commands import Router, streamed_seconds
 from bot.cooldowns import DEFAULT_COOLDOWN, Cooldown
 from bot.declarations import command
-from bot.messages import ChatMessage
+from bot.messages import ChatMessage, Priority
 from bot.permissions import roles_from_badges
 from engine.core.config import ChatConfig, CooldownConfig
 from engine.core.store import Received
@@ -158,6 +158,28 @@ async def test_viewer_cannot_switch(router, actions):
     text = await say(router, f"!switch {XCEPTION}", user="broadcaster")
     assert text == "Only the broadcaster and moderators can !switch; vote with !vote NAME"
     assert actions.state.version == "model_0000_demo_v1"
+
+
+async def test_what_moderators_are_told_outranks_viewers_replies_under_the_rate_limit(
+    router, clock
+):
+    async def priority(text: str, roles) -> Priority:
+        clock.now += 3600  # no cooldown in the way
+        reply = await router.handle(ChatMessage("someone", text, roles, id="id"))
+        return reply.priority
+
+    assert await priority(f"!switch {XCEPTION}", MODERATOR) is Priority.HIGH
+    assert await priority("!switch nosuch", BROADCASTER) is Priority.HIGH  # refused, told first
+    assert await priority("!stats", MODERATOR) is Priority.HIGH
+    assert await priority("!stats", VIEWER) is Priority.NORMAL
+    assert await priority(f"!switch {XCEPTION}", VIEWER) is Priority.NORMAL  # "Only ... can"
+
+
+async def test_a_vote_result_is_announced_with_high_priority(router, clock):
+    await router.handle(ChatMessage("viewer42", f"!vote {XCEPTION}", VIEWER, id="id"))
+    clock.now += 60
+    announcement = await router.close_due_vote()
+    assert announcement.priority is Priority.HIGH
 
 
 async def test_switch_to_an_unknown_model_names_it(router, actions):
