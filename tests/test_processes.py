@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from engine.app.processes import ProcessSpec, process_table
-from engine.core.config import StreamConfig, default_config
+from engine.core.config import RecorderEntry, StreamConfig, SupervisorConfig, default_config
 
 VERSION = "model_0000_demo_v1"
 
@@ -20,6 +20,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             ("--config", "config.toml", "--model", VERSION),
             "always",
             stop_order=1,
+            liveness_s=120.0,
         ),
         ProcessSpec(
             "driver",
@@ -27,6 +28,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             ("--config", "config.toml", "--model", VERSION),
             "always",
             stop_order=0,
+            liveness_s=20.0,
         ),
         ProcessSpec(
             "collector-0",
@@ -34,6 +36,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             ("--config", "config.toml", "--index", "0"),
             "always",
             stop_order=2,
+            liveness_s=30.0,
         ),
         ProcessSpec(
             "collector-1",
@@ -41,6 +44,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             ("--config", "config.toml", "--index", "1"),
             "always",
             stop_order=2,
+            liveness_s=30.0,
         ),
     ]
 
@@ -69,3 +73,20 @@ def test_collectors_alone_need_no_version():
     )
     specs = process_table(config, None, "")
     assert [spec.name for spec in specs] == ["collector-0", "collector-1", "collector-2"]
+
+
+def test_liveness_bounds_come_from_supervisor_and_0_turns_one_off():
+    supervisor = SupervisorConfig(liveness_trainer_s=0.0, liveness_collector_s=5.0)
+    config = msgspec.structs.replace(default_config(), supervisor=supervisor)
+    config = msgspec.structs.replace(
+        config, stream=StreamConfig(recorders=(RecorderEntry(game="builtin", player="ada"),))
+    )
+    bounds = {spec.name: spec.liveness_s for spec in process_table(config, None, VERSION)}
+    # A recorder's loop reports no progress (yet): it is not watched.
+    assert bounds == {
+        "trainer": None,
+        "driver": 20.0,
+        "collector-0": 5.0,
+        "collector-1": 5.0,
+        "recorder-0": None,
+    }

@@ -8,8 +8,8 @@ Example::
 
 In the spirit of openpilot's `process_config.py`: every child process of the
 app is one row of `PROCESSES` below (its module, how many run given the
-`[stream]` section, restart policy and shutdown order), so one screen tells
-what runs and why. `process_table` turns the rows into the `ProcessSpec`s the
+`[stream]` section, restart policy, shutdown order and liveness bound), so one
+screen tells what runs and why. `process_table` turns the rows into the `ProcessSpec`s the
 supervisor starts.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.core.config import Config, StreamConfig
+from engine.core.config import Config, StreamConfig, SupervisorConfig
 from engine.core.errors import ConfigError, UsageError
 from engine.games.profile import load_profile
 
@@ -31,7 +31,9 @@ class ProcessSpec:
     """One child process: started as `python -m MODULE ARGS`, restarted per `restart`.
 
     `stop_order` groups the shutdown: lower groups get SIGTERM first and are
-    awaited before the next group is told.
+    awaited before the next group is told. `liveness_s`: the longest its work
+    loop may go without reporting progress (`engine/node/progress.py`) before
+    the supervisor kills and restarts it; None: not watched.
     """
 
     name: str
@@ -39,6 +41,7 @@ class ProcessSpec:
     args: tuple[str, ...] = ()
     restart: RestartPolicy = "always"
     stop_order: int = 0
+    liveness_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class DeclaredProcess:
     restart: RestartPolicy = "always"
     # Arguments of instance I beyond `--index I`, read from `[stream]` (a recorder's game).
     instance_args: Callable[[StreamConfig, int], tuple[str, ...]] | None = None
+    # Its liveness bound from `[supervisor]` (0: off); None: its work loop does not report.
+    liveness: Callable[[SupervisorConfig], float] | None = None
 
 
 # Start order is table order: the trainer first (it loads TensorFlow, the slowest start).
@@ -67,6 +72,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         instances=lambda stream: int(stream.trainer),
         stop_order=1,
         takes_model=True,
+        liveness=lambda supervisor: supervisor.liveness_trainer_s,
     ),
     DeclaredProcess(
         "driver",
@@ -74,6 +80,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         instances=lambda stream: int(stream.driver),
         stop_order=0,
         takes_model=True,
+        liveness=lambda supervisor: supervisor.liveness_driver_s,
     ),
     DeclaredProcess(
         "collector",
@@ -82,8 +89,10 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         stop_order=2,
         takes_model=False,
         indexed=True,
+        liveness=lambda supervisor: supervisor.liveness_collector_s,
     ),
-    # Recorders of human play: the streamer drives a game, the sets go to the trainer.
+    # Recorders of human play: the streamer drives a game, the sets go to the trainer. Not
+    # watched for liveness (yet): its loop does not report progress.
     DeclaredProcess(
         "recorder",
         "engine.recorder.node",
@@ -115,6 +124,7 @@ def process_table(config: Config, config_path: str | None, version: str) -> list
         if count and row.takes_model and not version:
             raise ValueError(f"the {row.name} process needs the streamed model version; got ''")
         model_args = ("--model", version) if row.takes_model else ()
+        liveness_s = row.liveness(config.supervisor) if row.liveness is not None else 0.0
         for index in range(count):
             name, index_args = _instance(row, index)
             if row.instance_args is not None:
@@ -126,6 +136,7 @@ def process_table(config: Config, config_path: str | None, version: str) -> list
                     args=config_args + model_args + index_args,
                     restart=row.restart,
                     stop_order=row.stop_order,
+                    liveness_s=liveness_s or None,
                 )
             )
     return specs

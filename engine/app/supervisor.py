@@ -19,9 +19,22 @@ backoff. A child that keeps dying is left stopped in state "crash_loop" and
 an alert says so, instead of spinning the CPU on restarts and hiding the
 error in a flood of logs.
 
+A child that is alive but stuck (a trainer deadlocked in TensorFlow, a
+driver hung in capture) is restarted too: each `ProcessSpec` with a
+`liveness_s` bound must report progress from its work loop
+(`engine/node/progress.py`: a progress file per child, named in the child's
+environment, whose modification time the work loop sets); one silent for
+longer than its bound (before its first report: `[supervisor]
+liveness_startup_s`) is SIGKILLed and restarted like a crash, with an alert
+and an event line saying how long it was silent. The bookkeeping is
+`Watchdog`, which takes its clock as an argument so tests need not wait.
+
 Children never outlive the app: `stop()` ends them, and on Linux each child
 asks the kernel for SIGTERM when the app dies without cleanup (SIGKILL, a
-crash): PR_SET_PDEATHSIG. Children run in their own session, so a Ctrl-C in
+crash): PR_SET_PDEATHSIG, requested by the child itself
+(`engine.node.process.die_with_parent`, told the app's pid in
+`CHARLES_PARENT_PID`), never in a `preexec_fn`, which is unsafe in a
+threaded parent. Children run in their own session, so a Ctrl-C in
 the terminal reaches only the app, which then stops them in `stop_order`
 (the driver's controller goes neutral before anything else stops).
 """
@@ -31,14 +44,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import dataclasses
 import itertools
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,11 +70,15 @@ from engine.core.store import (
     ProcessState,
 )
 from engine.core.wire import Alert
+from engine.node.process import PARENT_PID_ENV
+from engine.node.progress import PROGRESS_FILE_ENV
 
 log = logging.getLogger("charles.supervisor")
 
-# <linux/prctl.h>: deliver a signal to this process when its parent dies.
-_PR_SET_PDEATHSIG = 1
+# How often the watchdog looks at the progress files, as a share of the tightest bound, and
+# within these limits: a killed child is late by at most one look.
+_LOOKS_PER_BOUND = 8
+_LOOK_S = (0.05, 1.0)
 
 
 class Supervisor:
@@ -101,7 +119,9 @@ class Supervisor:
         self._children = {
             spec.name: _Child(spec, ProcessState(spec.name, "stopped")) for spec in specs
         }
-        self._preexec = _die_with_parent_hook()
+        self._watchdog = Watchdog()
+        self._progress_dir: Path | None = None  # a folder of progress files while watching
+        self._watch_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False  # no restarts from here on
         self._killing = False  # the shutdown deadline passed: SIGKILL anything still starting
@@ -115,6 +135,11 @@ class Supervisor:
         self._started = True
         for child in self._children.values():
             self._state.apply(ProcessChanged(child.state))
+        bounds = [c.spec.liveness_s for c in self._children.values() if c.spec.liveness_s]
+        if bounds:
+            self._progress_dir = Path(tempfile.mkdtemp(prefix="charles-progress-"))
+            look_s = min(max(min(bounds) / _LOOKS_PER_BOUND, _LOOK_S[0]), _LOOK_S[1])
+            self._watch_task = asyncio.create_task(self._watch_liveness(look_s), name="liveness")
         for child in self._children.values():
             if self._stopping:  # stop() came while earlier children were being spawned
                 break
@@ -148,6 +173,10 @@ class Supervisor:
                     break
             self._killing = True  # from here on, a child still being spawned gets no grace
             await self._kill_leftovers(children)
+            if self._watch_task is not None:
+                await self._watch_task  # it ends once it sees the stop request
+            if self._progress_dir is not None:
+                shutil.rmtree(self._progress_dir, ignore_errors=True)
 
     def kill(self, name: str) -> None:
         """SIGKILL one child, as a crash would; it is restarted like after any exit.
@@ -196,24 +225,28 @@ class Supervisor:
     async def _spawn(self, child: _Child) -> asyncio.subprocess.Process | None:
         spec = child.spec
         self._set(child, "starting")
+        env = {**os.environ, **self._env, PARENT_PID_ENV: str(os.getpid())}
         try:
+            if spec.liveness_s and self._progress_dir is not None:
+                env[PROGRESS_FILE_ENV] = str(self._fresh_progress_file(child))
             with self._output(spec.name) as output:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
                     spec.module,
                     *spec.args,
-                    env={**os.environ, **self._env},
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=output,
                     start_new_session=True,
-                    preexec_fn=self._preexec,
                 )
         except (OSError, subprocess.SubprocessError) as error:
             self._event(logging.ERROR, f"{spec.name} failed to start: {error}")
             return None
         child.process = process
+        if spec.liveness_s and child.progress_file is not None:
+            self._watchdog.watch(spec.name, spec.liveness_s, self._settings.liveness_startup_s)
         self._set(child, "running", pid=process.pid)
         again = f", restart {child.state.restarts}" if child.state.restarts else ""
         self._event(logging.INFO, f"{spec.name} started (pid {process.pid}{again})")
@@ -226,6 +259,7 @@ class Supervisor:
         self, child: _Child, process: asyncio.subprocess.Process | None, code: int | None
     ) -> None:
         child.process = None
+        self._watchdog.forget(child.spec.name)
         self._update(child, pid=None, last_exit=code)
         if process is not None:  # a failed spawn was reported by _spawn already
             level = logging.INFO if self._stopping else logging.WARNING
@@ -260,6 +294,51 @@ class Supervisor:
         if self._on_alert is not None:
             self._on_alert(alert)
 
+    def _fresh_progress_file(self, child: _Child) -> Path:
+        # Emptied and stamped now; any later change of its time is the new child's report.
+        assert self._progress_dir is not None
+        path = self._progress_dir / f"{child.spec.name}.progress"
+        path.write_bytes(b"")
+        child.progress_file = path
+        child.progress_stamp = path.stat().st_mtime_ns
+        return path
+
+    async def _watch_liveness(self, look_s: float) -> None:
+        """Look at every watched child's progress file each `look_s`; kill the silent ones."""
+        while not await self._stop_requested_within(look_s):
+            for child in self._children.values():
+                if child.progress_file is None or child.process is None:
+                    continue
+                try:
+                    stamp = os.stat(child.progress_file).st_mtime_ns
+                except OSError:
+                    continue  # recreated at the child's next start
+                if stamp != child.progress_stamp:
+                    child.progress_stamp = stamp
+                    self._watchdog.beat(child.spec.name)
+            for silence in self._watchdog.overdue():
+                self._unresponsive(self._children[silence.name], silence)
+
+    def _unresponsive(self, child: _Child, silence: Silence) -> None:
+        """Kill a child whose work loop went silent; `_supervise` restarts it like a crash."""
+        self._watchdog.forget(child.spec.name)  # one kill per silence
+        if child.process is None or child.process.returncode is not None:
+            return
+        name, silent = child.spec.name, f"{silence.silent_s:.0f} s"
+        if silence.reported:
+            why = f"liveness bound {silence.limit_s:g} s"
+        else:
+            why = f"no first report within liveness_startup_s {silence.limit_s:g} s"
+        self._event(
+            logging.WARNING,
+            f"{name} (pid {child.process.pid}) was unresponsive for {silent} ({why}): SIGKILL",
+        )
+        alert = Alert(kind="unresponsive", text=f"{name} was unresponsive for {silent}: restarting")
+        self._state.apply(AlertRaised(alert))
+        if self._on_alert is not None:
+            self._on_alert(alert)
+        child.end(hard=True)
+
     async def _stop_requested_within(self, delay: float) -> bool:
         try:
             await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
@@ -293,6 +372,63 @@ class Supervisor:
     def _event(self, level: int, text: str) -> None:
         log.log(level, "%s", text)
         self._state.apply(Noted(text))
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A watched child silent past its limit: for how long, the limit, and whether it ever spoke."""
+
+    name: str
+    silent_s: float
+    limit_s: float
+    reported: bool  # False: silent since its start, under the start-up allowance
+
+
+@dataclass
+class _Watch:
+    bound_s: float
+    startup_s: float
+    since: float  # its start, or its latest report
+    reported: bool = False
+
+
+class Watchdog:
+    """Liveness bookkeeping without I/O: who must report progress by when.
+
+    A child is watched from its start (`watch`); each report (`beat`) restarts
+    its clock. Silent for longer than its bound - before its first report, the
+    start-up allowance or its bound, whichever is longer - it is `overdue`.
+    The clock is injected so tests can step it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._watched: dict[str, _Watch] = {}
+
+    def watch(self, name: str, bound_s: float, startup_s: float) -> None:
+        """Watch `name` from now on (a fresh start: its earlier reports do not count)."""
+        self._watched[name] = _Watch(bound_s, max(startup_s, bound_s), since=self._clock())
+
+    def beat(self, name: str) -> None:
+        """`name`'s work loop reported progress just now."""
+        watch = self._watched.get(name)
+        if watch is not None:
+            watch.since = self._clock()
+            watch.reported = True
+
+    def forget(self, name: str) -> None:
+        """Stop watching `name` (it exited, or it is being killed)."""
+        self._watched.pop(name, None)
+
+    def overdue(self) -> list[Silence]:
+        """The watched children silent for longer than their limit, as of now."""
+        now = self._clock()
+        overdue = []
+        for name, watch in self._watched.items():
+            limit = watch.bound_s if watch.reported else watch.startup_s
+            if now - watch.since > limit:
+                overdue.append(Silence(name, now - watch.since, limit, watch.reported))
+        return overdue
 
 
 @dataclass
@@ -343,6 +479,8 @@ class _Child:
     state: ProcessState
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
+    progress_file: Path | None = None  # where its work loop reports (liveness), if watched
+    progress_stamp: int = 0  # the file's modification time when last looked at, in ns
 
     def end(self, *, hard: bool) -> None:
         """SIGTERM, or SIGKILL when `hard` (TerminateProcess for both on Windows)."""
@@ -353,21 +491,3 @@ class _Child:
                 self.process.kill()
             else:
                 self.process.terminate()
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when the app dies; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Resolved here, in the app: between fork and exec the child only makes the call.
-    # Linux sends the signal when the *thread* that forked the child ends: the
-    # event loop's thread, which lives as long as the app.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    app_pid = os.getpid()
-
-    def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != app_pid:  # the app died before the request was in place
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return die_with_parent

@@ -35,6 +35,7 @@ from engine.data.balance import BalanceStats, BalancingStage
 from engine.data.controls import check_recordable, control_outputs, snap_to_dead_zone
 from engine.data.frames import encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
+from engine.node.progress import report_progress
 from engine.sim.autopilot import Autopilot
 from engine.sim.expert import expert_config
 from engine.sim.game import Controls, Game
@@ -125,6 +126,7 @@ class Collector:
                 game.set_controls(controls)
                 if episode_tick >= samples_taken * ticks_per_sample - 1e-9:
                     samples_taken += 1
+                    report_progress()  # the app's liveness watchdog; rate-limited there
                     if should_stop is not None and should_stop():
                         return self._finish(total_ticks / tick_hz, started)
                     self._sample(game, intent, episode, episode_tick / tick_hz)

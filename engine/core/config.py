@@ -385,6 +385,25 @@ class SupervisorConfig(Section):
     # SIGINT/SIGTERM: driver neutral first, trainer checkpoints, collectors stop; whatever
     # still runs after this is killed.
     shutdown_timeout_s: Annotated[float, Meta(ge=1.0, le=600.0)] = 10.0
+    # Liveness (openpilot's watchdog): a process whose work loop reports no progress for this
+    # long is killed and restarted like a crash; 0 turns it off for that kind. The trainer's
+    # is generous: one batch of a big model on a slow CPU, or its first step's compile.
+    liveness_trainer_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 120.0
+    liveness_driver_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 20.0
+    liveness_collector_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 30.0
+    # Before its first report a process may take this long (Python and TensorFlow imports,
+    # the model build on a busy machine), or its own bound if that is longer.
+    liveness_startup_s: Annotated[float, Meta(ge=1.0, le=86_400.0)] = 180.0
+
+    def __post_init__(self) -> None:
+        # Below a second a busy machine's scheduling alone would look like a hang.
+        for kind in ("trainer", "driver", "collector"):
+            value = getattr(self, f"liveness_{kind}_s")
+            if 0.0 < value < 1.0:
+                raise ConfigError(
+                    f"'supervisor.liveness_{kind}_s' = {value!r} is not accepted; use 0 (off) "
+                    "or 1 to 86400 seconds"
+                )
 
 
 # Command, alias and named-moment names: what a viewer types after the prefix.

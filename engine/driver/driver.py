@@ -60,6 +60,7 @@ from engine.driver.capture import Capture, Frame
 from engine.driver.controller import NEUTRAL_PAD, Controller, GamepadState, Translator
 from engine.driver.convcam import render_convcam, render_convcam_dual
 from engine.driver.unstuck import StuckWatch, UnstuckAction
+from engine.node.progress import report_progress
 from models.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
@@ -235,6 +236,8 @@ class Driver:
                     continue
                 last_index = frame.index
                 self.step(frame)
+                # Per driven frame only: a capture that brings no frames is a hang to restart.
+                report_progress()
         finally:
             parts.controller.neutral()
         return self.summary()

@@ -10,13 +10,20 @@ address and token in the environment, and stops them with SIGTERM. What every
 node shares lives here: its command line (`--config`), logging, and the exit
 rules: SIGTERM ends the node's work through `finally` blocks (pad neutral,
 checkpoint saved) and exits 0; a bad config exits 2; a hub that refuses the
-node or is gone for good exits 1, so the supervisor restarts it.
+node or is gone for good exits 1, so the supervisor restarts it. A node the
+supervisor started also ends when the app dies without cleanup
+(`die_with_parent`), and reports its work loop's progress to the supervisor's
+liveness watchdog (`engine/node/progress.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
+import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -29,6 +36,10 @@ from engine.core.shutdown import EXIT_SIGTERM, sigterm_as_exit
 log = logging.getLogger("charles.nodes")
 
 EXIT_HUB_GONE = 1
+# Set by the app's supervisor: the pid a child expects as its parent (see die_with_parent).
+PARENT_PID_ENV = "CHARLES_PARENT_PID"
+# <linux/prctl.h>: deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 def node_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -48,6 +59,7 @@ def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
     setup_logging()
     with sigterm_as_exit():
         try:
+            die_with_parent()
             config = config_from(args)
             setup_logging(config.app.log_level)
             return body(config)
@@ -59,6 +71,32 @@ def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
         except CharlesError as error:
             log.error("%s", error)
             return exit_code_of(error)
+
+
+def die_with_parent() -> None:
+    """On Linux, ask for SIGTERM when the supervising app dies, even by SIGKILL.
+
+    Called first thing in a child the supervisor started (`CHARLES_PARENT_PID`
+    set); elsewhere, or without the variable, it does nothing. It runs here, in
+    the child, rather than as the supervisor's `preexec_fn`: code between fork
+    and exec in a threaded parent (the app has the hub's, the OBS link's and
+    asyncio's threads) may deadlock on a lock another thread held at the fork,
+    as Python's documentation warns. The app may have died before the request
+    was in place, and then no signal would ever come: the parent pid tells, and
+    the child signals itself. Linux sends the signal when the *thread* that
+    forked the child ends: the app's event loop thread, which lives as long as
+    the app.
+    """
+    expected = os.environ.get(PARENT_PID_ENV, "")
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM)) != 0:
+        log.warning("cannot ask to end with the app (prctl: %s)", os.strerror(ctypes.get_errno()))
+        return
+    if str(os.getppid()) != expected:
+        log.warning("the app (pid %s) ended before this process started: stopping", expected)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def when_set(event: threading.Event, action: Callable[[], None], name: str) -> None:

@@ -49,6 +49,7 @@ from engine.core.wire import (
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
 from engine.node.process import EXIT_HUB_GONE, node_parser, run_node, when_set
+from engine.node.progress import report_progress
 
 if TYPE_CHECKING:
     from engine.trainer.trainer import NewCheckpoint, Trainer
@@ -190,6 +191,7 @@ class TrainerNode:
         from engine.trainer.trainer import Trainer
 
         send(TrainerStatus(version=version, status="starting"))
+        report_progress()  # a switch builds a model next: its liveness bound starts here
         trainer = Trainer(
             self.config,
             version,

@@ -51,6 +51,7 @@ from engine.core.wire import BufferFill, TrainerState, TrainerStatus
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
+from engine.node.progress import report_progress
 from engine.trainer.train_step import TrainStep, make_strategy
 from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.checkpoints import list_checkpoints, load_latest_checkpoint, save_checkpoint
@@ -343,6 +344,9 @@ class _Loop:
         waiting = False
         reason: StopReason = "batches_done"
         while end is None or trainer.batch < end:
+            # Every turn, waiting for data included (at most _POLL_S apart then): the app's
+            # liveness watchdog tells a waiting trainer from a hung one by this.
+            report_progress()
             if stop.is_set():
                 reason = "stop_requested"
                 break

@@ -10,7 +10,13 @@ for the child's life, so the test also sees the end of the process (EOF):
 
 - `ready PID [VALUE of --echo-env]`: signal handling is in place
 - `sigterm`: SIGTERM arrived (also the one Linux sends when the parent dies)
+- `progress`: it reported progress to the supervisor (with `--progress-every`)
 - `exit`: about to exit
+
+With `--progress-every S` it reports progress to the supervisor's liveness
+watchdog (`engine.node.progress`) every S seconds while it waits for SIGTERM,
+as a node's work loop does. Like a node, it asks to end with the app
+(`engine.node.process.die_with_parent`).
 
 CLOCK_MONOTONIC is one clock for every process on the machine, so stamps from
 different children order their events.
@@ -24,6 +30,9 @@ import signal
 import socket
 import sys
 import time
+
+from engine.node.process import die_with_parent
+from engine.node.progress import report_progress
 
 
 def main() -> int:
@@ -39,12 +48,19 @@ def main() -> int:
     else:
         # Blocked and then waited for: no window in which a SIGTERM could go unnoticed.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    die_with_parent()
     echoed = os.environ.get(args.echo_env, "") if args.echo_env else ""
     report("ready", f"{os.getpid()} {echoed}".strip())
     if args.ignore_sigterm:
         while True:
             signal.pause()
-    if args.exit_code is None:
+    if args.exit_code is None and args.progress_every is not None:
+        report_progress()
+        report("progress")
+        while signal.sigtimedwait({signal.SIGTERM}, args.progress_every) is None:
+            report_progress()
+            report("progress")
+    elif args.exit_code is None:
         signal.sigwait({signal.SIGTERM})
     elif signal.sigtimedwait({signal.SIGTERM}, args.after) is None:
         report("exit")
@@ -64,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL ends it")
     parser.add_argument("--linger", type=float, default=0.0, help="seconds from SIGTERM to exit")
     parser.add_argument("--echo-env", metavar="VAR", help="report this variable's value")
+    parser.add_argument(
+        "--progress-every", type=float, metavar="S", help="report progress every S seconds"
+    )
     return parser
 
 
