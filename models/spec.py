@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from msgspec import Meta
 
 from engine.core.config import ImagenetBackbone, OutputBinsConfig
 from engine.core.errors import ModelError, UsageError
-from engine.core.schema import convert, field_range
+from engine.core.schema import convert, field_range, parse_toml
 
 SPEC_DIR = Path(__file__).resolve().parent
 
@@ -236,10 +235,7 @@ def parse_spec(text: str, *, line: str, source: str) -> ModelSpec:
             f"{source}: {line!r} is not a usable line name; use lowercase letters, digits "
             "and '_', starting with a letter and not ending in _v<number>"
         )
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ModelError(f"{source}: not valid TOML: {error}") from None
+    table = parse_toml(text, where=source, error=ModelError)
     missing = [key for key in _REQUIRED_KEYS if key not in table]
     if missing:
         raise ModelError(

@@ -146,6 +146,30 @@ def test_a_value_nested_thousands_deep_is_a_config_error(tmp_path):
             load_config(write(tmp_path, text + "\n"))
 
 
+@pytest.mark.parametrize(
+    "text", ["x = " + "[" * 5000 + "]" * 5000, "x = " + "{a=" * 40 + "1" + "}" * 40]
+)
+def test_config_check_of_a_deeply_nested_value_exits_2_with_one_line(tmp_path, caplog, text):
+    path = write(tmp_path, text + "\n")
+    assert main(["config", "check", str(path)]) == 2
+    (line,) = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert line.startswith(f"{path}: a value is nested too deeply to be read; accepted: at most")
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n"])
+def test_an_empty_config_says_once_that_it_runs_on_the_defaults(tmp_path, caplog, text):
+    path = write(tmp_path, text)
+    assert load_config(path) == msgspec.structs.replace(default_config(), source=str(path))
+    load_config(path)
+    said = [r.getMessage() for r in caplog.records if "running on every default" in r.getMessage()]
+    assert said == [f"{path} sets no keys: running on every default"]
+
+
+def test_a_config_that_sets_a_key_says_nothing_of_defaults(tmp_path, caplog):
+    load_config(write(tmp_path, "[sim]\nseed = 5\n"))
+    assert "running on every default" not in caplog.text
+
+
 def test_source_is_set_by_the_loader_not_by_the_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'source'"):
         load_config(write(tmp_path, 'source = "elsewhere.toml"\n'))

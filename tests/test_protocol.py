@@ -229,6 +229,33 @@ def test_a_non_finite_number_in_a_report_is_refused():
         collector_report(report)
 
 
+@pytest.mark.parametrize(
+    ("message", "key"),
+    [
+        ({"type": "driver_status", "version": "v", "fps": math.nan}, "driver_status.fps"),
+        ({"type": "driver_status", "version": "v", "pps": math.inf}, "driver_status.pps"),
+        (
+            {"type": "driver_status", "version": "v", "distance_m": -math.inf},
+            "driver_status.distance_m",
+        ),
+        (
+            {"type": "driver_status", "version": "v", "pad": {"steering": math.nan}},
+            "driver_status.pad.steering",
+        ),
+        (
+            {"type": "trainer_status", "version": "v", "status": "training", "samples_per_s": -1.0},
+            "trainer_status.samples_per_s",
+        ),
+    ],
+    ids=["fps", "pps", "distance", "pad", "samples-per-s"],
+)
+def test_a_status_number_that_is_not_finite_or_is_negative_is_refused(message, key):
+    with pytest.raises(
+        ProtocolError, match=rf"'{key}' = .* (is not a finite number|is out of range)"
+    ):
+        decode(msgpack.packb(message))
+
+
 def test_a_diverged_loss_is_reported_as_it_is():
     status = TrainerStatus(version="v", status="training", loss={"total": math.nan})
     assert math.isnan(decode(encode(status)).loss["total"])

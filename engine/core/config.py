@@ -17,8 +17,8 @@ what would be accepted; the CLI turns that into exit code 2.
 
 from __future__ import annotations
 
+import logging
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,9 +26,13 @@ import msgspec
 from msgspec import Meta
 
 from engine.core.errors import ConfigError
-from engine.core.schema import convert
+from engine.core.schema import convert, parse_toml
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+# Config files already said to be empty (or only comments), so a process says it once.
+_SAID_EMPTY: set[str] = set()
+
+log = logging.getLogger("charles.config")
 
 
 class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -607,12 +611,11 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file: {error}") from None
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    except RecursionError:  # tomllib reads nested arrays and tables recursively
-        raise ConfigError(f"{path}: a value is nested too deeply to be read") from None
+    table = parse_toml(text, where=str(path), error=ConfigError)
+    if not table and str(path.resolve()) not in _SAID_EMPTY:
+        # An empty file is valid, but someone who wrote one likely expected it to change things.
+        _SAID_EMPTY.add(str(path.resolve()))
+        log.warning("%s sets no keys: running on every default", path)
     config = convert(table, Config, where=str(path), error=ConfigError, internal=("source",))
     return msgspec.structs.replace(config, source=str(path))
 

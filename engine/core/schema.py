@@ -22,14 +22,22 @@ accepted, so config.toml, a spec file and a network message all speak alike:
 
 The walk to find the value follows the error's path only, so it costs
 nothing on the happy path and stays shallow for hostile, deeply nested input.
+
+Text comes in through `parse_toml` (config.toml, model specs, game profiles)
+and `parse_json_object` (API bodies, checkpoint metadata): a syntax error, a
+value nested deeper than `MAX_NESTING` (Python's parsers recurse, and a few
+thousand brackets would end in `RecursionError`) or, for JSON, anything but an
+object is refused as the caller's error type with the same kind of sentence.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import reprlib
 import sys
+import tomllib
 import types
 import typing
 from collections.abc import Collection
@@ -43,6 +51,9 @@ FLOAT_MAX = sys.float_info.max
 Finite = Annotated[float, msgspec.Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=FLOAT_MAX)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+# No config, spec, profile, message or API body nests deeper than a handful of levels; a hostile
+# one that does is refused before anything recurses into it.
+MAX_NESTING = 32
 
 # msgspec's "... - at `$.a.b[0]`" and "... - at `key` in `$.a`".
 _LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`)?$", re.S)
@@ -58,6 +69,39 @@ _shown.maxlevel = 4
 _shown.maxstring = 120
 _shown.maxother = 120
 _shown.maxlist = _shown.maxtuple = _shown.maxdict = 8
+
+
+def parse_toml(text: str, *, where: str, error: type[Exception]) -> dict[str, Any]:
+    """TOML text as a table; `error` says `where` for bad TOML or a value nested too deeply."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as problem:
+        raise error(f"{where}: not valid TOML: {problem}") from None
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        raise error(f"{where}: a value is {_TOO_DEEP}") from None
+    if _deeper_than(table, MAX_NESTING):
+        raise error(f"{where}: a value is {_TOO_DEEP}")
+    return table
+
+
+def parse_json_object(text: str | bytes, *, where: str, error: type[Exception]) -> dict[str, Any]:
+    """A JSON object from text or bytes (UTF-8/16/32); anything else is `error` naming `where`.
+
+    JSON's NaN and Infinity literals parse as floats: the schema or the field's
+    check refuses them where a number must be finite.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise error(f"{where} is {_TOO_DEEP}") from None
+    except ValueError as problem:  # UnicodeDecodeError and over-long integers too
+        raise error(f"{where} is not JSON ({problem}); accepted: a JSON object") from None
+    if not isinstance(value, dict):
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise error(f"{where} is a JSON {kind}; accepted: a JSON object")
+    if _deeper_than(value, MAX_NESTING):
+        raise error(f"{where} is {_TOO_DEEP}")
+    return value
 
 
 def convert(
@@ -141,6 +185,27 @@ def field_range(schema: type, name: str) -> tuple[float | None, float | None]:
 def shown(value: Any) -> str:
     """A value as an error message quotes it: its repr, shortened, safe for any nesting depth."""
     return "(not found)" if value is _NOT_FOUND else _shown.repr(value)
+
+
+_TOO_DEEP = f"nested too deeply to be read; accepted: at most {MAX_NESTING} levels"
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+_JSON_KINDS[type(None)] = "null"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and tables inside `value` nest more than `limit` levels (no recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list | tuple)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list | tuple)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _describe(message: str, hint: Any, value: Any, key: str, internal: Collection[str]) -> str:

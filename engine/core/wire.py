@@ -33,7 +33,7 @@ import msgspec
 
 from engine.core.errors import ProtocolError
 from engine.core.samples import BalanceStats, Sample, SampleSet
-from engine.core.schema import Count, NonNegative, convert, explain, shown
+from engine.core.schema import Count, Finite, NonNegative, convert, explain, shown
 from engine.core.services import PROTOCOL_VERSION, Role
 
 # Large enough for a balanced set of 23 samples at 480x270, small enough that a
@@ -83,14 +83,15 @@ class TrainerStatus(WireMessage, tag="trainer_status"):
 
     `loss` holds the mean losses since the previous report ("total" and one per
     output; empty before the first; NaN when training diverged, which viewers
-    should see); `samples_per_s` is 0.0 while not training.
+    should see: the one float of a message that may be non-finite, with
+    `DriverStatus.predictions`); `samples_per_s` is 0.0 while not training.
     """
 
     version: str
     status: TrainerState
     batch: Count = 0
     loss: dict[str, float] = msgspec.field(default_factory=dict)
-    samples_per_s: float = 0.0
+    samples_per_s: NonNegative = 0.0
     buffers: dict[str, BufferFill] = msgspec.field(default_factory=dict)
 
 
@@ -105,18 +106,19 @@ class Checkpointed(WireMessage, tag="checkpointed"):
 class DriverStatus(WireMessage, tag="driver_status"):
     """The reference's Player console: predictions, pad values, FPS, PPS, loaded weights.
 
-    Predictions are reported as the model made them, NaN included.
+    Predictions are reported as the model made them, NaN included (viewers see a
+    diverged model); every other number is finite, as the controller applies it.
     """
 
     version: str
     batch: Count = 0
     predictions: dict[str, float] = msgspec.field(default_factory=dict)
-    pad: dict[str, float] = msgspec.field(default_factory=dict)
-    fps: float = 0.0
-    pps: float = 0.0
-    unstucks: int = 0
-    distance_m: float = 0.0
-    offroad_events: int = 0
+    pad: dict[str, Finite] = msgspec.field(default_factory=dict)
+    fps: NonNegative = 0.0
+    pps: NonNegative = 0.0
+    unstucks: Count = 0
+    distance_m: Finite = 0.0
+    offroad_events: Count = 0
 
 
 class Frames(WireMessage, tag="frames"):

@@ -32,7 +32,6 @@ listing the shipped ones.
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -42,7 +41,7 @@ from Xlib import XK
 
 from engine.core.config import Config, GamepadButton
 from engine.core.errors import ConfigError, UsageError
-from engine.core.schema import convert
+from engine.core.schema import convert, parse_toml
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -176,11 +175,12 @@ def load_profile(name_or_path: str) -> GameProfile:
     path = _locate(name_or_path)
     where = str(path)
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise UsageError(f"cannot read game profile {where}: {error.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         raise ConfigError(f"{where}: not valid TOML: {error}") from None
+    table = parse_toml(text, where=where, error=ConfigError)
     profile = convert(
         table, GameProfile, where=where, error=ConfigError, internal=("name", "source")
     )
