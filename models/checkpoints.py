@@ -16,9 +16,12 @@ new weights into the model it already runs instead of rebuilding it.
 Atomicity: a checkpoint is written into a hidden `.saving-*` directory, each file
 fsynced, then renamed into place (a directory rename is atomic on POSIX) and the
 parent fsynced. A crash or `kill -9` mid-save leaves only a hidden directory,
-which loading ignores and the next save removes. Loading verifies the checksum
+which loading ignores and the next save removes. Loading verifies the metadata
+(a JSON object with a batch that matches the directory's name) and the checksum
 before touching the model and falls back, with a warning, to the previous
-checkpoint when the newest is damaged.
+checkpoint when the newest is damaged. `resumable_checkpoint` runs the same
+checks without a model, so the app says the batch a trainer will really resume
+from, not the newest directory's name.
 
 This module never imports TensorFlow itself; it only calls the model it is given.
 """
@@ -34,9 +37,12 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
 
 from engine.core.errors import ModelError
+from engine.core.schema import Count, convert, parse_json_object
 
 if TYPE_CHECKING:
     import keras
@@ -52,6 +58,21 @@ _REPLACED_PREFIX = ".replaced-"
 
 class CheckpointError(ModelError):
     """Checkpoints exist, but none of them can be loaded."""
+
+
+class _Damaged(Exception):
+    """One checkpoint cannot be trusted (metadata or checksum); the one before it may be."""
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    """`checkpoint.json`: what the loader trusts of a checkpoint before it touches the model.
+
+    Unknown keys are ignored, so a newer saver's extra keys do not make a checkpoint damaged.
+    """
+
+    batch: Count
+    saved_at: str
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
 @dataclass(frozen=True)
@@ -116,8 +137,9 @@ def load_latest_checkpoint(model: keras.Model, directory: str | Path) -> Checkpo
     problems = []
     for checkpoint in reversed(checkpoints):
         try:
-            _load(model, checkpoint)
-        except (OSError, ValueError, KeyError) as error:
+            _verify(checkpoint)
+            model.load_weights(str(checkpoint.path / WEIGHTS_FILE))
+        except (_Damaged, OSError, ValueError, KeyError) as error:
             problems.append(f"{checkpoint.path.name}: {error}")
             log.warning(
                 "checkpoint %s is unreadable (%s); falling back to the previous one",
@@ -126,6 +148,27 @@ def load_latest_checkpoint(model: keras.Model, directory: str | Path) -> Checkpo
             )
             continue
         log.info("loaded checkpoint %s (batch %d)", checkpoint.path, checkpoint.batch)
+        return checkpoint
+    raise CheckpointError(f"{directory}: no checkpoint could be loaded; " + "; ".join(problems))
+
+
+def resumable_checkpoint(directory: str | Path) -> Checkpoint | None:
+    """The checkpoint `load_latest_checkpoint` would resume from, checked without a model.
+
+    None when `directory` has no checkpoint; `CheckpointError` when it has some
+    and none passes (the trainer refuses those too). The weights file is read
+    for its checksum, so this costs a read of each checkpoint it checks.
+    """
+    checkpoints = list_checkpoints(directory)
+    if not checkpoints:
+        return None
+    problems = []
+    for checkpoint in reversed(checkpoints):
+        try:
+            _verify(checkpoint)
+        except (_Damaged, OSError) as error:
+            problems.append(f"{checkpoint.path.name}: {error}")
+            continue
         return checkpoint
     raise CheckpointError(f"{directory}: no checkpoint could be loaded; " + "; ".join(problems))
 
@@ -143,15 +186,24 @@ def list_checkpoints(directory: str | Path) -> list[Checkpoint]:
     return sorted(checkpoints, key=lambda checkpoint: checkpoint.batch)
 
 
-def _load(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Verify, then load; the checksum keeps a torn or flipped file from reaching the model."""
-    meta = json.loads((checkpoint.path / META_FILE).read_text(encoding="utf-8"))
-    if meta.get("batch") != checkpoint.batch:
-        raise ValueError(f"{META_FILE} says batch {meta.get('batch')!r}, its name says otherwise")
+def _verify(checkpoint: Checkpoint) -> None:
+    """Raise `_Damaged` unless the metadata is sound and the weights file has its checksum.
+
+    The checksum keeps a torn or flipped file from reaching the model.
+    """
+    meta = _read_meta(checkpoint.path)
+    if meta.batch != checkpoint.batch:
+        raise _Damaged(f"{META_FILE} says batch {meta.batch}, its name says {checkpoint.batch}")
     actual = _sha256(checkpoint.path / WEIGHTS_FILE)
-    if actual != meta.get("sha256"):
-        raise ValueError(f"{WEIGHTS_FILE} checksum {actual[:12]}... does not match {META_FILE}")
-    model.load_weights(str(checkpoint.path / WEIGHTS_FILE))
+    if actual != meta.sha256:
+        raise _Damaged(f"{WEIGHTS_FILE} checksum {actual[:12]}... does not match {META_FILE}")
+
+
+def _read_meta(path: Path) -> _Meta:
+    """A checkpoint's `checkpoint.json`, validated: `_Damaged` says what is wrong (or OSError)."""
+    data = (path / META_FILE).read_bytes()
+    table = parse_json_object(data, where=META_FILE, error=_Damaged)
+    return convert(table, _Meta, where=META_FILE, error=_Damaged)
 
 
 def _build_optimizer(model: keras.Model) -> None:
@@ -190,9 +242,8 @@ def _checkpoint_name(batch: int) -> str:
 
 def _saved_at(path: Path) -> datetime:
     try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        return datetime.fromisoformat(meta["saved_at"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return datetime.fromisoformat(_read_meta(path).saved_at)
+    except (_Damaged, OSError, ValueError):
         return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 

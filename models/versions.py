@@ -11,8 +11,9 @@ Example::
 
 The `[stream] model` setting, a chat switch and an API switch all name a line
 (its newest version, `LINE_v1` created when it has none) or a version; `new=True`
-creates the line's next version. The batch is the newest checkpoint's, where a
-trainer resumes; "how" is the timeline's word for it (`engine.records.timeline`).
+creates the line's next version. The batch is where a trainer resumes: the newest
+checkpoint that passes the loader's checks (a damaged newer one is skipped); "how"
+is the timeline's word for it (`engine.records.timeline`).
 
 Parameter counts of a new version. Counting means building the model, and this
 module runs inside the app, which never imports TensorFlow (start-up seconds and
@@ -34,7 +35,7 @@ import logging
 from pathlib import Path
 
 from engine.records.timeline import How
-from models.checkpoints import list_checkpoints
+from models.checkpoints import resumable_checkpoint
 from models.registry import VERSION_NAME, ModelVersion, Registry, version_dir
 from models.spec import parse_spec, spec_path
 
@@ -48,8 +49,9 @@ def resolve_stream_model(
 
     A line means its newest version (`LINE_v1` is created when it has none);
     `new=True` creates the next version of the line (of a version's line).
-    Raises `UsageError` for an unknown line or version, naming what exists, and
-    `ConfigError` for a line whose spec file is invalid.
+    Raises `UsageError` for an unknown line or version, naming what exists,
+    `ConfigError` for a line whose spec file is invalid, and `CheckpointError`
+    for a version whose every checkpoint is damaged (its trainer would refuse it).
     """
     match = VERSION_NAME.match(model)
     line = match["line"] if match else model
@@ -60,8 +62,8 @@ def resolve_stream_model(
             versions = registry.versions(line)
             version = versions[-1] if versions and not new else new_version(registry, line)
         periods = registry.periods(version.name)
-    checkpoints = list_checkpoints(version_dir(data_dir, version.name))
-    batch = checkpoints[-1].batch if checkpoints else 0
+    checkpoint = resumable_checkpoint(version_dir(data_dir, version.name))
+    batch = checkpoint.batch if checkpoint else 0
     how: How
     if batch == 0:
         how = "from scratch"

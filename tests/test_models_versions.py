@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.core.errors import UsageError
+from models.checkpoints import META_FILE, WEIGHTS_FILE, CheckpointError
 from models.registry import Registry, version_dir
 from models.spec import ParameterCounts, spec_path
 from models.versions import resolve_stream_model
@@ -20,9 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_COUNTS = ParameterCounts(1_268_310, 1_268_310, 0)
 
 
-def add_checkpoint_directory(data_dir, version: str, batch: int) -> None:
-    """What a checkpoint looks like to a listing (resolving never loads weights)."""
-    (version_dir(data_dir, version) / f"batch-{batch:012d}").mkdir(parents=True)
+def add_checkpoint_directory(data_dir, version: str, batch: int) -> Path:
+    """A checkpoint as resolving checks it (metadata and checksum; it never loads weights)."""
+    directory = version_dir(data_dir, version) / f"batch-{batch:012d}"
+    directory.mkdir(parents=True)
+    weights = f"weights of batch {batch}".encode()
+    (directory / WEIGHTS_FILE).write_bytes(weights)
+    meta = {"batch": batch, "saved_at": "2026-01-01T00:00:00+00:00"}
+    meta["sha256"] = hashlib.sha256(weights).hexdigest()
+    (directory / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    return directory
 
 
 def add_period(data_dir, version: str, *, streamed: bool, batches: int) -> None:
@@ -67,6 +77,23 @@ def test_a_version_is_kept_with_its_latest_checkpoint_batch(tmp_path):
     add_checkpoint_directory(tmp_path, first, 1000)
     add_period(tmp_path, first, streamed=True, batches=1000)
     assert resolve_stream_model(tmp_path, first) == (first, 1000, "continuing training")
+
+
+@pytest.mark.parametrize("meta", ["null", "[]", "5", "{}", '{"batch": 1000}', "not json"])
+def test_a_damaged_newest_checkpoint_is_not_the_batch_the_stream_says(tmp_path, meta):
+    # The trainer falls back to batch 500; the timeline must say 500, not the directory's 1000.
+    first = create_version(tmp_path)
+    add_checkpoint_directory(tmp_path, first, 500)
+    newest = add_checkpoint_directory(tmp_path, first, 1000)
+    (newest / META_FILE).write_text(meta, encoding="utf-8")
+    assert resolve_stream_model(tmp_path, first)[1] == 500
+
+
+def test_a_version_whose_every_checkpoint_is_damaged_is_refused_naming_them(tmp_path):
+    first = create_version(tmp_path)
+    (add_checkpoint_directory(tmp_path, first, 500) / WEIGHTS_FILE).write_bytes(b"torn")
+    with pytest.raises(CheckpointError, match=r"batch-000000000500: model.weights.h5 checksum"):
+        resolve_stream_model(tmp_path, first)
 
 
 def test_a_version_trained_off_stream_is_pre_trained(tmp_path):
