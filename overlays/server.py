@@ -46,6 +46,7 @@ from aiohttp import web
 
 from engine.core.config import OverlayConfig
 from engine.core.store import AppState, Event, Received, encode_json
+from engine.core.web import SECURITY_HEADERS
 from engine.core.wire import Frames
 from overlays.feed import OverlayFeed
 from overlays.layout import TILES, layout_json
@@ -67,16 +68,6 @@ STATIC_DIR = Path(__file__).with_name("static")
 PAGE_TEMPLATE = "page.html"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 STATIC_FILES = frozenset(path.name for path in STATIC_DIR.iterdir() if path.suffix in STATIC_TYPES)
-# Defence in depth behind rendering chat text as text: no inline script, no foreign origin.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 class OverlayServer:

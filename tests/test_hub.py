@@ -17,7 +17,8 @@ import aiohttp
 import msgpack
 import pytest
 
-from engine.app.hub import WAITING_SETS, Hub
+from bot.text import plain_text
+from engine.app.hub import MAX_TAG_CHARS, WAITING_SETS, Hub
 from engine.core.actions import Action
 from engine.core.config import HubConfig
 from engine.core.errors import DeviceError, UsageError
@@ -29,6 +30,7 @@ from engine.core.store import (
     ProcessState,
     VersionStreamed,
 )
+from engine.core.web import SECURITY_HEADERS
 from engine.core.wire import (
     Alert,
     BufferFill,
@@ -514,7 +516,11 @@ async def test_tag_calls_on_action_with_the_text():
     ("path", "body", "message"),
     [
         ("/api/switch", "not json", "the body is not JSON"),
-        ("/api/switch", "[1]", "the body is a JSON list; send a JSON object"),
+        ("/api/switch", "[1]", "the body is a JSON list; accepted: a JSON object"),
+        ("/api/switch", b"\xff\xfe\xfd", "the body is not JSON"),
+        ("/api/tag", '{"text": ' + "[" * 5000 + "]" * 5000 + "}", "the body is nested too deeply"),
+        ("/api/tag", '{"text": ' + "[" * 40 + "]" * 40 + "}", "accepted: at most 32 levels"),
+        ("/api/tag", '{"text": "\\u202e\\u0000\\u200b"}', "not only spaces or control characters"),
         ("/api/switch", "{}", "field 'model' is missing; accepted: a model line or version"),
         ("/api/switch", '{"model": 3}', "field 'model' = 3 is not accepted"),
         ("/api/switch", '{"model": "../../etc"}', "field 'model' = \"../../etc\" is not accepted"),
@@ -534,6 +540,10 @@ async def test_tag_calls_on_action_with_the_text():
     ids=[
         "not-json",
         "not-object",
+        "not-utf-8",
+        "nested-thousands-deep",
+        "nested-40-deep",
+        "only-control-characters",
         "no-model",
         "model-type",
         "model-path",
@@ -554,6 +564,42 @@ async def test_bad_action_bodies_get_400_naming_the_field(path, body, message):
         assert message in (await reply.json())["error"]
 
     assert recorder.actions == []
+
+
+async def test_a_tag_is_cleaned_of_control_and_bidi_characters_as_chat_cleans_it():
+    recorder = ActionRecorder()
+    text = "first\u202e lap\x00!\u200b\n\u2066ok\u2069"
+    async with (
+        running_hub(on_action=recorder) as hub,
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.post(api(hub, "/api/tag"), json={"text": text}) as reply,
+    ):
+        assert reply.status == 200
+
+    assert recorder.actions == [Action(kind="tag", text=plain_text(text, MAX_TAG_CHARS))]
+    assert recorder.actions[0].text == "first lap! ok"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/api/status", {}, 200),
+        ("GET", "/no/such/page", {}, 404),
+        ("POST", "/api/status", {}, 405),
+        ("POST", "/api/tag", {}, 401),
+        ("POST", "/api/tag", AUTH, 400),
+        ("GET", "/ws/node", {}, 401),
+    ],
+)
+async def test_every_response_carries_the_pages_security_headers(method, path, headers, status):
+    async with (
+        running_hub(on_action=ActionRecorder()) as hub,
+        aiohttp.ClientSession(headers=headers) as session,
+        session.request(method, api(hub, path), data="not json") as reply,
+    ):
+        assert reply.status == status
+        for name, value in SECURITY_HEADERS.items():
+            assert reply.headers[name] == value
 
 
 async def test_an_action_the_app_refuses_gets_400_with_its_reason():

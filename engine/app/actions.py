@@ -12,7 +12,9 @@ timeline ("stopped streaming X at batch M", "started streaming Y from batch N
 (how)"), makes Y the app's streamed version and tells the trainer and the
 driver; a trainer or driver that is restarting meanwhile hears it when it
 reconnects (the hub greets them with the streamed version). A bad model name
-raises ValueError naming it, which the API answers with 400.
+raises ValueError naming it, which the API answers with 400. A tag's note and
+user are cleaned here with chat's `plain_text`, whoever asks, so a control or
+bidi character never reaches a stored moment or the overlay's alert.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.commands import MAX_NAME_CHARS
+from bot.text import plain_text
 from engine.app.hub import Hub
 from engine.core.actions import Action
 from engine.core.store import AlertRaised, AppState, VersionStreamed
 from engine.core.wire import Alert, SwitchModel
-from engine.records.moments import Moment, Moments
+from engine.records.moments import MAX_NOTE_CHARS, Moment, Moments
 from engine.records.timeline import Timeline
 from models.registry import Registry
 from models.versions import resolve_stream_model
@@ -80,6 +84,8 @@ class StreamActions:
 
     async def tag(self, text: str, *, user: str = "api", name: str | None = None) -> dict[str, Any]:
         """Tag this moment of the stream with a note (and a name for named moments)."""
+        text = plain_text(text, MAX_NOTE_CHARS)
+        user = plain_text(user, MAX_NAME_CHARS) or "?"
         moment = await asyncio.to_thread(
             self.moments.tag,
             version=self.state.version,

@@ -17,7 +17,12 @@ Routes:
   as JSON (a NaN loss is null), read-only, no token.
 - `POST /api/switch` `{"model": "...", "new": false}` and `POST /api/tag`
   `{"text": "..."}`: token required; the parsed `Action` goes to `on_action`,
-  whose dict is the reply.
+  whose dict is the reply. A body that is not a JSON object of these fields
+  (or is nested deeply, or a tag that is only control characters once chat's
+  `plain_text` has cleaned it) is answered 400 naming the field.
+
+Every response, the API's, the pages', errors and 404s, carries
+`engine.core.web.SECURITY_HEADERS` (a Content-Security-Policy among them).
 
 Routing follows `engine.core.services.SERVICES`: a message type's row says
 which roles may send it (others are disconnected), where it goes (the very
@@ -41,12 +46,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.text import plain_text
 from engine.core.actions import Action
 from engine.core.auth import token_problem
 from engine.core.config import HubConfig
 from engine.core.errors import CharlesError, DeviceError, UsageError
+from engine.core.schema import parse_json_object
 from engine.core.services import HUB, SERVICES, version_problem
 from engine.core.store import AppState, NodesChanged, Received, encode_json, status_view
+from engine.core.web import add_security_headers
 from engine.core.wire import (
     Hello,
     Message,
@@ -96,6 +104,7 @@ class Hub:
         on_action: Callable[[Action], Awaitable[dict]] | None = None,
     ) -> None:
         self.app = web.Application()
+        self.app.on_response_prepare.append(add_security_headers)
         self.app.router.add_get("/ws/node", self._node_socket)
         self.app.router.add_get("/api/status", self._status)
         self.app.router.add_post("/api/switch", self._switch)
@@ -438,14 +447,8 @@ _MISSING = object()
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
-    try:
-        body = json.loads(text)
-    except ValueError as error:
-        raise _BadRequest(f"the body is not JSON ({error}); send a JSON object") from None
-    if not isinstance(body, dict):
-        raise _BadRequest(f"the body is a JSON {type(body).__name__}; send a JSON object")
-    return body
+    # Bytes, not request.text(): a body that is not UTF-8 (or names a bogus charset) is a 400.
+    return parse_json_object(await request.read(), where="the body", error=_BadRequest)
 
 
 def _switch_action(body: dict[str, Any]) -> Action:
@@ -467,11 +470,15 @@ def _switch_action(body: dict[str, Any]) -> Action:
 def _tag_action(body: dict[str, Any]) -> Action:
     _only_fields(body, ("text",))
     text = body.get("text", _MISSING)
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TAG_CHARS:
+    # Cleaned as chat cleans a !tag note: control and bidi characters never reach the overlay.
+    cleaned = plain_text(text, MAX_TAG_CHARS) if isinstance(text, str) else ""
+    if not cleaned or len(text) > MAX_TAG_CHARS:
         raise _field_problem(
-            "text", text, f"a string of 1-{MAX_TAG_CHARS} characters, not only spaces"
+            "text",
+            text,
+            f"a string of 1-{MAX_TAG_CHARS} characters, not only spaces or control characters",
         )
-    return Action(kind="tag", text=text.strip())
+    return Action(kind="tag", text=cleaned)
 
 
 def _only_fields(body: dict[str, Any], accepted: tuple[str, ...]) -> None:
