@@ -36,6 +36,7 @@ from bot.twitch import TwitchChat
 from engine.core.actions import Actions
 from engine.core.auth import token_problem
 from engine.core.config import TWITCH_LOGIN, Config
+from engine.core.schema import parse_json_object
 
 log = logging.getLogger("charles.chat")
 
@@ -121,21 +122,17 @@ class ChatBot:
             log.warning("rejected POST %s from %s: %s", CHAT_PATH, request.remote, problem)
             return _error(401, problem)
         try:
-            text, user = _chat_request(await request.text())
+            text, user = _chat_request(await request.read())
         except ValueError as error:
             return _error(400, str(error))
         reply = await self.router.handle(ChatMessage(user, text, BROADCASTER))
         return web.json_response({"reply": reply.text if reply else None})
 
 
-def _chat_request(body: str) -> tuple[str, str]:
+def _chat_request(body: bytes) -> tuple[str, str]:
     """(text, user) of a /api/chat body; ValueError naming the field and what is accepted."""
-    try:
-        data: Any = json.loads(body)
-    except ValueError as error:
-        raise ValueError(f"the body is not JSON ({error}); send a JSON object") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"the body is a JSON {type(data).__name__}; send a JSON object")
+    # Not UTF-8, not an object or nested deeply: a 400 worded like the hub's API, never a 500.
+    data = parse_json_object(body, where="the body", error=ValueError)
     unknown = sorted(set(data) - {"text", "user"})
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r}; accepted: text, user")
