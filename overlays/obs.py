@@ -14,7 +14,10 @@ the scene's model label when OBS has one (`obs setup` makes it where OBS has
 no browser source), and saves the replay buffer for every tagged moment while
 the buffer runs, recording the saved file with the moment. OBS absent, restarting or
 refusing the password never stops the app: the link retries, doubling its
-delay from `reconnect_min_s` to `reconnect_max_s`.
+delay from `reconnect_min_s` up to `reconnect_max_s` (`retry_delays`). The
+cap is how late a restarted OBS is noticed at worst; an attempt on a local
+OBS that is away is a refused TCP connect, so a cap of a few seconds (the
+default 2 s) costs nothing and puts the labels and replays back at once.
 
 obsws-python is synchronous; every request runs in a worker thread, one at a
 time (its client is not thread-safe).
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -217,16 +221,18 @@ class ObsLink:
     # -- the connection ------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = self.config.reconnect_min_s
+        delays = retry_delays(self.config)
+        delay = next(delays)
         while True:
             try:
                 session = await asyncio.to_thread(ObsSession.connect, self.config, self._password)
             except ObsError as error:
                 self._set_status(f"not connected: {error}; retrying in {delay:g} s")
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
+                delay = next(delays)
                 continue
-            delay = self.config.reconnect_min_s
+            delays = retry_delays(self.config)
+            delay = next(delays)
             self._session = session
             broken = False
             try:
@@ -327,6 +333,18 @@ class ObsLink:
             level = logging.WARNING if text.startswith(("not connected", "lost")) else logging.INFO
             log.log(level, "OBS: %s", text)
         self._status = text
+
+
+def retry_delays(config: ObsConfig) -> Iterator[float]:
+    """The waits between attempts to reach OBS: doubling from reconnect_min_s, capped at max.
+
+    Doubling spares a remote OBS that answers slowly the first few seconds;
+    the cap bounds how long a restarted OBS waits for the stream to notice it.
+    """
+    delay = min(config.reconnect_min_s, config.reconnect_max_s)
+    while True:
+        yield delay
+        delay = min(delay * 2, config.reconnect_max_s)
 
 
 def model_label_text(version: str, created: str) -> str:

@@ -196,7 +196,7 @@ class FakeObs:
 
 @contextlib.asynccontextmanager
 async def running_fake_obs(obs: FakeObs, password: str = PASSWORD) -> AsyncIterator[FakeObs]:
-    """Serve `obs` on a free port of 127.0.0.1 (its `port` is set) until the block ends."""
+    """Serve `obs` on 127.0.0.1 until the block ends: on its `port`, or on a free one it sets."""
 
     async def session(request: web.Request) -> web.WebSocketResponse:
         return await _session(request, obs, password)
@@ -205,7 +205,7 @@ async def running_fake_obs(obs: FakeObs, password: str = PASSWORD) -> AsyncItera
     app.router.add_get("/", session)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", obs.port)
     await site.start()
     obs.port = runner.addresses[0][1]
     try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
+import itertools
 import socket
 
 import aiohttp
@@ -19,6 +19,7 @@ from overlays.obs import (
     PASSWORD_ENV,
     ObsLink,
     obs_password,
+    retry_delays,
     store_obs_password,
 )
 from tests.driver_helpers import create_version
@@ -49,13 +50,35 @@ async def test_the_app_streams_tags_and_serves_overlays_while_obs_is_absent(tmp_
                 tagged = response.status
             async with session.get(f"{base}/overlay/") as response:
                 overlay = response.status
-        await asyncio.sleep(0.5)  # several reconnect attempts; the app goes on regardless
+        # Several attempts have failed (the delay is at its cap); the app went on regardless.
+        await wait_until(lambda: app.state.connections["obs"].endswith("retrying in 0.2 s"))
     finally:
         await app.stop()
     assert "nothing listens at 127.0.0.1" in status["connections"]["obs"]
     assert (tagged, overlay) == (200, 200)
     moment = Moments(tmp_path).list()[0]
     assert (moment.note, moment.replay) == ("OBS is away", None)
+
+
+def test_by_default_a_restarted_obs_waits_at_most_2_s_to_be_noticed():
+    # Doubling from reconnect_min_s, capped at reconnect_max_s: each wait is a refused connect.
+    assert list(itertools.islice(retry_delays(ObsConfig()), 5)) == [1.0, 2.0, 2.0, 2.0, 2.0]
+    custom = ObsConfig(reconnect_min_s=0.5, reconnect_max_s=3.0)
+    assert list(itertools.islice(retry_delays(custom), 5)) == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+async def test_the_link_connects_to_an_obs_that_starts_after_the_delay_reached_its_cap(tmp_path):
+    port = _closed_port()
+    state = AppState()
+    config = ObsConfig(port=port, reconnect_min_s=0.1, reconnect_max_s=0.2)
+    link = ObsLink(config, state, Moments(tmp_path), PASSWORD)
+    await link.start()
+    try:
+        await wait_until(lambda: state.connections["obs"].endswith("retrying in 0.2 s"))
+        async with running_fake_obs(FakeObs(port=port)):
+            await wait_until(lambda: state.connections["obs"].startswith("connected"))
+    finally:
+        await link.stop()
 
 
 async def test_a_link_that_is_off_says_so_and_connects_nowhere(tmp_path):

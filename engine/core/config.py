@@ -563,9 +563,11 @@ class ObsConfig(Section):
     # A tagged moment saves OBS's replay buffer (when it is running) and records the file.
     save_replays: bool = True
     timeout_s: Annotated[float, Meta(ge=0.1, le=60.0)] = 3.0
-    # Reconnect delays double from reconnect_min_s up to reconnect_max_s.
+    # Reconnect delays double from reconnect_min_s up to reconnect_max_s. The cap is how late
+    # a restarted OBS is noticed at worst; an attempt on an OBS that is away is a refused
+    # connect, next to free, so a few seconds (not 30) puts the labels and replays back at once.
     reconnect_min_s: Annotated[float, Meta(ge=0.1, le=600.0)] = 1.0
-    reconnect_max_s: Annotated[float, Meta(ge=0.1, le=3600.0)] = 30.0
+    reconnect_max_s: Annotated[float, Meta(ge=0.1, le=3600.0)] = 2.0
 
     def __post_init__(self) -> None:
         if not self.scene.strip():
