@@ -30,12 +30,16 @@ from engine.core.wire import (
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
 from tests.hub_helpers import TOKEN, node_socket, running_hub, small_sets, wait_until
 
+# Only ends a hung test: a passing test never waits this long, and on a busy 2-core machine a
+# link may take seconds to come up or a message to arrive.
+HANG_S = 60.0
+
 
 def client(url: str, role="collector", name="collector-0", token=TOKEN, **options) -> NodeClient:
     return NodeClient(url, token, Hello(role=role, name=name), **options)
 
 
-async def started(node: NodeClient, timeout: float = 5.0) -> NodeClient:
+async def started(node: NodeClient, timeout: float = HANG_S) -> NodeClient:
     await asyncio.to_thread(node.start, timeout)
     return node
 
@@ -62,7 +66,7 @@ async def test_a_collectors_sets_reach_a_trainer_node_client():
         collector = await started(client(hub.url()))
         collector.send(sets)
 
-        assert await asyncio.to_thread(received.get, timeout=5) == sets
+        assert await asyncio.to_thread(received.get, timeout=HANG_S) == sets
         await asyncio.gather(asyncio.to_thread(collector.close), asyncio.to_thread(trainer.close))
 
 
@@ -111,7 +115,7 @@ async def test_a_hub_of_another_protocol_version_is_final_and_names_the_side_to_
         with contextlib.suppress(NodeError):
             await started(old)
 
-        assert await asyncio.to_thread(old.lost.wait, 5)
+        assert await asyncio.to_thread(old.lost.wait, HANG_S)
         await asyncio.to_thread(old.close)
         assert "upgrade the node (pip install -U charles-stream)" in caplog.text
         assert "old" not in hub.state.nodes
@@ -128,7 +132,7 @@ async def test_hub_messages_arrive_on_the_client_thread():
         await wait_until(lambda: "driver" in hub.state.nodes)
         await hub.send("driver", SwitchModel(version="m_v2"))
 
-        message, thread = await asyncio.to_thread(received.get, timeout=5)
+        message, thread = await asyncio.to_thread(received.get, timeout=HANG_S)
         await asyncio.to_thread(node.close)
 
     assert message == SwitchModel(version="m_v2")
@@ -139,7 +143,8 @@ async def test_client_reconnects_when_the_hub_restarts_on_the_same_port():
     first_state, second_state = AppState(), AppState()
     async with running_hub(state=first_state) as hub:
         port = hub.port
-        node = await started(client(hub.url(), give_up_s=30.0))
+        # It must not give up while the hub is away, however slowly the machine restarts it.
+        node = await started(client(hub.url(), give_up_s=10 * HANG_S))
     # Sent once the client knows the hub is gone: a message written into a link the hub is
     # closing is lost in flight, which is not what this test is about.
     await wait_until(lambda: not node.connected)
@@ -156,7 +161,7 @@ async def test_lost_is_set_when_the_hub_is_gone_for_good():
     async with running_hub() as hub:
         node = await started(client(hub.url(), give_up_s=0.3))
 
-    assert await asyncio.to_thread(node.lost.wait, 5)
+    assert await asyncio.to_thread(node.lost.wait, HANG_S)
     await asyncio.to_thread(node.close)
 
 
@@ -166,8 +171,8 @@ async def test_a_wrong_token_is_a_node_error_naming_the_url_and_is_not_retried()
         began = time.monotonic()
 
         with pytest.raises(NodeError, match=rf"the hub at {hub.url()} refused the token \(401\)"):
-            await started(node, timeout=30)
-        assert time.monotonic() - began < 5  # not retried until the timeout
+            await started(node, timeout=HANG_S)
+        assert time.monotonic() - began < HANG_S  # given up at the refusal, not at the timeout
         assert node.lost.is_set()
 
 
