@@ -21,6 +21,8 @@ from tests.overlay_helpers import live_state, overlay_hub, trainer_status
 FRAME_BYTES = 256 * 1024
 TEXT = aiohttp.WSMsgType.TEXT
 BINARY = aiohttp.WSMsgType.BINARY
+# Only ends a hung test: a passing one never waits this long, however busy the machine.
+WAIT_S = 60.0
 
 
 async def test_a_new_page_gets_the_state_and_the_newest_frame_of_every_camera():
@@ -30,11 +32,11 @@ async def test_a_new_page_gets_the_state_and_the_newest_frame_of_every_camera():
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{hub.port}/ws/overlay") as ws,
     ):
-        hello = await ws.receive_json(timeout=5)
-        first_state = await ws.receive_json(timeout=5)
+        hello = await ws.receive_json(timeout=WAIT_S)
+        first_state = await ws.receive_json(timeout=WAIT_S)
         frames = {}
         while len(frames) < 3:
-            message = await ws.receive(timeout=5)
+            message = await ws.receive(timeout=WAIT_S)
             camera, _, _ = FRAME_HEADER.unpack_from(message.data)
             frames[camera] = message.data[FRAME_HEADER.size :]
     assert hello["type"] == "hello"
@@ -49,7 +51,10 @@ async def test_a_page_gets_only_the_cameras_it_names():
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{hub.port}/ws/overlay?cameras=hood") as ws,
     ):
-        messages = []
+        messages = [await ws.receive(timeout=WAIT_S)]
+        while messages[-1].type is not BINARY:  # the hello and the state come first
+            messages.append(await ws.receive(timeout=WAIT_S))
+        # Whatever else was already sent: the other cameras' frames would have come with it.
         while (message := await _next(ws, timeout=0.3)) is not None:
             messages.append(message)
     cameras = [FRAME_HEADER.unpack_from(m.data)[0] for m in messages if m.type is BINARY]
@@ -117,7 +122,7 @@ async def test_overlay_connections_are_read_only():
     ):
         await ws.send_str('{"type": "switch", "model": "model_0003_xception"}')
         while not ws.closed:
-            await ws.receive(timeout=5)
+            await ws.receive(timeout=WAIT_S)
     assert ws.close_code == 1008
 
 
@@ -140,8 +145,8 @@ async def test_a_diverged_loss_reaches_the_pages_as_null():
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{hub.port}/ws/overlay") as ws,
     ):
-        await ws.receive_json(timeout=5)  # hello
-        message = await ws.receive(timeout=5)
+        await ws.receive_json(timeout=WAIT_S)  # hello
+        message = await ws.receive(timeout=WAIT_S)
     loss = json.loads(message.data)["trainer"]["loss"]  # strict JSON: NaN would not parse in a page
     assert loss["total"] is None
 
@@ -153,11 +158,11 @@ async def test_two_trainer_reports_between_two_pushes_are_both_loss_points():
         aiohttp.ClientSession() as session,
         session.ws_connect(f"http://127.0.0.1:{hub.port}/ws/overlay?cameras=") as ws,
     ):
-        await ws.receive_json(timeout=5)  # hello
-        await ws.receive_json(timeout=5)  # the state as the page connected
+        await ws.receive_json(timeout=WAIT_S)  # hello
+        await ws.receive_json(timeout=WAIT_S)  # the state as the page connected
         state.apply(Received(trainer_status(1181, 0.04), "trainer"))
         state.apply(Received(trainer_status(1182, 0.03), "trainer"))  # the same moment
-        pushed = await ws.receive_json(timeout=5)
+        pushed = await ws.receive_json(timeout=WAIT_S)
         async with session.get(f"http://127.0.0.1:{hub.port}/overlay/loss.json") as response:
             curve = await response.json()
     assert [point[1] for point in pushed["loss"]["tail"]] == [1180, 1181, 1182]
@@ -223,7 +228,7 @@ async def _read_until_chase_frame(reader: asyncio.StreamReader, sequence: int) -
     """Read the stalled socket now; every chase JPEG until the one numbered `sequence`."""
     received = []
     while True:
-        opcode, payload = await asyncio.wait_for(_read_websocket_frame(reader), 10)
+        opcode, payload = await asyncio.wait_for(_read_websocket_frame(reader), WAIT_S)
         if opcode == 2:
             camera, _, number = FRAME_HEADER.unpack_from(payload)
             received.append(payload[FRAME_HEADER.size :])
