@@ -31,6 +31,8 @@ from engine.driver.sendinput_keys import (
 from engine.games.profile import load_profile, shipped_profiles
 
 CODES = {"Left": 1, "Right": 2, "Up": 3, "Down": 4, "r": 5}
+# Only ends a hung test: a passing one never waits this long, however busy the machine.
+WAIT_S = 60.0
 
 
 class RecordingSink:
@@ -75,11 +77,18 @@ def test_a_partial_value_taps_its_key_through_the_sink():
     sink = RecordingSink()
     with KeyboardController(period_s=0.04, min_press_s=0.01, sink=sink) as keys:
         keys.send(GamepadState(steering=0.5))
-        time.sleep(0.3)  # several periods: the PWM thread releases and presses again
-    states = [CODES["Right"] in flushed for flushed in sink.flushes]
-    presses = sum(now and not before for before, now in pairwise([False, *states]))
-    assert presses >= 3
-    assert any(not state for state in states[1:])
+        # Several periods, however long they take here: the PWM thread releases and presses again.
+        deadline = time.monotonic() + WAIT_S
+        while _presses(sink, "Right") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert _presses(sink, "Right") >= 3
+    assert any(CODES["Right"] not in flushed for flushed in sink.flushes[1:])
+
+
+def _presses(sink: RecordingSink, key: str) -> int:
+    """How many times `key` went down, flush by flush."""
+    states = [CODES[key] in flushed for flushed in list(sink.flushes)]
+    return sum(now and not before for before, now in pairwise([False, *states]))
 
 
 def test_press_sends_one_key_down_then_up():

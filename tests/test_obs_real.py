@@ -108,7 +108,7 @@ async def test_a_switch_updates_the_model_label(obs, tmp_path):
         await wait_until(lambda: state.connections["obs"].startswith("connected"), timeout=60)
         state.apply(VersionStreamed("model_0003_xception_v2", CREATED))
         await wait_until(
-            lambda: label_text(obs).startswith("model_0003_xception_v2\ncreated "), timeout=10
+            lambda: label_text(obs).startswith("model_0003_xception_v2\ncreated "), timeout=60
         )
     finally:
         await link.stop()
