@@ -170,6 +170,29 @@ def test_a_config_that_sets_a_key_says_nothing_of_defaults(tmp_path, caplog):
     assert "running on every default" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[data.bins]\n"a\\nb" = {kind = 5}\n', """'data.bins."a\\nb".kind' = 5 is not"""),
+        (
+            '[chat.cooldowns]\n"x\\u202ey" = {global_s = -1}\n',
+            """'chat.cooldowns."x\\u202ey".global_s'""",
+        ),
+        (
+            '[chat.moments]\n"x\\ny" = "hi"\n',
+            """'chat.moments."x\\ny"' is not accepted as a name""",
+        ),
+        ('[sim]\n"\\n" = 1\n', "unknown key 'sim.\\n'; accepted keys here: "),
+    ],
+)
+def test_a_key_with_a_newline_or_bidi_override_is_quoted_in_one_printable_line(
+    tmp_path, text, expected
+):
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text))
+    assert expected in str(refused.value) and str(refused.value).isprintable()
+
+
 def test_source_is_set_by_the_loader_not_by_the_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'source'"):
         load_config(write(tmp_path, 'source = "elsewhere.toml"\n'))

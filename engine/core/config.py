@@ -26,7 +26,7 @@ import msgspec
 from msgspec import Meta
 
 from engine.core.errors import ConfigError
-from engine.core.schema import convert, parse_toml
+from engine.core.schema import convert, key_text, parse_toml
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 # Config files already said to be empty (or only comments), so a process says it once.
@@ -528,8 +528,8 @@ class TwitchConfig(Section):
 def _check_chat_name(section: str, name: str) -> None:
     if not CHAT_NAME.fullmatch(name):
         raise ConfigError(
-            f"'{section}.{name}' is not accepted as a name; use 1-25 lowercase letters, digits "
-            "or '_'"
+            f"'{section}.{key_text(name)}' is not accepted as a name; use 1-25 lowercase letters, "
+            "digits or '_'"
         )
 
 

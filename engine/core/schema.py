@@ -58,8 +58,9 @@ MAX_NESTING = 32
 # msgspec's "... - at `$.a.b[0]`" and "... - at `key` in `$.a`".
 _LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`)?$", re.S)
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[(\.\.\.)\]")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`$")
-_MISSING = re.compile(r"^Object missing required field `(.*)`$")
+# re.S: a key may hold any character, a newline too (it is quoted with repr in the sentence).
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.*)`$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(.*)`$", re.S)
 _WRONG_TYPE = re.compile(r"^Expected `[^`]*`, got `[^`]*`$")
 _NOT_FOUND = object()
 _T = typing.TypeVar("_T")
@@ -160,7 +161,7 @@ def explain(
             name, value, key_problem = entry
             if key_problem:
                 return _describe(message, typing.get_args(_base(hint))[0], name, f"{key} key", ())
-            key, hint = f"{key}.{name}", typing.get_args(_base(hint))[1]
+            key, hint = f"{key}.{key_text(name)}", typing.get_args(_base(hint))[1]
         elif index:
             key, hint = f"{key}[{index}]", _item_type(hint)
             value = value[int(index)] if isinstance(value, list | tuple) else _NOT_FOUND
@@ -180,6 +181,17 @@ def field_range(schema: type, name: str) -> tuple[float | None, float | None]:
     """The inclusive range a Struct field declares (`Meta(ge=, le=)`), for checks outside files."""
     info = msgspec.inspect.type_info(_field_type(schema, name))
     return _bounds(info)
+
+
+def key_text(name: Any) -> str:
+    """A table key as a dotted key shows it: as it is, or quoted as TOML would (`"a\\nb"`).
+
+    A key is the user's text too: a newline or a right-to-left override in it
+    must not break the one line an error is, nor reverse the rest of it.
+    """
+    if not isinstance(name, str):
+        return shown(name)
+    return name if name.isprintable() else json.dumps(name)
 
 
 def shown(value: Any) -> str:
