@@ -602,6 +602,27 @@ async def test_every_response_carries_the_pages_security_headers(method, path, h
             assert reply.headers[name] == value
 
 
+async def test_even_a_route_that_fails_answers_with_the_security_headers():
+    async def broken(request):
+        raise RuntimeError("a bug in some route")
+
+    hub = Hub(HubConfig(host="127.0.0.1", port=0), TOKEN, AppState())
+    hub.app.router.add_get("/broken", broken)  # other parts add their routes like this
+    await hub.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(api(hub, "/broken")) as reply,
+        ):
+            assert reply.status == 500
+            assert (
+                reply.headers["Content-Security-Policy"]
+                == SECURITY_HEADERS["Content-Security-Policy"]
+            )
+    finally:
+        await hub.stop()
+
+
 async def test_an_action_the_app_refuses_gets_400_with_its_reason():
     async with (
         running_hub(on_action=ActionRecorder()) as hub,
