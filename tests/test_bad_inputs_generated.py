@@ -16,6 +16,7 @@ JSON) and shrinks a failure to its smallest form. Each target's contract:
   from a damaged one, or raises `CheckpointError` when none is sound;
 - API bodies (`/api/tag`, `/api/switch`, `/api/chat` on a real hub with the
   token): 200 or 400, never 5xx, every response with the security headers;
+  paths and queries of pages and `/api/status`: never 5xx, the same headers;
 - chat text (the bot's router): a reply of plain text, or nothing.
 
 Examples per target are EXAMPLES_* below; `derandomize` makes every run (and
@@ -40,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgpack
@@ -67,6 +69,7 @@ from models.checkpoints import (
     resumable_checkpoint,
 )
 from models.spec import ModelSpec, parse_spec, spec_path
+from overlays.server import OverlayServer
 from tests.bot_helpers import Clock, streaming_actions
 from tests.hub_helpers import AUTH, TOKEN
 from tests.test_protocol import EXAMPLES
@@ -78,6 +81,7 @@ EXAMPLES_WIRE = 300
 EXAMPLES_WIRE_HUB = 100
 EXAMPLES_CHECKPOINT = 200
 EXAMPLES_API = 300
+EXAMPLES_GET = 100
 EXAMPLES_CHAT = 300
 
 # Same inputs on every run; no example database; a busy machine is slow, not wrong.
@@ -451,6 +455,7 @@ class HubThread:
         config = Config(app=AppConfig(data_dir=str(data_dir)), hub=HubConfig(port=0))
         hub = Hub(config.hub, TOKEN, actions.state, on_action=actions)
         ChatBot(config, actions, hub_token=TOKEN).add_routes(hub.app)
+        OverlayServer(config.overlay, actions.state).add_routes(hub.app)
         await hub.start()
         router = Router(ChatConfig(), actions, clock=self.clock)
         return hub, actions, router
@@ -469,13 +474,19 @@ def hub_thread(scratch: Path) -> Iterator[HubThread]:
 
 def post(hub: HubThread, method: str, path: str, body: bytes | None) -> tuple[int, Any, Any]:
     """(status, parsed JSON reply, headers) of one real HTTP request with the token."""
+    status, reply, headers = fetch(hub, method, path, body)
+    return status, json.loads(reply), headers
+
+
+def fetch(hub: HubThread, method: str, path: str, body: bytes | None) -> tuple[int, bytes, Any]:
+    """(status, body, headers) of one real HTTP request with the token; the timeout ends a hang."""
     request = urllib.request.Request(hub.url(path), data=body, method=method, headers=AUTH)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read()), response.headers
+            return response.status, response.read(), response.headers
     except urllib.error.HTTPError as error:
         with contextlib.closing(error):
-            return error.code, json.loads(error.read()), error.headers
+            return error.code, error.read(), error.headers
 
 
 API_PATHS = st.sampled_from(["/api/tag", "/api/switch", "/api/chat"])
@@ -528,6 +539,40 @@ def test_a_generated_api_body_gets_200_or_400_never_5xx(hub_thread, request):
         assert headers[name] == value
     for moment in hub_thread.actions.moments.list()[-1:]:
         assert is_plain(moment.note) and is_plain(moment.user)
+
+
+GET_PREFIXES = ["/overlay/", "/overlay/static/", "/api/", "/", "/ws/overlay?cameras="]
+GET_PATHS = st.one_of(
+    st.sampled_from(
+        [
+            "/api/status",
+            "/overlay/",
+            "/overlay/loss.json",
+            "/overlay/hood",
+            "/ws/overlay",
+            "/ws/node",
+        ]
+    ),
+    st.builds(
+        lambda prefix, text: prefix + quote(text, safe=""), st.sampled_from(GET_PREFIXES), TEXT
+    ),
+)
+QUERIES = st.dictionaries(
+    st.sampled_from(["width", "height", "theme", "smoothing", "alert_s", "cameras"]) | TEXT,
+    TEXT | NUMBERS.map(str),
+    max_size=3,
+).map(urlencode)
+
+
+@settings(GENERATED, max_examples=EXAMPLES_GET)
+@given(path=GET_PATHS, query=QUERIES)
+def test_a_generated_page_or_status_request_never_gets_5xx(hub_thread, path, query):
+    url = f"{path}{'&' if '?' in path else '?'}{query}" if query else path
+    status, _, headers = fetch(hub_thread, "GET", url, None)
+    event(f"{status}")
+    assert status < 500, (url, status)
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value
 
 
 def is_plain(text: str) -> bool:
