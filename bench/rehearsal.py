@@ -173,7 +173,9 @@ def record(
     recorder.wait_for("recording human:")
     npc.say("go")
     npc_summary = json.loads(npc.finish().strip().splitlines()[-1])
-    summary = json.loads(recorder.stop(signal.SIGINT).strip().splitlines()[-1])
+    # SIGTERM, not SIGINT: a shell's background job (nohup ... &) ignores SIGINT, and so do
+    # its children, so a SIGINT would never stop the recorder.
+    summary = json.loads(recorder.stop(signal.SIGTERM).strip().splitlines()[-1])
     return {
         "samples": summary["samples"],
         "recording_s": summary["recording_s"],
