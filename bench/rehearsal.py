@@ -27,9 +27,12 @@ The config is the repo's config.toml with the settings for recorded play
 (written to <data>/config.toml and printed): a real-time recording yields tens of
 balanced samples a minute where NPC collectors yield thousands, so the trainer
 starts on a partly filled buffer and uses each sample many times
-(`[data] uses_per_sample`), half of them mirrored (`[data] mirror`: the game
-looks the same mirrored, so each recorded track is also its mirror image), and
-the NPC makes its mistakes (recorded: the recoveries) more often. Prints the
+(`[data] uses_per_sample`), the steering sets are chosen with balancing v4 (among
+a bin's candidates, the one whose throttle/brake is rarest so far: braking before
+a hairpin is a few per cent of play, and a model that never saw it does not
+brake), and the NPC makes its mistakes (recorded: the recoveries) more often.
+No mirroring: the game keeps to the right-hand lane, so its mirror image is a
+different game. Prints the
 timings, both scores per seed and ratio = model / NPC against 0.8.
 """
 
@@ -78,7 +81,8 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=1500, help="[data] buffer_capacity")
     parser.add_argument("--ready", type=float, default=0.3, help="[data] ready_threshold")
     parser.add_argument("--uses", type=int, default=100, help="[data] uses_per_sample")
-    parser.add_argument("--mirror", type=float, default=0.5, help="[data] mirror")
+    parser.add_argument("--mirror", type=float, default=0.0, help="[data] mirror")
+    parser.add_argument("--balancing", choices=("v3", "v4"), default="v4", help="[data] balancing")
     parser.add_argument(
         "--mistakes-every", type=float, default=1.5, help="[autopilot] perturbation_interval_s"
     )
@@ -194,6 +198,7 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
         "ready_threshold": args.ready,
         "uses_per_sample": args.uses,
         "mirror": args.mirror,
+        "balancing": f'"{args.balancing}"',
         "perturbation_interval_s": args.mistakes_every,
     }
     lines = []
@@ -207,7 +212,8 @@ def write_config(data: Path, args: argparse.Namespace) -> Path:
     path.write_text("\n".join(lines) + "\n")
     print(
         f"config: repo config.toml with [data] buffer_capacity = {args.buffer}, ready_threshold "
-        f"= {args.ready}, uses_per_sample = {args.uses}, mirror = {args.mirror}; [autopilot] "
+        f"= {args.ready}, uses_per_sample = {args.uses}, mirror = {args.mirror}, balancing = "
+        f"{args.balancing}; [autopilot] "
         f"perturbation_interval_s = {args.mistakes_every}",
         flush=True,
     )
