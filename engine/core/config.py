@@ -122,8 +122,9 @@ class DataConfig(Section):
     # a second and balanced sets keep a few per cent of them: reuse it, as epochs would.
     uses_per_sample: Annotated[int, Meta(ge=1, le=10_000)] = 1
     # The chance that a training frame is flipped left-right with its steering negated: a
-    # second, mirrored track for every recorded one. Only for a game that looks the same
-    # mirrored (the built-in game); 0 for one that keeps to a side of the road, like GTA V.
+    # second, mirrored track for every recorded one. Only where driving looks the same
+    # mirrored (a race track without lanes, like TORCS's); 0 for a game that keeps to one side
+    # of the road: the built-in game and GTA V keep right, and a mirrored frame teaches left.
     mirror: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.0
     prefetch_batches: Annotated[int, Meta(ge=1, le=64)] = 2
 

@@ -19,8 +19,9 @@ the driver feed frames the same way and nothing is normalised twice.
 
 With `mirror` > 0 that share of a batch's frames is flipped left-right and
 their `steering` negated (`[data] mirror`): the mirror image of a left-hand
-bend is a right-hand bend driven the mirrored way, so a game that looks the
-same mirrored gets twice the tracks from the same recording.
+bend is a right-hand bend driven the mirrored way, so a race track without
+lanes gets twice the bends from the same recording. Not for a game that keeps
+to one side of the road (the built-in game, GTA V): mirrored, it keeps left.
 
 A corrupt sample (bad JPEG, wrong shape, a missing or non-finite output) is
 skipped, counted in storage, logged, and replaced by another sample from the
