@@ -17,10 +17,12 @@ import pytest
 
 from models.build import build_architecture, compile_model
 from models.checkpoints import (
+    META_FILE,
     WEIGHTS_FILE,
     CheckpointError,
     list_checkpoints,
     load_latest_checkpoint,
+    resumable_checkpoint,
     save_checkpoint,
 )
 from models.spec import CommonDenseSpec, InputSpec, load_spec
@@ -111,6 +113,34 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_with_a_warning(t
     assert checkpoint.batch == 100
     assert_same_weights(restored, older)
     assert "batch-000000000200" in caplog.text and "falling back" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ("null", "checkpoint.json is a JSON null; accepted: a JSON object"),
+        ("[]", "checkpoint.json is a JSON list; accepted: a JSON object"),
+        ("5", "checkpoint.json is a JSON number; accepted: a JSON object"),
+        ('{"batch": "200"}', "'batch' = '200' has the wrong type; expected int"),
+        ("[" * 5000 + "]" * 5000, "checkpoint.json is nested too deeply to be read"),
+    ],
+    ids=["null", "list", "number", "batch-type", "nested-thousands-deep"],
+)
+def test_metadata_that_is_json_but_not_a_checkpoints_falls_back_naming_it(
+    tmp_path, caplog, meta, problem
+):
+    older = tiny_model(trained_steps=1)
+    save_checkpoint(older, tmp_path, 100, keep=3)
+    latest = save_checkpoint(tiny_model(trained_steps=2), tmp_path, 200, keep=3)
+    (latest.path / META_FILE).write_text(meta, encoding="utf-8")
+
+    restored = tiny_model()
+    with caplog.at_level(logging.WARNING, logger="charles.models.checkpoints"):
+        checkpoint = load_latest_checkpoint(restored, tmp_path)
+    assert checkpoint.batch == 100
+    assert_same_weights(restored, older)
+    assert problem in caplog.text
+    assert resumable_checkpoint(tmp_path) == checkpoint
 
 
 def test_when_every_checkpoint_is_damaged_loading_refuses_to_start_over(tmp_path):
