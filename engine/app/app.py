@@ -10,9 +10,11 @@ lets the supervisor start the declared processes (NPC collectors, trainer,
 driver: engine/app/processes.py) with the hub's address and token in their
 environment. TensorFlow never runs here: it lives in the trainer and the
 driver. While it runs, a terminal shows the Player and Trainer consoles (or
-the log says what happens); Ctrl-C, SIGTERM or `--for` end it cleanly: the
-driver goes neutral first, the trainer saves a checkpoint, the collectors
-stop, and the timeline records where the version stopped.
+the app's log says what happens); each process's own output goes to
+`<data_dir>/logs/<name>.log`, never to the console. Ctrl-C, SIGTERM or
+`--for` end it cleanly: the driver goes neutral first, the trainer saves a
+checkpoint, the collectors stop, and the timeline records where the version
+stopped.
 
 Routes of later parts (overlays, chat) hook in through `Hub.app` before the
 hub starts.
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -41,7 +43,7 @@ from engine.app.processes import check_recorder_games, process_table
 from engine.app.supervisor import Supervisor
 from engine.core.config import Config
 from engine.core.secrets import hub_token
-from engine.core.store import AppState, ConnectionChanged
+from engine.core.store import AppState, ConnectionChanged, ProcessState
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
 from overlays.obs import ObsLink, obs_password
 from overlays.server import OverlayServer
@@ -50,6 +52,8 @@ log = logging.getLogger("charles.app")
 
 # Terminal view redraws per second.
 VIEW_HZ = 4.0
+# Of a process that failed, its log's last lines go on the console (why it failed, mostly).
+FAILURE_LINES = 8
 
 
 async def run_app(
@@ -64,7 +68,7 @@ async def run_app(
     `view`: draw the live consoles (default: when stderr is a terminal).
     """
     view = sys.stderr.isatty() if view is None else view
-    app = StreamApp(config, config_path=config_path, view=view)
+    app = StreamApp(config, config_path=config_path)
     stop = asyncio.Event()
     with _stop_on_signals(stop):
         await app.start()
@@ -78,11 +82,16 @@ async def run_app(
 class StreamApp:
     """The hub, the actions and the supervised processes of one stream, started and stopped.
 
-    With `view`, the processes' own output goes to `<data_dir>/logs/<name>.log`
-    instead of scribbling over the consoles.
+    The processes' own output (stdout and stderr) goes to
+    `<data_dir>/logs/<name>.log`, with or without the terminal view: it holds
+    what the console must not show, such as TensorFlow's C++ start-up lines
+    ("failed call to cuInit" on a machine without a GPU, oneDNN and CPU
+    feature notes) that read like failures to a newcomer, and it would
+    scribble over the consoles. The app's own log (starts, exits, restarts,
+    alerts) stays on the console.
     """
 
-    def __init__(self, config: Config, *, config_path: str | None, view: bool = False) -> None:
+    def __init__(self, config: Config, *, config_path: str | None) -> None:
         # [chat] against the bot's commands (the loader cannot know them), before anything is made.
         check_chat_config(config)
         # [stream] recorders' game profiles, so a misspelt one refuses the start (exit 2).
@@ -110,7 +119,7 @@ class StreamApp:
         )
         self.actions.on_tag = self.obs.moment_tagged
         self.supervisor: Supervisor | None = None
-        self._log_dir = self.data_dir / "logs" if view else None
+        self.log_dir = self.data_dir / "logs"
 
     async def start(self) -> None:
         """Open the hub, put `[stream] model` on stream, start the declared processes."""
@@ -118,24 +127,34 @@ class StreamApp:
         try:
             await self.obs.start()
             await self.actions.switch(self.config.stream.model, user="app")
+            # Each process reads the config file itself; the data directory comes along
+            # explicitly, so `run --data DIR` (already in self.config) holds for all of them.
+            data_args = ("--data", str(self.data_dir.resolve()))
             self.supervisor = Supervisor(
-                process_table(self.config, self.config_path, self.state.version),
+                [
+                    dataclasses.replace(spec, args=spec.args + data_args)
+                    for spec in process_table(self.config, self.config_path, self.state.version)
+                ],
                 self.config.supervisor,
                 {
                     HUB_URL_ENV: self.hub.url(),
                     HUB_TOKEN_ENV: self.token,
-                    # TensorFlow's C++ start-up chatter (no CUDA here, CPU features) is noise
-                    # on a streamer's terminal; a value the user set wins.
-                    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                 },
                 self.state,
-                log_dir=self._log_dir,
+                log_dir=self.log_dir,
+                on_change=self._process_changed,
             )
+            log.info("each process's output goes to %s", self.log_dir / "<name>.log")
             await self.supervisor.start()
             await self.chat.start()
         except BaseException:
             await self.stop()
             raise
+
+    def _process_changed(self, process: ProcessState) -> None:
+        tail = failure_tail(self.log_dir, process)
+        if tail is not None:
+            log.warning("%s", tail)
 
     async def stop(self) -> None:
         """Driver neutral, trainer checkpoint, collectors stopped (in that order), then the hub."""
@@ -149,6 +168,28 @@ class StreamApp:
         finally:
             await self.obs.stop()
             await self.hub.stop()
+
+
+def failure_tail(log_dir: Path, process: ProcessState) -> str | None:
+    """For a process that just failed (waiting to restart, or given up): its log's last lines.
+
+    Its output goes to its log file, not the console, so without this the
+    console would only say "trainer exited with code 1" and leave the
+    newcomer to find out why. None for any other change, or an empty log.
+    """
+    if process.state not in ("backoff", "crash_loop") or process.last_exit in (None, 0):
+        return None
+    path = log_dir / f"{process.name}.log"
+    try:
+        with path.open("rb") as output:
+            output.seek(max(0, output.seek(0, 2) - 16_384))  # the end is enough
+            lines = output.read().decode("utf-8", "replace").splitlines()[-FAILURE_LINES:]
+    except OSError:
+        return None
+    if not any(line.strip() for line in lines):
+        return None
+    shown = "\n".join(f"  | {line}" for line in lines)
+    return f"{process.name}'s last output ({path}):\n{shown}"
 
 
 async def _wait(stop: asyncio.Event, for_seconds: float | None, viewed: AppState | None) -> None:

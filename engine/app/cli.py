@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from engine.core.cli_args import add_config_argument, config_from
+from engine.core.cli_args import add_config_argument, add_data_argument, config_from
 from engine.core.config import DEFAULT_CONFIG_PATH
 from engine.sim import cli as sim_cli
 
@@ -26,6 +26,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `run`, also accepted by plain `charles-stream`."""
     add_config_argument(parser)
+    add_data_argument(parser)  # the app's and every process's data directory
     parser.add_argument(
         "--for",
         dest="for_seconds",

@@ -6,7 +6,7 @@ Example::
     add_data_argument(parser)
     parser.add_argument("--batches", type=positive_int)
     ...
-    config = config_from(args)
+    config = config_from(args)          # --data already in config.app.data_dir
     data_dir = data_dir_from(args, config)
 
 Every argparse type here rejects a bad value with a message naming the value
@@ -19,6 +19,8 @@ import argparse
 import logging
 import math
 from pathlib import Path
+
+import msgspec
 
 from engine.core.config import DEFAULT_CONFIG_PATH, Config, default_config, load_config
 
@@ -39,27 +41,56 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     """`--data DIR`: the data directory, overriding the config's [app] data_dir."""
-    parser.add_argument("--data", metavar="DIR", help="data directory (default: [app] data_dir)")
+    parser.add_argument(
+        "--data",
+        type=data_directory,
+        metavar="DIR",
+        help="data directory (default: [app] data_dir)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
     """The config the flags name: --config, else ./config.toml if present, else the defaults.
 
-    Raises `ConfigError` for a file that is missing (when named), unreadable or invalid.
+    A `--data DIR` given replaces `[app] data_dir`, so every part of the
+    command (and the processes it starts) reads the one data directory from
+    the config. Raises `ConfigError` for a file that is missing (when named),
+    unreadable or invalid.
     """
     path = getattr(args, "config", None)
     if path is not None:
-        return load_config(path)
-    if Path(DEFAULT_CONFIG_PATH).exists():
-        return load_config(DEFAULT_CONFIG_PATH)
-    log.info("no %s here: using the built-in defaults", DEFAULT_CONFIG_PATH)
-    return default_config()
+        config = load_config(path)
+    elif Path(DEFAULT_CONFIG_PATH).exists():
+        config = load_config(DEFAULT_CONFIG_PATH)
+    else:
+        log.info("no %s here: using the built-in defaults", DEFAULT_CONFIG_PATH)
+        config = default_config()
+    data = getattr(args, "data", None)
+    if data is None:
+        return config
+    return msgspec.structs.replace(
+        config, app=msgspec.structs.replace(config.app, data_dir=str(data))
+    )
 
 
 def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
     """--data if given, else the config's [app] data_dir."""
     data = getattr(args, "data", None)
     return Path(data) if data else Path(config.app.data_dir)
+
+
+def data_directory(text: str) -> Path:
+    """argparse type: a folder for the data, created when missing (not an existing file)."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a path; accepted: a folder path (created if missing)"
+        )
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a folder; accepted: a folder path (created if missing)"
+        )
+    return path
 
 
 def positive_int(text: str) -> int:

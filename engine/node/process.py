@@ -27,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from engine.core.cli_args import add_config_argument, config_from
+from engine.core.cli_args import add_config_argument, add_data_argument, config_from
 from engine.core.config import Config
 from engine.core.errors import CharlesError, exit_code_of
 from engine.core.logs import setup_logging
@@ -43,9 +43,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def node_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """The argument parser every node starts from: `--config PATH`."""
+    """The argument parser every node starts from: `--config PATH` and `--data DIR`."""
     parser = argparse.ArgumentParser(prog=f"python -m engine.{name}.node", description=description)
     add_config_argument(parser)
+    add_data_argument(parser)  # the app's `run --data DIR`, handed on
     return parser
 
 
