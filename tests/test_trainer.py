@@ -157,24 +157,23 @@ def test_a_checkpoint_is_saved_and_announced_every_n_batches_and_at_the_end(tmp_
     assert [c.batch for c in list_checkpoints(data_dir / "models" / VERSION)] == [4, 8, 10]
 
 
-def test_tensorboard_events_hold_total_and_per_output_loss_by_batch(config, monkeypatch):
-    import engine.trainer.trainer
-
-    # log_every alone decides: on a slow machine a first step over 2 s would also report.
-    monkeypatch.setattr(engine.trainer.trainer, "_STATUS_EVERY_S", math.inf)
+def test_tensorboard_events_hold_total_and_per_output_loss_by_batch(config):
     with Trainer(config, VERSION, streamed=False, seed=1) as trainer:
         trainer.run(max_batches=12)
     events = EventAccumulator(str(Path(config.app.data_dir) / "tensorboard" / VERSION))
     events.Reload()
     tags = events.Tags()["tensors"]
     assert {"loss/total", "loss/steering", "loss/throttle_brake", "samples_per_s"} <= set(tags)
-    # log_every = 5, plus the run's last partial interval.
-    assert [event.step for event in events.Tensors("loss/total")] == [5, 10, 12]
+    steps = [event.step for event in events.Tensors("loss/total")]
+    # Every log_every = 5 batches and the run's last partial interval; a slow machine may add
+    # points in between (a report at least every 2 s), never out of order.
+    assert {5, 10, 12} <= set(steps) and steps == sorted(set(steps)) and steps[-1] == 12
     total = [float(make_ndarray(e.tensor_proto)) for e in events.Tensors("loss/total")]
     per_output = [
         [float(make_ndarray(e.tensor_proto)) for e in events.Tensors(f"loss/{name}")]
         for name in OUTPUTS
     ]
+    assert all(len(points) == len(steps) for points in per_output)
     np.testing.assert_allclose(total, np.sum(per_output, axis=0), rtol=1e-5)
 
 
@@ -193,17 +192,14 @@ def test_a_run_is_recorded_as_a_training_period_with_its_batches(config):
     assert version.batches_trained == 5
 
 
-def test_status_reports_state_batch_losses_speed_and_buffer_fill(config, monkeypatch):
-    import engine.trainer.trainer
-
-    # log_every alone decides
-    monkeypatch.setattr(engine.trainer.trainer, "_STATUS_EVERY_S", math.inf)
+def test_status_reports_state_batch_losses_speed_and_buffer_fill(config):
     statuses: list[TrainerStatus] = []
     with Trainer(config, VERSION, streamed=True, on_status=statuses.append) as trainer:
         trainer.run(max_batches=5)
     training = [s for s in statuses if s.status == "training"]
-    assert [s.batch for s in training] == [5]
-    report = training[0]
+    # At log_every = 5; a slow machine may report earlier batches too (at least every 2 s).
+    assert training[-1].batch == 5
+    report = training[-1]
     assert report.version == VERSION
     assert set(report.loss) == {"total", *OUTPUTS} and math.isfinite(report.loss["total"])
     assert report.samples_per_s > 0
@@ -304,7 +300,7 @@ def test_two_mirrored_replicas_train_exactly_like_one_device():
         [sys.executable, "-c", TWO_REPLICAS],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # only ends a hang: TensorFlow's import alone takes long on a busy machine
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
