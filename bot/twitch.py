@@ -10,9 +10,10 @@ Example::
 
 This is Twitch's current chat path (IRC is the legacy one): the bot's own user
 token subscribes to the channel's chat over the EventSub websocket, and
-replies go out through the Helix API, rate-limited by `Outbox`. twitchio owns
-the protocol: the websocket's welcome, keepalive, reconnect and resubscribe,
-token validation and refresh. This adapter adds what the stream needs around
+replies go out through the Helix API, rate-limited by `Outbox` (moderators'
+replies first; what the limit drops is counted on the store's Twitch line).
+twitchio owns the protocol: the websocket's welcome, keepalive, reconnect and
+resubscribe, token validation and refresh. This adapter adds what the stream needs around
 it: tokens from `<data_dir>/secrets/` (saved again whenever twitchio
 refreshes them), the link's state applied to the app's state as a
 `ConnectionChanged` (shown in /api/status and the console), its own retries
@@ -54,7 +55,6 @@ MAX_RETRY_S = 60.0
 WATCH_S = 0.25
 # twitchio retries a dropped websocket with backoff up to 90 s; past this we start over.
 LOST_AFTER_S = 120.0
-REPLY_WINDOW_S = 30.0
 # What passes with time: the network, Twitch's servers, a websocket that did not open.
 RETRYABLE = (OSError, TimeoutError, aiohttp.ClientError, twitchio.TwitchioException)
 SHOWN_ERROR_CHARS = 200
@@ -86,11 +86,12 @@ class TwitchChat:
         self.router = router
         self.state = state
         self.store = store
-        self.outbox = Outbox(self._send, limit=chat.replies_per_30s, window_s=REPLY_WINDOW_S)
+        self.outbox = Outbox(self._send, limit=chat.replies_per_30s)
         self._client: twitchio.Client | None = None
         self._channel: twitchio.PartialUser | None = None
         self._tokens: TwitchTokens | None = None
         self._described = ""
+        self._link_state = ""  # the last _set_state text, without the drop count
 
     async def run(self) -> None:
         """Connect and stay connected until cancelled; returns early only on a setup problem."""
@@ -271,10 +272,21 @@ class TwitchChat:
             )
 
     def _set_state(self, text: str) -> None:
-        if self.state.connections.get("twitch") == text:
+        """The link's state, and the replies the rate limit cost, on the store's Twitch line.
+
+        A change of the link is also an event line; a new drop count only updates the line
+        (spam would otherwise fill the events).
+        """
+        drops = self.outbox.describe_drops()
+        shown = f"{text} · {drops}" if drops else text
+        if self.state.connections.get("twitch") == shown:
             return
-        self.state.apply(ConnectionChanged("twitch", text, event=f"twitch: {text}"))
-        log.info("Twitch: %s", text)
+        changed = text != self._link_state
+        self._link_state = text
+        event = f"twitch: {text}" if changed else ""
+        self.state.apply(ConnectionChanged("twitch", shown, event=event))
+        if changed:
+            log.info("Twitch: %s", text)
 
 
 class _NoStarletteNotice(logging.Filter):

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.commands import Router
+from bot.messages import Priority
+from bot.outbox import MARGIN_S, WINDOW_S
 from bot.tokens import TokenStore
 from bot.twitch import TwitchChat
 from engine.app.actions import StreamActions
-from engine.core.config import ChatConfig, TwitchConfig
-from tests.bot_helpers import XCEPTION, bot_tokens, streaming_actions, twitch_config
+from engine.core.config import ChatConfig, CooldownConfig, TwitchConfig
+from tests.bot_helpers import DEMO, XCEPTION, bot_tokens, streaming_actions, twitch_config
 from tests.hub_helpers import wait_until
 from tests.twitch_server import FakeTwitch, running_twitch
 
@@ -37,9 +39,12 @@ async def actions(tmp_path) -> StreamActions:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    actions: StreamActions, store: TokenStore, config: TwitchConfig
+    actions: StreamActions,
+    store: TokenStore,
+    config: TwitchConfig,
+    chat: ChatConfig | None = None,
 ) -> AsyncIterator[TwitchChat]:
-    chat = ChatConfig()
+    chat = chat or ChatConfig()
     bot = TwitchChat(config, chat, Router(chat, actions), actions.state, store)
     task = asyncio.create_task(bot.run())
     try:
@@ -66,6 +71,60 @@ async def test_chat_message_goes_through_twitchio_to_the_router_and_back_as_a_he
     assert sent["reply_parent_message_id"] == message_id
     assert sent["sender_id"] == twitch.account("charlesbot").user_id
     assert sent["broadcaster_id"] == twitch.channel.user_id
+
+
+async def test_a_spam_burst_stays_under_twitchs_limit_where_it_counts_and_moderators_get_answers(
+    twitch: FakeTwitch, actions, tmp_path
+):
+    """Twitch's real 20 per 30 s, 63 commands: about 35 s.
+
+    The first reply takes 2.5 s on its way to Twitch: counted from before its
+    POST, the 21st reply would reach Twitch 29.5 s after it. Then the window
+    fills (18 viewers, 2 moderators) and a burst of 40 viewers and 3
+    moderators comes: the moderators' replies wait, the newest 7 viewers'
+    with them, the rest are dropped.
+    """
+    store = bot_tokens(twitch, tmp_path / "data")
+    chat = ChatConfig(cooldowns={"stats": CooldownConfig()})  # every viewer's !stats answered
+    twitch.arrival_delays_s = [2.5]
+    moderators: list[str] = []
+
+    async def moderator(index: int) -> None:
+        model = XCEPTION if len(moderators) % 2 == 0 else DEMO
+        moderators.append(
+            await twitch.chat(f"mod{index}", f"!switch {model}", badges=["moderator"])
+        )
+
+    async def replies(count: int) -> None:
+        await twitch.wait(lambda: len(twitch.sent) == count)
+
+    async with running_bot(actions, store, twitch_config(twitch), chat) as bot:
+        await twitch.wait(twitch.subscribed)
+        for index in range(18):  # one at a time: viewers may have 18 of each window
+            await twitch.chat(f"viewer{index}", "!stats")
+            await replies(index + 1)
+        for index in range(2):  # the two kept for moderators
+            await moderator(index)
+            await replies(19 + index)
+        for index in range(18, 58):
+            await twitch.chat(f"viewer{index}", "!stats")
+            if index % 13 == 0:
+                await moderator(index)
+        commands = 58 + len(moderators)
+        await twitch.wait(
+            lambda: len(twitch.sent) + sum(bot.outbox.dropped.values()) == commands, timeout=120
+        )
+        await wait_until(lambda: "33 replies dropped over Twitch's limit" in twitch_state(actions))
+    assert len(twitch.sent) == 30
+    assert bot.outbox.dropped == {Priority.NORMAL: 33}
+    answered = [sent["reply_parent_message_id"] for sent in twitch.sent]
+    assert answered[18:20] == moderators[:2]
+    assert answered[20:23] == moderators[2:]  # the burst's moderators first when the window allows
+    assert all(sent["message"].startswith("model_0000_demo_v1 ·") for sent in twitch.sent[23:])
+    # Where Twitch counts (on arrival), any 21 replies span Twitch's 30 s and the margin.
+    times = twitch.sent_at
+    spans = [later - first for first, later in zip(times, times[20:], strict=False)]
+    assert min(spans) >= WINDOW_S + MARGIN_S
 
 
 async def test_link_state_shows_connected_then_off(twitch: FakeTwitch, actions, tmp_path):

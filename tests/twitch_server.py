@@ -131,7 +131,10 @@ class FakeTwitch:
         self.refresh: dict[str, Grant] = {}
         self.sessions: dict[str, Session] = {}
         self.sent: list[dict[str, Any]] = []  # Send Chat Message bodies, oldest first
-        self.sent_at: list[float] = []  # loop.time() of each
+        self.sent_at: list[float] = []  # loop.time() of each, when it reached the chat
+        # Delays of the next Send Chat Messages on their way in: each reaches the chat (and is
+        # counted and answered) this much after its request arrived. A slow way in.
+        self.arrival_delays_s: list[float] = []
         self.refreshes = 0
         self.welcomes = 0
         self.refuse_websockets = False
@@ -411,6 +414,8 @@ class FakeTwitch:
             return _bad_request("The sender must have authorized the app with the user:write:chat")
         if not isinstance(body.get("message"), str) or len(body["message"]) > MAX_MESSAGE_CHARS:
             return _bad_request("The message field is missing or longer than 500 characters")
+        if self.arrival_delays_s:
+            await asyncio.sleep(self.arrival_delays_s.pop(0))
         self.sent.append(body)
         self.sent_at.append(asyncio.get_running_loop().time())
         self._notify()
