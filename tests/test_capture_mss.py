@@ -92,9 +92,12 @@ def test_capture_sees_the_games_window_in_rgb_at_the_model_size(game_window):
 def test_captured_pixels_change_as_the_car_moves(game_window):
     with hood_capture() as capture:
         first = wait_for_game(capture, game_window)
-        time.sleep(1.5)
-        later = capture.next_frame(after=first.index, timeout=5.0)
-    change = np.abs(later.image.astype(int) - first.image.astype(int)).mean()
+        # The autopilot drives on; a busy machine only draws the change later.
+        later, change = first, 0.0
+        deadline = time.monotonic() + 60.0
+        while change <= 3.0 and time.monotonic() < deadline:
+            later = capture.next_frame(after=later.index, timeout=5.0) or later
+            change = np.abs(later.image.astype(int) - first.image.astype(int)).mean()
     assert change > 3.0, f"the picture barely changed ({change:.2f} levels): is the car moving?"
 
 
@@ -106,7 +109,7 @@ def test_captured_pixels_are_exactly_the_rendered_hood_view(display, monkeypatch
     try:
         with hood_capture() as capture:
             index, frame = -1, None
-            deadline = time.monotonic() + 20.0
+            deadline = time.monotonic() + 60.0  # only ends a hang
             while time.monotonic() < deadline:
                 windows.show(hood, chase)
                 windows.poll(wait_s=0.0)
