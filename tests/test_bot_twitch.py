@@ -119,7 +119,8 @@ async def test_a_spam_burst_stays_under_twitchs_limit_where_it_counts_and_modera
     assert bot.outbox.dropped == {Priority.NORMAL: 33}
     answered = [sent["reply_parent_message_id"] for sent in twitch.sent]
     assert answered[18:20] == moderators[:2]
-    assert answered[20:23] == moderators[2:]  # the burst's moderators first when the window allows
+    # The burst's moderators go first when the window allows (in the order their switches end).
+    assert set(answered[20:23]) == set(moderators[2:])
     assert all(sent["message"].startswith("model_0000_demo_v1 ·") for sent in twitch.sent[23:])
     # Where Twitch counts (on arrival), any 21 replies span Twitch's 30 s and the margin.
     times = twitch.sent_at
