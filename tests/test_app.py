@@ -11,6 +11,8 @@ command in a subprocess and stops it with SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,6 +49,11 @@ collectors = 1
 
 [supervisor]
 backoff_s = 0.2
+# Small liveness bounds, so a frozen process is found within the test's patience; still far
+# above what a busy machine's slowest step takes (the trainer's first compile, a model build).
+liveness_trainer_s = 45.0
+liveness_driver_s = 20.0
+liveness_collector_s = 10.0
 """
 )
 
@@ -176,6 +183,54 @@ async def test_a_killed_driver_is_restarted_and_drives_again(app):
     assert state.processes["driver"].restarts == 1
 
 
+async def freeze_until_restarted(app: StreamApp, name: str) -> int:
+    """SIGSTOP a process (alive, silent: a deadlock); await its restart; return the silence, s."""
+    state = app.state
+    before = state.processes[name]
+    assert before.state == "running" and before.pid is not None
+    os.kill(before.pid, signal.SIGSTOP)
+    await wait_for(lambda: state.processes[name].restarts > before.restarts, START_S)
+    assert state.processes[name].last_exit == -signal.SIGKILL
+    prefix = f"{name} (pid {before.pid}) was unresponsive for "
+    line = next(event for event in state.events if event.startswith(prefix))
+    silent_s, bound_s = map(float, re.findall(r"for (\d+) s \(liveness bound ([\d.]+) s", line)[0])
+    assert bound_s <= silent_s <= bound_s + 2.0  # looked at every second, no earlier
+    assert any(a.kind == "unresponsive" and a.text.startswith(name) for a in state.alerts)
+    return int(silent_s)
+
+
+async def test_a_frozen_collector_is_restarted_within_its_bound_and_the_trainer_waits(app):
+    state = app.state
+    await freeze_until_restarted(app, "collector-0")
+    await wait_for(lambda: state.processes["collector-0"].state == "running")
+    # Meanwhile the trainer had no data to wait for, and waiting is not hanging.
+    assert state.processes["trainer"].state == "running"
+
+
+async def test_a_frozen_driver_is_restarted_within_its_bound_and_drives_again(app):
+    state = app.state
+    await freeze_until_restarted(app, "driver")
+    before = state.driver
+    await wait_for(
+        lambda: state.driver is not None and state.driver is not before and state.driver.pps > 0,
+        START_S,
+    )
+
+
+async def test_a_frozen_trainer_is_restarted_within_its_bound_and_trains_again(app):
+    state = app.state
+    await freeze_until_restarted(app, "trainer")
+    await wait_for(lambda: state.trainer is not None and state.trainer.status == "starting")
+    await wait_for(lambda: state.trainer.status in ("training", "waiting_for_data"), START_S)
+
+
+async def test_no_process_was_restarted_but_the_killed_and_frozen_ones(app):
+    # Model builds, first compiles, a switch and waits for data on a busy machine all took
+    # less than their bounds: a slow but alive process is never killed.
+    restarts = {name: process.restarts for name, process in app.state.processes.items()}
+    assert restarts == {"trainer": 2, "driver": 2, "collector-0": 1}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -202,12 +257,25 @@ async def test_sigterm_stops_the_command_cleanly_with_a_checkpoint(tmp_path):
             process.kill()
     assert process.returncode == 0, errors[-3000:]
     assert stopped_in < 12.0  # [supervisor] shutdown_timeout_s = 10, then SIGKILL
-    assert "driver (pid" in errors and "exited with code 0" in errors
+    # Each stopped by itself within the bound, none was killed.
+    for name in ("driver", "collector-0", "trainer"):
+        assert re.search(rf"{name} \(pid \d+\) exited with code 0", errors), (name, errors[-3000:])
+    assert "SIGKILL" not in errors, errors[-3000:]
     version = status["version"]
     saved = list_checkpoints(version_dir(tmp_path / "data", version))
     assert saved and saved[-1].batch >= status["batch"]
     last = Timeline(tmp_path / "data").events()[-1]
     assert (last.kind, last.version) == ("stopped", version)
+    # The collector stopped before the trainer: its last report, sent after its last set, is
+    # stored (the trainer stores what the hub routes to it, in order).
+    collector_log = tmp_path / "data" / "logs" / "collector-0.log"
+    output = errors + (collector_log.read_text() if collector_log.exists() else "")
+    sent = re.findall(r"collector: stopped by SIGTERM after (\d+) sets", output)
+    assert len(sent) == 1, errors[-3000:]
+    config = load_config(path)
+    with SampleStorage(default_storage_path(config), capacity=config.data.buffer_capacity) as db:
+        reports = list(db.collector_stats().values())
+    assert [report["sets_sent"] for report in reports] == [int(sent[0])]
 
 
 async def wait_for_status(port: int, condition: Callable[[dict], bool]) -> dict:

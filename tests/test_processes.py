@@ -19,7 +19,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             "engine.trainer.node",
             ("--config", "config.toml", "--model", VERSION),
             "always",
-            stop_order=1,
+            stop_order=2,
             liveness_s=120.0,
         ),
         ProcessSpec(
@@ -35,7 +35,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             "engine.collector.node",
             ("--config", "config.toml", "--index", "0"),
             "always",
-            stop_order=2,
+            stop_order=1,
             liveness_s=30.0,
         ),
         ProcessSpec(
@@ -43,7 +43,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             "engine.collector.node",
             ("--config", "config.toml", "--index", "1"),
             "always",
-            stop_order=2,
+            stop_order=1,
             liveness_s=30.0,
         ),
     ]

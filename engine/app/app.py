@@ -157,11 +157,11 @@ class StreamApp:
             log.warning("%s", tail)
 
     async def stop(self) -> None:
-        """Driver neutral, trainer checkpoint, collectors stopped (in that order), then the hub."""
+        """Driver neutral, collectors stopped, trainer checkpoint (in that order), then the hub."""
         try:
             await self.chat.stop()  # no chat action may start while the rest stops
             if self.supervisor is not None:
-                log.info("stopping: driver neutral, trainer checkpoint, collectors")
+                log.info("stopping: driver neutral, collectors send their last sets, trainer saves")
                 await self.supervisor.stop()
             if self.state.version:
                 self.actions.timeline.stopped(self.state.version, self.actions.current_batch())

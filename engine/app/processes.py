@@ -63,14 +63,14 @@ class DeclaredProcess:
 
 # Start order is table order: the trainer first (it loads TensorFlow, the slowest start).
 # Stop order: the driver first so the controller goes neutral while the car is still
-# watched, then the trainer (it checkpoints, and must not miss sets collectors still send),
-# then the collectors and recorders.
+# watched, then the collectors and recorders (each sends the sets it completed and a last
+# report), then the trainer, which stores those sets and checkpoints.
 PROCESSES: tuple[DeclaredProcess, ...] = (
     DeclaredProcess(
         "trainer",
         "engine.trainer.node",
         instances=lambda stream: int(stream.trainer),
-        stop_order=1,
+        stop_order=2,
         takes_model=True,
         liveness=lambda supervisor: supervisor.liveness_trainer_s,
     ),
@@ -86,7 +86,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         "collector",
         "engine.collector.node",
         instances=lambda stream: stream.collectors,
-        stop_order=2,
+        stop_order=1,
         takes_model=False,
         indexed=True,
         liveness=lambda supervisor: supervisor.liveness_collector_s,
@@ -97,7 +97,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         "recorder",
         "engine.recorder.node",
         instances=lambda stream: len(stream.recorders),
-        stop_order=2,
+        stop_order=1,
         takes_model=False,
         indexed=True,
         instance_args=lambda stream, index: (

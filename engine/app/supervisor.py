@@ -11,7 +11,7 @@ Example::
     )
     await supervisor.start()
     ...
-    await supervisor.stop()   # driver, then trainer, then collectors; SIGKILL at the deadline
+    await supervisor.stop()   # driver, then collectors, then trainer; SIGKILL at the deadline
 
 Each child is `python -m MODULE ARGS` (the same interpreter as the app) in an
 asyncio subprocess, watched by one task that restarts it with exponential
@@ -306,18 +306,24 @@ class Supervisor:
     async def _watch_liveness(self, look_s: float) -> None:
         """Look at every watched child's progress file each `look_s`; kill the silent ones."""
         while not await self._stop_requested_within(look_s):
-            for child in self._children.values():
-                if child.progress_file is None or child.process is None:
-                    continue
-                try:
-                    stamp = os.stat(child.progress_file).st_mtime_ns
-                except OSError:
-                    continue  # recreated at the child's next start
-                if stamp != child.progress_stamp:
-                    child.progress_stamp = stamp
-                    self._watchdog.beat(child.spec.name)
-            for silence in self._watchdog.overdue():
-                self._unresponsive(self._children[silence.name], silence)
+            try:
+                self._look_at_progress()
+            except Exception:  # a bug here must not end the watching, nor the app
+                log.exception("the liveness watchdog failed to look at the progress files")
+
+    def _look_at_progress(self) -> None:
+        for child in self._children.values():
+            if child.progress_file is None or child.process is None:
+                continue
+            try:
+                stamp = os.stat(child.progress_file).st_mtime_ns
+            except OSError:
+                continue  # recreated at the child's next start
+            if stamp != child.progress_stamp:
+                child.progress_stamp = stamp
+                self._watchdog.beat(child.spec.name)
+        for silence in self._watchdog.overdue():
+            self._unresponsive(self._children[silence.name], silence)
 
     def _unresponsive(self, child: _Child, silence: Silence) -> None:
         """Kill a child whose work loop went silent; `_supervise` restarts it like a crash."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from engine.core.config import Config
 from engine.core.errors import CharlesError, DeviceError
 from engine.core.wire import Alert, Checkpointed, Frames, Message, SwitchModel
 from engine.data.frames import decode_frame
-from engine.node.process import EXIT_HUB_GONE, node_parser, run_node, when_set
+from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
 
 if TYPE_CHECKING:
     from engine.driver.driver import Driver
@@ -236,4 +235,4 @@ class GameView:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

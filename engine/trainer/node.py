@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ from engine.core.wire import (
 )
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
-from engine.node.process import EXIT_HUB_GONE, node_parser, run_node, when_set
+from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
 from engine.node.progress import report_progress
 
 if TYPE_CHECKING:
@@ -230,4 +229,4 @@ def _checkpointed(checkpoint: NewCheckpoint) -> Checkpointed:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
