@@ -18,7 +18,7 @@ from bot import cli as chat_cli
 from bot import twitch_cli
 from bot.commands import check_config as check_chat_config
 from engine.app import cli as run_cli
-from engine.collector import cli as collect_cli
+from engine.app import collect as collect_cli
 from engine.core import config_cli
 from engine.core.errors import CharlesError, exit_code_of
 from engine.core.logs import LOG_LEVELS, setup_logging

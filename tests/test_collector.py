@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from engine.core.errors import ConfigError
 from engine.data.controls import control_outputs
 from engine.data.frames import decode_frame
 from engine.data.samples import SampleSet
-from engine.data.storage import SampleStorage
+from engine.data.storage import SampleStorage, default_storage_path
 from engine.sim.game import Controls
 
 pytestmark = pytest.mark.slow
@@ -219,12 +221,12 @@ def _start_collect(config_path: Path) -> tuple[subprocess.Popen, set[int]]:
         text=True,
     )
 
-    # The collectors are the children that run multiprocessing's spawn_main.
+    # The collectors are the supervised children that run the collector node.
     def collectors() -> set[int]:
         return {
             pid
             for pid in _children(process.pid)
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"engine.collector.node" in Path(f"/proc/{pid}/cmdline").read_bytes()
         }
 
     _wait_for(lambda: len(collectors()) == 2)
@@ -234,10 +236,27 @@ def _start_collect(config_path: Path) -> tuple[subprocess.Popen, set[int]]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_collect_stops_its_collectors(config_path, signum):
     process, collectors = _start_collect(config_path)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    # Once both collect (their SIGTERM handling in place), they stop by themselves.
+    _wait_for(lambda: sum("collecting as" in line for line in list(lines)) == 2)
     process.send_signal(signum)
-    process.communicate(timeout=60)
-    assert process.returncode != 0
+    process.wait(timeout=60)
+    reader.join(timeout=60)
+    errors = "".join(lines)
+    assert process.returncode == 128 + signum
     assert not any(_alive(pid) for pid in collectors)
+    # The supervisor's SIGTERM: each collector ended on its own terms, none was killed.
+    for index in (0, 1):
+        assert re.search(rf"collector-{index} \(pid \d+\) exited with code 0", errors), errors
+    assert "SIGKILL" not in errors
+    # What they sent last, their final reports after their last sets, is stored.
+    reported = re.findall(r"stopped by SIGTERM after (\d+) sets", errors)
+    storage_path = default_storage_path(load_config(config_path))
+    with SampleStorage(storage_path, capacity=500) as storage:
+        stats = storage.collector_stats()
+    assert sorted(int(n) for n in reported) == sorted(s["sets_sent"] for s in stats.values())
 
 
 def test_collectors_end_when_collect_is_killed(config_path):

@@ -89,6 +89,9 @@ GOING_AWAY = 1001
 
 log = logging.getLogger(__name__)
 
+# A receiver in the app's own process (Hub.add_receiver): the message's type and its bytes.
+Receiver = Callable[[str, bytes], Awaitable[None]]
+
 
 class Hub:
     """The app's server: node websockets, the status and action API; other parts add routes.
@@ -116,6 +119,8 @@ class Hub:
         self._on_action = on_action
         self._max_message_bytes = int(config.max_message_mb * 1024 * 1024)
         self._links: set[_NodeLink] = set()
+        # Receivers in this process, per role, beside its nodes (add_receiver).
+        self._receivers: dict[str, list[Receiver]] = collections.defaultdict(list)
         # Messages the table holds for absent receivers (sample sets): (type, bytes).
         self._waiting: collections.deque[tuple[str, bytes]]
         self._waiting = collections.deque(maxlen=WAITING_SETS)
@@ -157,6 +162,16 @@ class Hub:
     def url(self) -> str:
         """The URL nodes connect to: "ws://host:port/ws/node" (wildcard hosts -> loopback)."""
         return f"ws://{_connectable_host(self._config.host)}:{self.port}/ws/node"
+
+    def add_receiver(self, role: Role, receive: Receiver) -> None:
+        """Hand `receive(type, bytes)` what the services table routes to `role`, in this process.
+
+        `charles-stream collect` stores sample sets this way, with no trainer:
+        its collectors are the stream's nodes and the hub routes as it does in
+        the stream. A message is awaited into `receive` before the hub reads the
+        sender's next one, so a slow receiver slows the senders (backpressure).
+        """
+        self._receivers[role].append(receive)
 
     async def send(self, role: Role, message: Message) -> int:
         """Send a message to every connected node of `role`; return how many got it."""
@@ -306,6 +321,9 @@ class Hub:
 
     async def _forward(self, role: str, kind: str, data: bytes) -> int:
         delivered = 0
+        for receive in self._receivers.get(role, ()):
+            await receive(kind, data)
+            delivered += 1
         for link in self._nodes_of(role):
             if await link.put(kind, data):
                 delivered += 1

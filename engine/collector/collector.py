@@ -8,7 +8,7 @@ Example::
 Every 1/sample_hz s of game time the collector records the autopilot's control
 values with the hood frame it decided them on, and offers them to the
 Balancing_v3 stage; completed sets go to `sink`, a plain callable, so the same
-collector feeds local storage, a multiprocessing queue or (later) the hub. A
+collector feeds a list in a test, local storage or the hub (its node). A
 frame is rendered and JPEG-encoded only when some balancer wants the sample,
 which is what makes headless collection fast. Episodes vary the track (a new
 seed every `episode_s`), and a car that stops or leaves the road for `stuck_s`
