@@ -42,6 +42,7 @@ from bot.text import SAFE_START, plain_text, reply_text
 from bot.votes import VoteBox, VoteResult
 from engine.core.actions import Actions
 from engine.core.config import ChatConfig, Config
+from engine.core.errors import CharlesError
 from engine.core.store import AlertRaised
 from engine.core.wire import Alert
 from engine.records.moments import MAX_NOTE_CHARS
@@ -256,7 +257,7 @@ class Router(CommandHandlers):
             return problem
         try:
             result = await self.actions.switch(name, new=len(words) == 2, user=message.user)
-        except ValueError as error:
+        except (ValueError, CharlesError) as error:  # e.g. every checkpoint damaged
             return plain_text(f"Cannot switch to {name}: {error}", 300)
         finally:
             self.catalog.forget()
@@ -372,7 +373,7 @@ class Router(CommandHandlers):
             )
         try:
             switched = await self.actions.switch(result.winner, user="chat vote")
-        except ValueError as error:
+        except (ValueError, CharlesError) as error:
             text = f"Vote over ({counts}): cannot switch to {result.winner}: {error}"
             return plain_text(text, 300)
         finally:

@@ -188,6 +188,18 @@ async def test_switch_to_an_unknown_model_names_it(router, actions):
     assert actions.state.version == "model_0000_demo_v1"
 
 
+async def test_switch_to_a_version_whose_checkpoints_are_all_damaged_is_refused_in_chat(
+    router, actions, tmp_path
+):
+    damaged = tmp_path / "data" / "models" / f"{XCEPTION}_v1" / "batch-000000000020"
+    damaged.mkdir(parents=True)
+    (damaged / "checkpoint.json").write_text("null", encoding="utf-8")
+    text = await say(router, f"!switch {XCEPTION}_v1", roles=MODERATOR)
+    assert text.startswith(f"Cannot switch to {XCEPTION}_v1: "), text
+    assert "checkpoint" in text
+    assert actions.state.version == "model_0000_demo_v1"
+
+
 async def test_switch_without_a_name_shows_usage(router):
     assert (await say(router, "!switch", roles=MODERATOR)).startswith("usage: !switch NAME [new]")
 
