@@ -16,6 +16,8 @@ from engine.data.storage import SampleStorage
 from tests.data_helpers import HEIGHT, WIDTH, full_set, grey_level, make_sample
 
 OUTPUTS = ("steering", "throttle_brake")
+# Only ends a hung test: a passing one never waits this long, however busy the machine.
+WAIT_S = 60.0
 
 
 def open_buffers(tmp_path, capacity: int, threshold: float = 0.9, seed: int = 1) -> SampleBuffers:
@@ -85,7 +87,7 @@ def test_a_batch_is_float_nhwc_raw_pixels_with_each_frame_paired_to_its_outputs(
         buffers.add_set(full_set("steering", throttle_brake=0.5))
         buffers.add_set(full_set("throttle_brake"))
     with BatchSource(buffers, batch_size=32, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS) as source:
-        batch = source.next_batch(timeout=10)
+        batch = source.next_batch(timeout=WAIT_S)
     x, y = batch
     assert x.dtype == np.float32 and x.shape == (32, HEIGHT, WIDTH, 3)
     assert x.min() >= 0.0 and x.max() <= 255.0 and x.max() > 1.0
@@ -114,7 +116,7 @@ def test_a_mirrored_frame_is_flipped_left_right_with_its_steering_negated(tmp_pa
     with BatchSource(
         buffers, batch_size=20, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS, mirror=mirror, seed=3
     ) as source:
-        x, y = source.next_batch(timeout=10)
+        x, y = source.next_batch(timeout=WAIT_S)
     halves = [(frame[:, : WIDTH // 2].mean(), frame[:, WIDTH // 2 :].mean()) for frame in x]
     flipped = 0
     for (left, right), steering in zip(halves, y["steering"], strict=True):
@@ -132,7 +134,7 @@ def test_frames_are_resized_to_the_batch_frame_size(tmp_path):
     buffers.add_set(full_set("steering"))
     buffers.add_set(full_set("throttle_brake"))
     with BatchSource(buffers, batch_size=4, frame_size=(16, 9), outputs=OUTPUTS) as source:
-        assert source.next_batch(timeout=10).x.shape == (4, 9, 16, 3)
+        assert source.next_batch(timeout=WAIT_S).x.shape == (4, 9, 16, 3)
 
 
 def test_no_batch_is_produced_while_buffers_are_not_ready(tmp_path):
@@ -144,7 +146,7 @@ def test_no_batch_is_produced_while_buffers_are_not_ready(tmp_path):
         buffers.add_set(full_set("throttle_brake"))
         assert source.next_batch(timeout=0.3) is None
         buffers.add_set(full_set("throttle_brake"))
-        assert source.next_batch(timeout=10) is not None
+        assert source.next_batch(timeout=WAIT_S) is not None
 
 
 def test_corrupt_samples_are_skipped_counted_and_replaced_from_the_same_buffer(tmp_path):
@@ -161,7 +163,7 @@ def test_corrupt_samples_are_skipped_counted_and_replaced_from_the_same_buffer(t
     buffers.add_set(good)
     buffers.add_set(SampleSet("steering", tuple(not_jpeg + no_target + wrong_shape[3:])))
     with BatchSource(buffers, batch_size=21, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS) as source:
-        batch = source.next_batch(timeout=10)
+        batch = source.next_batch(timeout=WAIT_S)
     # Whichever 21 were drawn first, every corrupt one was replaced until only good ones remain.
     assert len(batch.x) == 21
     for frame, steering in zip(batch.x, batch.y["steering"], strict=True):
