@@ -309,8 +309,10 @@ class Child:
         self._process.stdin.flush()
 
     def finish(self) -> str:
-        """Wait for it to end by itself; its stdout."""
-        out, _ = self._process.communicate()
+        """Wait for it to end by itself; its stdout (stderr is the reader thread's)."""
+        assert self._process.stdout is not None
+        out = self._process.stdout.read()
+        self._process.wait()
         return out
 
     def stop(self, sig: int) -> str:
