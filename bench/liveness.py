@@ -129,6 +129,12 @@ async def end_once(app: StreamApp, name: str, how: str) -> dict:
     """End `name` one way, await its replacement at work; the times from the signal."""
     state = app.state
     await until(lambda: at_work(app, name))
+    if name == "trainer" and how != "term":
+        # Batches lost need a checkpoint to resume from: wait for one of this process's.
+        pid = state.processes[name].pid
+        await until(lambda: state.checkpoint is not None and state.trainer.status == "training")
+        if state.processes[name].pid != pid:
+            raise RuntimeError("the trainer restarted by itself during a trial")
     before = state.processes[name]
     batch = state.trainer.batch if name == "trainer" and state.trainer else None
     checkpoint = state.checkpoint.batch if name == "trainer" and state.checkpoint else None
