@@ -1,26 +1,21 @@
-"""Clean ends for command processes: SIGTERM runs `finally` blocks; children follow their parent.
+"""Clean ends for command processes: SIGTERM runs `finally` blocks.
 
 Example::
 
     with sigterm_as_exit():
         run_until_done()          # a kill still releases the pad, stops child processes
 
-    # in a multiprocessing child:
-    parent_gone = parent_watch()
-    while not stop.is_set() and not parent_gone():
-        work()
-
-A streamer stops things with Ctrl-C, a process manager with SIGTERM, and a
-crash (or SIGKILL) stops a parent without any cleanup at all; in none of these
-cases may a collector or driver go on running, unseen, eating the cores.
+A streamer stops things with Ctrl-C and a process manager with SIGTERM; either
+way the keys, the pad and the stored sets must be left in order. (A parent
+killed without cleanup is handled by the children themselves:
+engine/node/process.py die_with_parent.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
@@ -42,15 +37,3 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def parent_watch() -> Callable[[], bool]:
-    """In a multiprocessing child: a cheap check that says True once the parent has ended.
-
-    It polls the parent's sentinel (a pipe the parent holds open), so it also sees
-    a parent killed by SIGKILL, where no cleanup of the parent's ever ran.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return lambda: False
-    return lambda: not parent.is_alive()
