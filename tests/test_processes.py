@@ -76,17 +76,18 @@ def test_collectors_alone_need_no_version():
 
 
 def test_liveness_bounds_come_from_supervisor_and_0_turns_one_off():
-    supervisor = SupervisorConfig(liveness_trainer_s=0.0, liveness_collector_s=5.0)
+    supervisor = SupervisorConfig(
+        liveness_trainer_s=0.0, liveness_collector_s=5.0, liveness_recorder_s=7.0
+    )
     config = msgspec.structs.replace(default_config(), supervisor=supervisor)
     config = msgspec.structs.replace(
         config, stream=StreamConfig(recorders=(RecorderEntry(game="builtin", player="ada"),))
     )
     bounds = {spec.name: spec.liveness_s for spec in process_table(config, None, VERSION)}
-    # A recorder's loop reports no progress (yet): it is not watched.
     assert bounds == {
         "trainer": None,
         "driver": 20.0,
         "collector-0": 5.0,
         "collector-1": 5.0,
-        "recorder-0": None,
+        "recorder-0": 7.0,
     }

@@ -10,6 +10,7 @@ real X server: tests/test_recorder_game.py.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import msgspec
@@ -25,6 +26,7 @@ from engine.data.balance import BalancingStage
 from engine.data.stats import data_stats
 from engine.data.storage import SampleStorage
 from engine.games.profile import load_profile
+from engine.node.progress import PROGRESS_FILE_ENV, _reporter
 from engine.recorder.cli import _region, _settings
 from engine.recorder.game import capture_region, masked, recorder_settings
 from engine.recorder.inputs import KeyBindings, KeyboardInput
@@ -233,6 +235,19 @@ def test_reports_go_every_interval_and_at_once_on_pause_or_resume():
     now[0] = 15.0
     reporter.tick(recording)  # due
     assert [report.paused for report in sent] == [False, True, True]
+
+
+def test_every_poll_tells_the_supervisors_watchdog_the_recorder_is_alive(tmp_path, monkeypatch):
+    progress_file = tmp_path / "recorder-0.progress"
+    progress_file.touch()
+    os.utime(progress_file, (0, 0))
+    monkeypatch.setenv(PROGRESS_FILE_ENV, str(progress_file))
+    _reporter.cache_clear()
+    try:
+        Reporter(lambda report: None, 10.0).tick(stats(paused=True))  # paused polls count too
+    finally:
+        _reporter.cache_clear()
+    assert progress_file.stat().st_mtime > 0
 
 
 def test_data_stats_sums_a_stored_recorder_report_like_a_collectors(tmp_path):

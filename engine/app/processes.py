@@ -91,8 +91,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         indexed=True,
         liveness=lambda supervisor: supervisor.liveness_collector_s,
     ),
-    # Recorders of human play: the streamer drives a game, the sets go to the trainer. Not
-    # watched for liveness (yet): its loop does not report progress.
+    # Recorders of human play: the streamer drives a game, the sets go to the trainer.
     DeclaredProcess(
         "recorder",
         "engine.recorder.node",
@@ -100,6 +99,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         stop_order=1,
         takes_model=False,
         indexed=True,
+        liveness=lambda supervisor: supervisor.liveness_recorder_s,
         instance_args=lambda stream, index: (
             "--game",
             stream.recorders[index].game,

@@ -396,13 +396,16 @@ class SupervisorConfig(Section):
     liveness_trainer_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 120.0
     liveness_driver_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 20.0
     liveness_collector_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 30.0
+    # A recorder polls the keys many times a second, paused or not, and while it waits for
+    # the game's window: silence means a stuck capture or X connection.
+    liveness_recorder_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] = 30.0
     # Before its first report a process may take this long (Python and TensorFlow imports,
     # the model build on a busy machine), or its own bound if that is longer.
     liveness_startup_s: Annotated[float, Meta(ge=1.0, le=86_400.0)] = 180.0
 
     def __post_init__(self) -> None:
         # Below a second a busy machine's scheduling alone would look like a hang.
-        for kind in ("trainer", "driver", "collector"):
+        for kind in ("trainer", "driver", "collector", "recorder"):
             value = getattr(self, f"liveness_{kind}_s")
             if 0.0 < value < 1.0:
                 raise ConfigError(

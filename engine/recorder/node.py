@@ -37,6 +37,7 @@ from engine.core.config import PLAYER_NAME, Config
 from engine.core.errors import DeviceError, UsageError
 from engine.core.wire import CollectorReport, SampleSets, collector_report
 from engine.node.process import EXIT_HUB_GONE, node_parser, run_node
+from engine.node.progress import report_progress
 from engine.recorder.recorder import RecorderStats
 
 if TYPE_CHECKING:
@@ -182,7 +183,8 @@ class Reporter:
         self._paused: bool | None = None
 
     def tick(self, stats: RecorderStats) -> None:
-        """After every poll: report if due, or if the pause state changed."""
+        """After every poll: progress for the watchdog; a report if due or the pause changed."""
+        report_progress()
         now = self._clock()
         changed = self._paused is not None and stats.paused != self._paused
         if changed:
@@ -212,6 +214,7 @@ def _wait_for_window(
 
     said = -float("inf")
     while not stopped():
+        report_progress()  # waiting for the streamer to start the game is not hanging
         try:
             return capture_region(profile)
         except DeviceError as error:
