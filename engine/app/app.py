@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -40,6 +40,7 @@ from engine.app.actions import StreamActions
 from engine.app.consoles import render
 from engine.app.hub import Hub
 from engine.app.processes import check_recorder_games, process_table
+from engine.app.signals import on_stop_signals
 from engine.app.supervisor import Supervisor
 from engine.core.config import Config
 from engine.core.secrets import hub_token
@@ -70,7 +71,8 @@ async def run_app(
     view = sys.stderr.isatty() if view is None else view
     app = StreamApp(config, config_path=config_path)
     stop = asyncio.Event()
-    with _stop_on_signals(stop):
+    # SIGINT and SIGTERM set `stop` (the app then shuts down in order) instead of killing it.
+    with on_stop_signals(functools.partial(_request_stop, stop)):
         await app.start()
         try:
             await _wait(stop, for_seconds, app.state if view else None)
@@ -209,23 +211,6 @@ async def _wait(stop: asyncio.Event, for_seconds: float | None, viewed: AppState
                 await asyncio.wait_for(stop.wait(), timeout)
             if live is not None:
                 live.update(render(viewed.snapshot()))
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `stop` (the app then shuts down in order) instead of killing it."""
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Windows has no loop signal handlers: there Ctrl-C raises KeyboardInterrupt.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, _request_stop, stop, signum)
-            handled.append(signum)
-    try:
-        yield
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

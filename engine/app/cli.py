@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
-from engine.core.cli_args import add_config_argument, add_data_argument, config_from
-from engine.core.config import DEFAULT_CONFIG_PATH
+from engine.core.cli_args import (
+    add_config_argument,
+    add_data_argument,
+    config_from,
+    config_path_for_processes,
+)
 from engine.sim import cli as sim_cli
 
 
@@ -43,14 +46,5 @@ def run(args: argparse.Namespace) -> int:
     from engine.app.app import run_app
 
     return asyncio.run(
-        run_app(config, config_path=_config_path(args.config), for_seconds=args.for_seconds)
+        run_app(config, config_path=config_path_for_processes(args), for_seconds=args.for_seconds)
     )
-
-
-def _config_path(flag: str | None) -> str | None:
-    """The file the processes load too (absolute), or None when the app runs on the defaults."""
-    if flag is not None:
-        return str(Path(flag).resolve())
-    if DEFAULT_CONFIG_PATH.exists():
-        return str(DEFAULT_CONFIG_PATH.resolve())
-    return None

@@ -28,8 +28,6 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -37,15 +35,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.app.processes import ProcessSpec, process_table
+from engine.app.signals import on_stop_signals
 from engine.core.cli_args import (
     add_config_argument,
     add_data_argument,
     config_from,
+    config_path_for_processes,
     data_dir_from,
     positive_int,
     seed_value,
 )
-from engine.core.config import DEFAULT_CONFIG_PATH, Config, HubConfig, StreamConfig
+from engine.core.config import Config, HubConfig, StreamConfig
 from engine.core.errors import ProtocolError, UsageError
 from engine.core.store import AppState
 from engine.core.wire import CollectorReport, SampleSets, decode, message_fields
@@ -96,7 +96,7 @@ def run_collect(args: argparse.Namespace) -> int:
     seed = secrets.randbelow(2**31 - MAX_COLLECTORS) if args.seed is None else args.seed
     log.info("collecting with %d collector(s), seeds %d..%d", count, seed, seed + count - 1)
     path = default_storage_path(config, data_dir_from(args, config))
-    config_path = _config_path(args.config)
+    config_path = config_path_for_processes(args)
     with SampleStorage(path, capacity=config.data.buffer_capacity) as storage:
         try:
             summary = asyncio.run(
@@ -121,15 +121,6 @@ def run_collect(args: argparse.Namespace) -> int:
             summary["storage"],
         )
     return 0
-
-
-def _config_path(flag: str | None) -> str | None:
-    # What the collectors load too, as the app hands its file to its processes.
-    if flag is not None:
-        return str(Path(flag).resolve())
-    if DEFAULT_CONFIG_PATH.exists():
-        return str(DEFAULT_CONFIG_PATH.resolve())
-    return None
 
 
 async def collect(
@@ -266,11 +257,8 @@ class _StorageReceiver:
         return None
 
 
-@contextlib.contextmanager
-def _stop_on_signals(done: asyncio.Event, received: list[str]) -> Iterator[None]:
+def _stop_on_signals(done: asyncio.Event, received: list[str]) -> contextlib.AbstractContextManager:
     """SIGINT and SIGTERM end the collection in order (collectors stop and send what they have)."""
-    loop = asyncio.get_running_loop()
-    handled = []
 
     def stop(signum: int) -> None:
         name = signal.Signals(signum).name
@@ -278,16 +266,7 @@ def _stop_on_signals(done: asyncio.Event, received: list[str]) -> Iterator[None]
         received.append(name)
         done.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Windows has no loop signal handlers: there Ctrl-C raises KeyboardInterrupt.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop, signum)
-            handled.append(signum)
-    try:
-        yield
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    return on_stop_signals(stop)
 
 
 def _progress() -> Progress:

@@ -73,6 +73,19 @@ def config_from(args: argparse.Namespace) -> Config:
     )
 
 
+def config_path_for_processes(args: argparse.Namespace) -> str | None:
+    """The config file the command's child processes load too (absolute: they may run elsewhere).
+
+    None when the command runs on the built-in defaults: the children do the same.
+    """
+    flag = getattr(args, "config", None)
+    if flag is not None:
+        return str(Path(flag).resolve())
+    if Path(DEFAULT_CONFIG_PATH).exists():
+        return str(Path(DEFAULT_CONFIG_PATH).resolve())
+    return None
+
+
 def data_dir_from(args: argparse.Namespace, config: Config) -> Path:
     """--data if given, else the config's [app] data_dir."""
     data = getattr(args, "data", None)
