@@ -26,8 +26,9 @@ with the hub token.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -103,11 +104,35 @@ class Checkpointed(WireMessage, tag="checkpointed"):
     path: str
 
 
+# The driver loop's stages, in the order one turn runs them (engine/driver/driver.py).
+DriverStage = Literal[
+    "capture_wait", "preprocess", "predict", "translate", "controller", "convcam", "watch", "report"
+]
+DRIVER_STAGES: tuple[DriverStage, ...] = typing.get_args(DriverStage)
+
+
+class StageTime(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How long one driver stage took over its recent turns (`engine.driver.stage_times`)."""
+
+    p50_ms: NonNegative
+    p95_ms: NonNegative
+    # The turns these percentiles are over: the stage's window, or fewer since the start.
+    turns: Annotated[int, msgspec.Meta(ge=1)]
+
+    def __post_init__(self) -> None:
+        if self.p95_ms < self.p50_ms:
+            raise ValueError(
+                f"a stage time's p95_ms = {self.p95_ms!r} is below its p50_ms = {self.p50_ms!r}; "
+                "accepted: p95_ms >= p50_ms"
+            )
+
+
 class DriverStatus(WireMessage, tag="driver_status"):
     """The reference's Player console: predictions, pad values, FPS, PPS, loaded weights.
 
     Predictions are reported as the model made them, NaN included (viewers see a
     diverged model); every other number is finite, as the controller applies it.
+    `stages` holds each loop stage the driver has run, with its p50/p95 duration.
     """
 
     version: str
@@ -119,6 +144,7 @@ class DriverStatus(WireMessage, tag="driver_status"):
     unstucks: Count = 0
     distance_m: Finite = 0.0
     offroad_events: Count = 0
+    stages: dict[DriverStage, StageTime] = msgspec.field(default_factory=dict)
 
 
 class Frames(WireMessage, tag="frames"):
@@ -317,12 +343,14 @@ def _kind_of(data: bytes) -> str:
 
 
 __all__ = [
+    "DRIVER_STAGES",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "Alert",
     "BufferFill",
     "Checkpointed",
     "CollectorReport",
+    "DriverStage",
     "DriverStatus",
     "Frames",
     "Hello",
@@ -331,6 +359,7 @@ __all__ = [
     "Role",
     "Sample",
     "SampleSets",
+    "StageTime",
     "SwitchModel",
     "TrainerStatus",
     "collector_report",
