@@ -405,6 +405,8 @@ def status_view(snapshot: Snapshot) -> dict[str, Any]:
         "pad": dict(driver.pad) if driver else {},
         "unstucks": driver.unstucks if driver else None,
         "distance_m": driver.distance_m if driver else None,
+        # The driver loop's p50/p95 per stage, ms: {"predict": {"p50_ms": ..., ...}, ...}.
+        "stages": {name: _plain(took) for name, took in driver.stages.items()} if driver else {},
         "processes": {
             name: {
                 "state": process.state,
