@@ -11,7 +11,7 @@ import pytest
 
 from engine.core.config import ControllerConfig, DriverConfig, UnstuckConfig
 from engine.core.errors import ModelError
-from engine.core.wire import Alert, DriverStatus, Frames
+from engine.core.wire import DRIVER_STAGES, Alert, DriverStatus, Frames
 from engine.data.frames import decode_frame
 from engine.driver.capture import Capture, SimSource
 from engine.driver.controller import SimController, Translator
@@ -156,6 +156,25 @@ def test_the_status_carries_the_player_console_numbers(version_data):
     assert status.pad["right_trigger"] == pytest.approx(0.5)
     assert status.fps > 10 and status.pps > 10
     assert status.distance_m > 0
+
+
+def test_every_stage_the_loop_ran_is_in_the_status_with_its_p50_and_p95(version_data):
+    sink = Recorder()
+    driver, _ = build_driver(version_data, sink=sink, steering=0.1, throttle_brake=0.5)
+    with driver.parts.capture:
+        frames_flowing(driver)
+        summary = driver.run(seconds=1.5)
+    statuses = sink.of(DriverStatus)
+    assert len(statuses) >= 3
+    # The first status is built inside the first turn's report stage, before it ends.
+    assert tuple(statuses[0].stages) == DRIVER_STAGES[:-1]
+    for status in statuses[1:]:
+        assert tuple(status.stages) == DRIVER_STAGES
+    assert tuple(summary.stages) == DRIVER_STAGES
+    predict = summary.stages["predict"]
+    assert 0 < predict.p50_ms <= predict.p95_ms
+    assert predict.turns == min(summary.predictions, driver.stage_times.window)
+    assert summary.stages["capture_wait"].turns == predict.turns
 
 
 def test_overlay_frames_carry_hood_convcam_and_chase_images(version_data):

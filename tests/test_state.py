@@ -52,6 +52,7 @@ STATUS_KEYS = {
     "pad",
     "unstucks",
     "distance_m",
+    "stages",
     "processes",
     "nodes",
     "collectors",

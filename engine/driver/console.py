@@ -5,7 +5,10 @@ Example::
     live.update(player_table(driver_status))
 
 The reference's Player Console (raw predictions, controller values, FPS,
-PPS, the loaded version and batch, unstucks), drawn from one `DriverStatus`.
+PPS, the loaded version and batch, unstucks), drawn from one `DriverStatus`,
+and below it where a turn of the loop spends its time: p50 / p95 per stage
+(`engine.driver.stage_times`), so a streamer sees at a glance whether the
+model, the capture or the overlay's JPEGs hold the car back.
 `charles-stream drive` shows it alone; the app shows it beside the Trainer
 Console (`engine/app/consoles.py`).
 """
@@ -40,4 +43,8 @@ def player_table(status: DriverStatus | None) -> Table:
     table.add_row("FPS / PPS", f"{status.fps:.1f} / {status.pps:.1f}")
     table.add_row("unstucks", str(status.unstucks))
     table.add_row("distance / off-road", f"{status.distance_m:,.0f} m / {status.offroad_events}")
+    if status.stages:
+        table.add_row("stage times", "p50 / p95 ms")
+    for stage, took in status.stages.items():
+        table.add_row(f"  {stage.replace('_', ' ')}", f"{took.p50_ms:.2f} / {took.p95_ms:.2f}")
     return table

@@ -17,8 +17,15 @@ capture thread runs ahead and drops what the driver had no time for):
 2. predict: ONE forward pass gives the heads' values and the Convcam layer;
 3. translate: dead zones, clipping, NaN -> neutral (`engine.driver.controller`);
 4. control: the pad gets the values;
-5. watch: an unstuck when the car has not moved; pending new weights are
-   loaded then (or after `reload_interval_s`, whichever first).
+5. Convcam: the activations tiled into the overlay's image (after the pad, so
+   the car never waits for it);
+6. watch: an unstuck when the car has not moved; pending new weights are
+   loaded then (or after `reload_interval_s`, whichever first);
+7. report: status and overlay JPEGs to the sink when due.
+
+Each stage is timed (`engine.driver.stage_times`: one clock read per stage,
+p50/p95 over the last turns), "capture_wait" being the time from the end of
+one turn to the next frame in hand; the stages of a turn add up to the turn.
 
 Another version (`switch_model`, e.g. the stream switched models) takes over
 before the next prediction; its model is built beforehand on whatever thread
@@ -27,7 +34,7 @@ size gets frames resized from the captured image.
 
 What the stream shows goes to `sink`, a plain callable taking protocol
 messages: `DriverStatus` (the Player Console: raw predictions, pad values, FPS,
-PPS, loaded version and batch, unstucks) at `status_hz`, `Frames` (hood,
+PPS, loaded version and batch, unstucks, time per stage) at `status_hz`, `Frames` (hood,
 Convcam and chase JPEGs) at `frames_hz`, and an `Alert` per unstuck. The
 driver knows no transport; the hub (or a terminal console) is whatever
 callable it is given.
@@ -54,11 +61,12 @@ import numpy as np
 from engine.core.config import Config, DriverConfig
 from engine.core.errors import ModelError
 from engine.core.rates import RateMeter
-from engine.core.wire import Alert, DriverStatus, Frames, Message
+from engine.core.wire import Alert, DriverStage, DriverStatus, Frames, Message, StageTime
 from engine.data.frames import encode_frame, resize_frame
 from engine.driver.capture import Capture, Frame
 from engine.driver.controller import NEUTRAL_PAD, Controller, GamepadState, Translator
 from engine.driver.convcam import render_convcam, render_convcam_dual
+from engine.driver.stage_times import StageTimes
 from engine.driver.unstuck import StuckWatch, UnstuckAction
 from engine.node.progress import report_progress
 from models.checkpoints import CheckpointError
@@ -175,6 +183,8 @@ class DriveSummary:
     last_pad: GamepadState
     distance_m: float | None
     offroad_events: int | None
+    # p50/p95 of each loop stage over its last turns (empty with timing off).
+    stages: dict[DriverStage, StageTime] = dataclasses.field(default_factory=dict)
 
 
 class Driver:
@@ -187,9 +197,12 @@ class Driver:
         *,
         sink: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stage_times: StageTimes | None = None,
     ) -> None:
         self.parts = parts
         self.config = config
+        # Always on: a turn costs one clock read and one list store per stage.
+        self.stage_times = stage_times if stage_times is not None else StageTimes()
         self._sink = sink or (lambda message: None)
         self._clock = clock
         self._throttle_from = throttle_brake_reader(parts.model.output_names)
@@ -223,6 +236,8 @@ class Driver:
         self._started = self._clock()
         self._counts_at_start = (self._pps.total, parts.capture.frames_captured)
         last_index = -1
+        times = self.stage_times
+        mark = times.start()
         try:
             while not self._stop.is_set():
                 if seconds is not None and self._clock() - self._started >= seconds:
@@ -233,9 +248,12 @@ class Driver:
                         "no frame for %.1f s: pad neutral until frames return", FRAME_TIMEOUT_S
                     )
                     parts.controller.neutral()
+                    # A wait that brought no frame is no turn: the next turn's wait starts now.
+                    mark = times.start()
                     continue
+                mark = times.lap("capture_wait", mark)
                 last_index = frame.index
-                self.step(frame)
+                mark = self._turn(frame, mark)
                 # Per driven frame only: a capture that brings no frames is a hang to restart.
                 report_progress()
         finally:
@@ -275,13 +293,24 @@ class Driver:
         log.info("switching to %s (batch %d)", parts.weights.version, parts.weights.batch)
 
     def step(self, frame: Frame) -> GamepadState:
-        """One turn of the loop on one frame; returns what the pad was told."""
+        """One turn of the loop on one frame (every stage but the capture's); returns the pad."""
+        self._turn(frame, self.stage_times.start())
+        return self.last_pad
+
+    def _turn(self, frame: Frame, mark: int) -> int:
+        """The stages after the capture, each timed from `mark` on; returns the last lap's end."""
+        times = self.stage_times
         self._take_switched_model()
         parts = self.parts
-        prediction = parts.model.predict(self._stack(self._model_input(frame)))
+        model_input = self._stack(self._model_input(frame))
+        mark = times.lap("preprocess", mark)
+        prediction = parts.model.predict(model_input)
+        mark = times.lap("predict", mark)
         steering = prediction.outputs["steering"]
         pad = parts.translator.translate(steering, self._throttle_from(prediction.outputs))
+        mark = times.lap("translate", mark)
         parts.controller.send(pad)
+        mark = times.lap("controller", mark)
         self.last_pad = pad
         self._pps.record()
         self._last_frame, self._last_prediction = frame, prediction
@@ -291,14 +320,16 @@ class Driver:
         self._convcam = self.render_convcam(prediction.activations)
         self._convcam_s += time.perf_counter() - started
         self._convcam_renders += 1
+        mark = times.lap("convcam", mark)
         now = self._clock()
         reason = parts.watch.update(frame.captured_at, frame.telemetry, frame.model_input)
         if reason is not None:
             self._unstuck(reason)
         elif now - self._last_load >= self.config.reload_interval_s:
             self._apply_offered_weights("reload interval")
+        mark = times.lap("watch", mark)
         self._report(now, frame)
-        return pad
+        return times.lap("report", mark)
 
     def summary(self) -> DriveSummary:
         """The drive so far (callable at any time, e.g. after a SIGTERM ended `run`)."""
@@ -322,6 +353,7 @@ class Driver:
             last_pad=self.last_pad,
             distance_m=telemetry.distance_m if telemetry else None,
             offroad_events=telemetry.offroad_events if telemetry else None,
+            stages=self.stage_times.summary(),
         )
 
     def status(self) -> DriverStatus:
@@ -343,6 +375,8 @@ class Driver:
             unstucks=self.unstucks,
             distance_m=telemetry.distance_m if telemetry else 0.0,
             offroad_events=telemetry.offroad_events if telemetry else 0,
+            # Percentiles computed here, at status_hz, never per frame.
+            stages=self.stage_times.summary(),
         )
 
     def _take_switched_model(self) -> None:
