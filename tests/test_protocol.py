@@ -27,6 +27,7 @@ from engine.core.wire import (
     Hello,
     ProtocolError,
     SampleSets,
+    StageTime,
     SwitchModel,
     TrainerStatus,
     collector_report,
@@ -66,7 +67,12 @@ EXAMPLES = [
         buffers={"steering": BufferFill(fill=10, capacity=20, needed=18)},
     ),
     Checkpointed(version="model_0000_demo_v1", batch=500, path="data/models/x/batch-500"),
-    DriverStatus(version="model_0000_demo_v1", predictions={"steering": 0.1}, pps=30.0),
+    DriverStatus(
+        version="model_0000_demo_v1",
+        predictions={"steering": 0.1},
+        pps=30.0,
+        stages={"predict": StageTime(p50_ms=12.5, p95_ms=20.0, turns=256)},
+    ),
     Frames(hood=b"\xff\xd8hood", convcam=b"\xff\xd8cc"),
     SwitchModel(version="model_0003_xception_v2"),
     CollectorReport(
