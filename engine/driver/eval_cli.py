@@ -3,12 +3,19 @@
 Example::
 
     charles-stream eval --model model_0000_demo_v1 --seeds 101,202,303 --seconds 60 --json
+    charles-stream eval --model model_0000_demo_v1 --hard      # + minutes per seed, off-line starts
 
 Each policy drives the built-in game headless (game time, as fast as the
 machine goes) on the same track seeds; the score is the mean metres of road
 progress per off-road event (see `engine/driver/evaluation.py`). `--json` prints
 {"seeds", "seconds", "model", "npc", "untrained", "ratio_to_npc"}; the
 acceptance figure is `ratio_to_npc`.
+
+`--hard` adds the harder test (`engine/driver/hard_test.py`: 240 game seconds
+on each of its own seeds, starts off the racing line, mean speed and lap times
+against the NPC's, the spread over seeds) after the standard one, which stays
+as it was; `--json` then has a "hard" entry too. `--hard-seeds` and
+`--hard-seconds` change its seeds and length.
 """
 
 from __future__ import annotations
@@ -16,17 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 
 from rich.console import Console
 from rich.table import Table
 
 from engine.core.cli_args import (
+    MAX_SEED,
     add_config_argument,
     add_data_argument,
     config_from,
     data_dir_from,
-    positive_float,
 )
+from engine.core.errors import UsageError
+from engine.driver.hard_test import DEFAULT_SECONDS as HARD_SECONDS
+from engine.driver.hard_test import DEFAULT_SEEDS as HARD_SEEDS
+from engine.driver.hard_test import MAX_SECONDS, HardComparison, HardTest
 
 log = logging.getLogger("charles.eval")
 
@@ -52,9 +64,27 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seconds",
-        type=positive_float,
+        type=_game_seconds,
         default=DEFAULT_SECONDS,
         help=f"game seconds per seed (default: {DEFAULT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--hard",
+        action="store_true",
+        help="also run the hard test: minutes per seed, starts off the racing line, "
+        "mean speed, lap times and the spread over seeds",
+    )
+    parser.add_argument(
+        "--hard-seeds",
+        type=_seeds,
+        default=None,
+        help=f"the hard test's track seeds (default: {','.join(map(str, HARD_SEEDS))})",
+    )
+    parser.add_argument(
+        "--hard-seconds",
+        type=_game_seconds,
+        default=None,
+        help=f"the hard test's game seconds per seed (default: {HARD_SECONDS:g})",
     )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line")
     add_data_argument(parser)
@@ -64,6 +94,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate the model, the NPC and an untrained copy on the same seeds; print the table."""
+    hard = _hard_test(args)
     config = config_from(args)
     from engine.driver.inference import set_tensorflow_threads
 
@@ -71,6 +102,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import keras
 
     from engine.driver.evaluation import AutopilotPolicy, ModelPolicy, evaluate
+    from engine.driver.hard_test import compare, run_hard_test
     from engine.driver.inference import OnePassModel, load_version
     from models.build import build_architecture
 
@@ -103,11 +135,43 @@ def run_eval(args: argparse.Namespace) -> int:
         **{name: result.as_dict() for name, result in results.items()},
         "ratio_to_npc": round(ratio, 3),
     }
+    comparison = None
+    if hard is not None:
+
+        def hard_progress(name: str, seed: int) -> None:
+            log.info("eval --hard: %s on seed %d (%g game seconds)", name, seed, hard.seconds)
+
+        model_policy, npc_policy = policies[0], policies[1]
+        comparison = compare(
+            run_hard_test(model_policy, config, hard, hard_progress),
+            run_hard_test(npc_policy, config, hard, hard_progress),
+        )
+        report["hard"] = comparison.as_dict(hard)
     if args.json:
         print(json.dumps(report))
-    else:
-        _print_table(report)
+        return 0
+    _print_table(report)
+    if comparison is not None:
+        _print_hard_table(comparison, hard)
     return 0
+
+
+def _hard_test(args: argparse.Namespace) -> HardTest | None:
+    """The hard test the flags ask for, or None; --hard-* without --hard is refused."""
+    if not args.hard:
+        seeds = None if args.hard_seeds is None else ",".join(map(str, args.hard_seeds))
+        seconds = None if args.hard_seconds is None else f"{args.hard_seconds:g}"
+        for flag, value in (("--hard-seeds", seeds), ("--hard-seconds", seconds)):
+            if value is not None:
+                raise UsageError(
+                    f"eval: {flag} {value} applies to the hard test only; "
+                    "accepted: with --hard, or left out"
+                )
+        return None
+    return HardTest(
+        seeds=HARD_SEEDS if args.hard_seeds is None else args.hard_seeds,
+        seconds=HARD_SECONDS if args.hard_seconds is None else args.hard_seconds,
+    )
 
 
 def _print_table(report: dict) -> None:
@@ -134,6 +198,46 @@ def _print_table(report: dict) -> None:
     console.print(f"model / NPC: {report['ratio_to_npc']:.0%} (acceptance: at least 80%)")
 
 
+def _print_hard_table(comparison: HardComparison, test: HardTest) -> None:
+    low, high = test.offset_m
+    low_angle, high_angle = (math.degrees(angle) for angle in test.heading_error_rad)
+    table = Table(
+        title=f"Hard test on seeds {', '.join(map(str, test.seeds))}, "
+        f"{test.seconds:g} game s each, starts {low:g}-{high:g} m off the lane centre "
+        f"and {low_angle:.0f}-{high_angle:.0f}° off the track's direction"
+    )
+    table.add_column("driver")
+    table.add_column("m per off-road event\nmean (min-max, stdev)", justify="right")
+    table.add_column("mean speed km/h\nmean (min-max)", justify="right")
+    table.add_column("best lap s per seed", justify="right")
+    table.add_column("off-road events", justify="right")
+    table.add_column("unstucks", justify="right")
+    for result in (comparison.model, comparison.npc):
+        score, speed = result.score, result.speed_kmh
+        table.add_row(
+            result.name,
+            f"{score.mean:,.0f} ({score.min:,.0f}-{score.max:,.0f}, {score.stdev:,.0f})",
+            f"{speed.mean:.1f} ({speed.min:.1f}-{speed.max:.1f})",
+            " ".join("-" if lap is None else f"{lap:.1f}" for lap in result.best_laps_s),
+            str(sum(e.offroad_events for e in result.episodes)),
+            str(sum(e.unstucks for e in result.episodes)),
+        )
+    console = Console()
+    console.print(table)
+    seeds = comparison.seed_ratios
+    lap_ratio = comparison.lap_ratio
+    laps = (
+        "no seed with a whole lap by both"
+        if lap_ratio is None
+        else f"{lap_ratio:.0%} of the NPC's lap pace ({len(comparison.lap_ratios)} seeds)"
+    )
+    console.print(
+        f"hard test, model / NPC: {comparison.ratio_to_npc:.0%} "
+        f"(per seed {min(seeds):.0%}-{max(seeds):.0%}); "
+        f"speed {comparison.speed_ratio:.0%}; {laps}"
+    )
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(",") if part.strip())
@@ -141,8 +245,29 @@ def _seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of whole numbers (e.g. 101,202,303)"
         ) from None
-    if not seeds or any(not 0 <= seed <= 2**31 - 1 for seed in seeds):
+    if not seeds or any(not 0 <= seed <= MAX_SEED for seed in seeds):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give at least one seed, each from 0 to {2**31 - 1}"
+            f"{text!r}: give at least one seed, each from 0 to {MAX_SEED}"
+        )
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names seed {', '.join(map(str, repeated))} more than once; "
+            "accepted: each seed once"
         )
     return seeds
+
+
+def _game_seconds(text: str) -> float:
+    """argparse type: game seconds per seed, above 0 and at most MAX_SECONDS."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; accepted: game seconds above 0, up to {MAX_SECONDS:g}"
+        ) from None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not accepted; accepted: game seconds above 0, up to {MAX_SECONDS:g}"
+        )
+    return value

@@ -23,6 +23,11 @@ The NPC's figure is the autopilot's clean driving (`engine.sim.expert`): the
 collectors' noise and deliberate mistakes would only make the bar lower.
 Game time, not wall time: episodes run as fast as the machine renders, and
 the same seeds and weights give the same figures.
+
+Where the car starts and where an unstuck puts it is a `Placement`: this
+test's `OnLine` (the start line and the game's own respawns, in the
+right-hand lane's centre); `eval --hard` (`engine/driver/hard_test.py`) starts
+and respawns it off that line, and drives minutes per seed, not one.
 """
 
 from __future__ import annotations
@@ -44,10 +49,37 @@ from engine.driver.unstuck import StuckWatch
 from engine.sim.autopilot import Autopilot
 from engine.sim.expert import expert_config
 from engine.sim.game import Controls, Game
-from engine.sim.score import RoadProgress, metres_per_offroad
+from engine.sim.score import LapClock, RoadProgress, metres_per_offroad
 
 if TYPE_CHECKING:
     from engine.driver.inference import OnePassModel
+
+
+class Placement(Protocol):
+    """Where an episode puts the car: at its start, and after each unstuck."""
+
+    def start(self, game: Game) -> None:
+        """Place the car for the episode's start (a new game already stands on the start line)."""
+
+    def respawn(self, game: Game) -> None:
+        """Place the car after an unstuck."""
+
+
+class OnLine:
+    """This test's places: the game's start (start line, lane centre), its respawns.
+
+    The respawns draw from the seed's own generator, so an episode repeats exactly.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 2])
+
+    def start(self, game: Game) -> None:
+        """The game's own start: the right-hand lane's centre on the start line."""
+
+    def respawn(self, game: Game) -> None:
+        """The game's respawn: a random point of the right-hand lane's centre."""
+        game.respawn(self._rng)
 
 
 class Policy(Protocol):
@@ -73,6 +105,8 @@ class EpisodeResult:
     distance_m: float
     offroad_events: int
     unstucks: int
+    # Whole laps driven, start line to start line, none across a respawn (game seconds).
+    lap_times_s: tuple[float, ...] = ()
 
     @property
     def metres_per_offroad(self) -> float:
@@ -102,10 +136,17 @@ class EvaluationResult:
             "offroad_events": sum(e.offroad_events for e in self.episodes),
             "unstucks": sum(e.unstucks for e in self.episodes),
             "episodes": [
-                {**dataclasses.asdict(e), "metres_per_offroad": round(e.metres_per_offroad, 1)}
+                {**_standard_fields(e), "metres_per_offroad": round(e.metres_per_offroad, 1)}
                 for e in self.episodes
             ],
         }
+
+
+def _standard_fields(episode: EpisodeResult) -> dict[str, object]:
+    """An episode's fields as `eval --json` has always printed them (lap times are --hard's)."""
+    fields = dataclasses.asdict(episode)
+    del fields["lap_times_s"]
+    return fields
 
 
 def evaluate(
@@ -115,23 +156,39 @@ def evaluate(
     seeds: tuple[int, ...],
     seconds: float,
     progress: Callable[[str, int], None] | None = None,
+    placement: Callable[[int], Placement] = OnLine,
 ) -> EvaluationResult:
-    """Drive `seconds` of game time on each seed with `policy`; `progress(name, seed)` per seed."""
+    """Drive `seconds` of game time on each seed with `policy`; `progress(name, seed)` per seed.
+
+    `placement(seed)` says where each episode starts and respawns (default: `OnLine`).
+    """
     episodes = []
     for seed in seeds:
         if progress is not None:
             progress(policy.name, seed)
-        episodes.append(drive_episode(policy, config, seed=seed, seconds=seconds))
+        episodes.append(
+            drive_episode(policy, config, seed=seed, seconds=seconds, placement=placement(seed))
+        )
     return EvaluationResult(policy.name, seconds, tuple(episodes))
 
 
-def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) -> EpisodeResult:
+def drive_episode(
+    policy: Policy,
+    config: Config,
+    *,
+    seed: int,
+    seconds: float,
+    placement: Placement | None = None,
+) -> EpisodeResult:
     """One seed: the policy drives headless, unstuck rules respawn it, progress is counted."""
+    places = OnLine(seed) if placement is None else placement
     game = Game(msgspec.structs.replace(config.sim, window="off"), seed=seed)
+    places.start(game)
     watch = StuckWatch(config.unstuck)
-    respawn_rng = np.random.default_rng([seed, 2])
     policy.start(seed)
     progress = RoadProgress(game)
+    laps = LapClock()
+    laps.update(game.telemetry())
     unstucks = 0
     for _ in range(round(seconds * game.config.tick_hz)):
         frame = None
@@ -140,8 +197,10 @@ def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) 
         game.set_controls(policy.decide(game, frame))
         progress.tick()
         telemetry = game.telemetry()
+        laps.update(telemetry)
         if watch.update(game.time, telemetry, frame if frame is not None else _NO_FRAME):
-            game.respawn(respawn_rng)
+            places.respawn(game)
+            laps.void()
             watch.reset(game.time)
             policy.start(seed)
             unstucks += 1
@@ -152,6 +211,7 @@ def drive_episode(policy: Policy, config: Config, *, seed: int, seconds: float) 
         distance_m=telemetry.distance_m,
         offroad_events=telemetry.offroad_events,
         unstucks=unstucks,
+        lap_times_s=laps.lap_times_s,
     )
 
 

@@ -7,6 +7,7 @@ Example::
     game.tick()                     # exactly 1/tick_hz seconds of game time
     frame = game.render_hood()      # RGB uint8 (hood_height, hood_width, 3): the model's input
     telemetry = game.telemetry()
+    game.place(s=120.0, offset=0.5, heading_error=0.2)   # at rest, off the lane, angled
 
 Controls follow a gamepad: `steering` +1 is full right, `throttle_brake` +1
 full throttle and -1 full brake. A value outside [-1, 1] is clipped and NaN
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.core.config import SimConfig
+from engine.core.errors import UsageError
 from engine.sim.physics import CarState, step
 from engine.sim.track import LANE_WIDTH_M, ROAD_HALF_WIDTH_M
 from engine.sim.views import ChaseView, HoodView
@@ -34,6 +36,8 @@ from engine.sim.world import World, build_world
 
 # Where a car starts and respawns: the middle of the right-hand lane.
 LANE_CENTRE_M = -LANE_WIDTH_M / 2
+# The largest heading error `Game.place` takes, either way: beyond it the car faces backwards.
+MAX_HEADING_ERROR_RAD = math.pi / 2
 # Goal points of the "purpose" signal sit every this many metres along the track.
 CHECKPOINT_SPACING_M = 250.0
 # How quickly the chase camera follows the car's heading (seconds).
@@ -147,6 +151,20 @@ class Game:
         """Put the car at a random point of the right-hand lane, along the track, at rest."""
         self._place(float(rng.uniform(0.0, self.track.length_m)))
 
+    def place(self, s: float, offset: float = LANE_CENTRE_M, heading_error: float = 0.0) -> None:
+        """Put the car at rest at arc length `s` (wraps), maybe off the lane and angled.
+
+        `offset` is metres left of the centre line (+ = left, like telemetry's), and
+        `heading_error` radians the car is turned from the track's direction (+ = to the left).
+        A respawn is `place(s)`: the right-hand lane's centre, straight along the track.
+        `eval --hard` starts and respawns the car off that line, offset and angled, the way
+        a real game's respawn or a spin leaves it. Raises `UsageError` for a place off the
+        road (|offset| above `ROAD_HALF_WIDTH_M`) or an angle beyond `MAX_HEADING_ERROR_RAD`
+        either way (a car facing backwards would drive the wrong way round).
+        """
+        _check_placement(s, offset, heading_error)
+        self._place(s, offset, heading_error)
+
     def telemetry(self) -> Telemetry:
         """A snapshot of the car's state, lap count and driving record."""
         car = self._car
@@ -202,9 +220,12 @@ class Game:
             return max(-1.0, min(1.0, number))
         return number
 
-    def _place(self, s: float) -> None:
-        x, y = self.track.point_at(s, LANE_CENTRE_M)
+    def _place(self, s: float, offset: float = LANE_CENTRE_M, heading_error: float = 0.0) -> None:
+        x, y = self.track.point_at(s, offset)
         heading = self.track.heading_at(s)
+        if heading_error:
+            # Only an angled place is wrapped, so a respawn's heading stays bit for bit the same.
+            heading = (heading + heading_error + math.pi) % (2 * math.pi) - math.pi
         self._car = CarState(x=x, y=y, heading=heading)
         self._chase_yaw = heading
         self._locate()
@@ -242,3 +263,22 @@ class Game:
         car = self._car
         bearing = math.atan2(gy - car.y, gx - car.x) - car.heading
         return (bearing + math.pi) % (2 * math.pi) - math.pi, math.hypot(gx - car.x, gy - car.y)
+
+
+def _check_placement(s: float, offset: float, heading_error: float) -> None:
+    """Refuse a place `Game.place` cannot put a car: not finite, off the road, or backwards."""
+    for name, value in (("s", s), ("offset", offset), ("heading_error", heading_error)):
+        if not math.isfinite(value):
+            raise UsageError(
+                f"car placement: {name} = {value!r} is not accepted; accepted: a finite number"
+            )
+    if abs(offset) > ROAD_HALF_WIDTH_M:
+        raise UsageError(
+            f"car placement: offset = {offset:g} m is off the road; accepted: "
+            f"-{ROAD_HALF_WIDTH_M:g} to {ROAD_HALF_WIDTH_M:g} m from the centre line (+ = left)"
+        )
+    if abs(heading_error) > MAX_HEADING_ERROR_RAD:
+        raise UsageError(
+            f"car placement: heading_error = {heading_error:g} rad is not accepted; accepted: "
+            f"-{MAX_HEADING_ERROR_RAD:.4f} to {MAX_HEADING_ERROR_RAD:.4f} rad (+ = to the left)"
+        )
