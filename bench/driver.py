@@ -4,6 +4,7 @@
     .venv/bin/python bench/driver.py --gpu          # on a GPU machine: Xception at 270x480
     KERAS_BACKEND=jax python bench/driver.py --gpu  # the same where only JAX is installed
     .venv/bin/python bench/driver.py --keyboard [--threads 1] [--line L] [--max-fps N]  # only 4.
+    .venv/bin/python bench/driver.py --stages [--threads 1] [--line L] [--tick-hz 30]  # only 5.
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -42,6 +43,24 @@
       that drive and in one before it without the observer (whose polling
       takes a whole core).
    --threads 1 gives the real driver's TensorFlow threads ([driver]).
+5. Time per stage, what timing costs, decision latency (issue 15), with
+   --stages or after 1.-3.; the model is the demo line unless --line.
+   a. The loop's p50/p95 per stage (`engine.driver.stage_times`) on the
+      built-in game in the driver's process at the stream's rate
+      ([sim] tick_hz, or --tick-hz), every stage of a turn; 1. prints them too.
+   b. Timing's own cost: a lap's ns against a no-op lap's, a status's
+      percentiles; and the loop's PPS with timing against the same loop with
+      `NoStageTimes`, in one run, drives alternated ABBA, on frames that are
+      ready at once (no capture thread, no game: the loop as fast as it can
+      turn, where timing would show most). ratio = timed PPS / no-op PPS.
+   c. Decision latency, the game's frame drawn -> the controls from it
+      applied by the game: the game (a `Game` subclass here) stamps each hood
+      frame's tick and wall time when drawn and each tick that applies a new
+      decision; the controller stamps which frame each decision came from
+      (the frame the loop last took). p50/p95 in ms and in game ticks, split
+      into drawn -> taken by the loop, taken -> sent to the game, sent ->
+      applied (the game's next tick); next to the physical floor, one frame
+      time plus the bare forward pass.
 """
 
 from __future__ import annotations
@@ -59,6 +78,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,11 +89,14 @@ import msgspec
 import numpy as np
 
 from engine.core.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
-from engine.driver.capture import Capture, MssSource, SimSource
+from engine.core.wire import DRIVER_STAGES, DriverStage, StageTime
+from engine.data.frames import resize_frame
+from engine.driver.capture import Capture, Frame, MssSource, SimSource
 from engine.driver.controller import Controller, GamepadState
 from engine.driver.convcam import render_convcam
 from engine.driver.inference import OnePassModel, set_tensorflow_threads
-from engine.sim.game import Game
+from engine.driver.stage_times import NoStageTimes, StageTimes
+from engine.sim.game import NEUTRAL, Controls, Game
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.keyboard's key observer
 
@@ -101,6 +124,10 @@ def main() -> None:
     parser.add_argument(
         "--max-fps", type=float, default=None, help="4.: capture.max_fps (default: config's)"
     )
+    parser.add_argument("--stages", action="store_true", help="only 5., time per stage")
+    parser.add_argument(
+        "--tick-hz", type=float, default=None, help="5.: the game's rate (default: [sim] tick_hz)"
+    )
     args = parser.parse_args()
     config = load_config("config.toml")
     if args.gpu:
@@ -116,12 +143,17 @@ def main() -> None:
             )
         bench_keyboard_path(config, args.line or "model_0000_demo", args.size, args.seconds)
         return
+    tick_hz = args.tick_hz or config.sim.tick_hz
+    if args.stages:
+        bench_stages(config, args.line or "model_0000_demo", args.seconds, tick_hz)
+        return
     height, width = (int(part) for part in (args.size or "135x240").split("x"))
     bench_loop_against_bare(config, args.line or "model_0003_xception", height, width, args.seconds)
     if args.gpu:
         return
     bench_convcam_tiling()
     bench_demo_while_training(config, args.seconds)
+    bench_stages(config, "model_0000_demo", args.seconds, tick_hz)
 
 
 def bench_loop_against_bare(config, line: str, height: int, width: int, seconds: float) -> None:
@@ -191,11 +223,18 @@ def _gpus() -> str:
 
 
 def report_loop(what: str, summary, bare_rate: float) -> None:
-    """One line: loop PPS, its parts, and the ratio to the bare forward pass."""
+    """One line: loop PPS, its parts, and the ratio to the bare forward pass; then its stages."""
     print(
         f"{what}: full loop {summary.pps:.1f} PPS (Convcam {summary.convcam_ms:.2f} ms per "
         f"prediction, {summary.fps:.0f} fps captured) vs bare forward pass {bare_rate:.1f}/s: "
         f"ratio {summary.pps / bare_rate:.2f} (target >= {TARGET_RATIO})"
+    )
+    print(
+        "  stages p50 / p95 ms: "
+        + ", ".join(
+            f"{stage} {took.p50_ms:.2f} / {took.p95_ms:.2f}"
+            for stage, took in summary.stages.items()
+        )
     )
 
 
@@ -608,28 +647,305 @@ class StaticWeights:
         """Nothing newer to load."""
 
 
-def drive(config, model, spec, capture: Capture, seconds: float):
-    """Run the real driver loop on `capture` for `seconds`; its summary."""
+def drive(
+    config,
+    model,
+    spec,
+    capture: Capture,
+    seconds: float,
+    *,
+    controller: Controller | None = None,
+    stage_times: StageTimes | None = None,
+):
+    """Run the real driver loop on `capture` for `seconds`; its summary.
+
+    The pad goes to `controller`, by default a `SimController` of the capture's game
+    (or of a game nobody ticks: sending costs what it costs, nothing moves).
+    """
     from engine.driver.controller import SimController, Translator
     from engine.driver.driver import Driver, DriverParts
     from engine.driver.unstuck import AlertOnly, StuckWatch
 
-    # A pad into a game nobody ticks: sending costs what it costs, nothing moves.
-    idle_game = getattr(capture.source, "game", None) or Game(config.sim, seed=3)
+    if controller is None:
+        source = getattr(capture, "source", None)
+        idle_game = getattr(source, "game", None) or Game(config.sim, seed=3)
+        controller = SimController(idle_game)
     parts = DriverParts(
         capture=capture,
         model=OnePassModel(model, spec.output_names, (spec.convcam,)),
         translator=Translator(config.controller),
-        controller=SimController(idle_game),
+        controller=controller,
         watch=StuckWatch(UnstuckConfig(window_s=600.0, offroad_s=0.0)),
         unstuck=AlertOnly(),
         weights=StaticWeights(spec.line),
     )
-    driver = Driver(parts, config.driver)
+    driver = Driver(parts, config.driver, stage_times=stage_times)
     with capture:
         first = capture.next_frame(after=-1, timeout=60.0)
         capture.next_frame(after=first.index, timeout=60.0)
         return driver.run(seconds)
+
+
+# -- 5. time per stage, timing's own cost, decision latency ---------------------------------
+
+
+def bench_stages(config, line: str, seconds: float, tick_hz: float) -> None:
+    """5. The loop's time per stage, what timing it costs, and the decision latency."""
+    from models.build import build_architecture
+    from models.spec import load_spec
+
+    spec = load_spec(line)
+    model = build_architecture(spec)
+    height, width = spec.input.height, spec.input.width
+    bare_rate = bare_forward_rate(model, height, width, seconds)
+    sim = msgspec.structs.replace(config.sim, tick_hz=tick_hz, window="off")
+    what = f"{line} at {height}x{width}"
+
+    # a. and c.: the loop as the stream runs it, with a game that stamps frames and decisions.
+    game = StampedGame(sim, seed=3)
+    capture = NotingCapture(SimSource(game), size=(width, height), max_fps=sim.tick_hz)
+    summary = drive(
+        config, model, spec, capture, seconds, controller=StampedController(game, capture)
+    )
+    load = os.getloadavg()[0]
+    print(
+        f"{what}, built-in game in the driver's process at {tick_hz:g} fps (load {load:.1f}): "
+        f"{summary.pps:.1f} PPS, {summary.fps:.0f} fps captured"
+    )
+    print_stage_table(summary.stages, summary.pps)
+
+    # b. timing's own cost.
+    lap_ns, noop_lap_ns = lap_cost_ns(StageTimes()), lap_cost_ns(NoStageTimes())
+    per_turn_us = len(DRIVER_STAGES) * (lap_ns - noop_lap_ns) / 1000
+    turn_ms = 1000 / summary.pps if summary.pps else float("nan")
+    print(
+        f"timing's own cost: a lap {lap_ns:.0f} ns (a no-op lap {noop_lap_ns:.0f} ns), "
+        f"{len(DRIVER_STAGES)} laps a turn: {per_turn_us:.2f} us a turn = "
+        f"{per_turn_us / 1000 / turn_ms:.5%} of this loop's {turn_ms:.1f} ms turn; a status's "
+        f"percentiles (every stage's window full) {summary_cost_us():.0f} us, "
+        f"{config.driver.status_hz:g} statuses/s"
+    )
+    timed, untimed = ready_frames_pps(config, model, spec, seconds)
+    ratio = statistics.mean(timed) / statistics.mean(untimed)
+    print(
+        f"  loop on frames ready at once (load {os.getloadavg()[0]:.1f}), drives ABBA: "
+        f"with timing {', '.join(f'{pps:.1f}' for pps in timed)} PPS; with a no-op timer "
+        f"{', '.join(f'{pps:.1f}' for pps in untimed)} PPS: ratio {ratio:.3f} (1.0 = free)"
+    )
+
+    # c. decision latency.
+    report_decision_latency(game, tick_hz, bare_rate, load)
+
+
+def print_stage_table(stages: dict[DriverStage, StageTime], pps: float) -> None:
+    """The stages in loop order, p50 / p95 / turns, and what the p50s add up to."""
+    print(f"  {'stage':14s} {'p50 ms':>8s} {'p95 ms':>8s} {'turns':>6s}")
+    for stage, took in stages.items():
+        print(f"  {stage:14s} {took.p50_ms:8.3f} {took.p95_ms:8.3f} {took.turns:6d}")
+    total = sum(took.p50_ms for took in stages.values())
+    print(f"  sum of the p50s {total:.2f} ms; a turn at {pps:.1f} PPS lasts {1000 / pps:.2f} ms")
+
+
+def lap_cost_ns(times: StageTimes, laps: int = 200_000, rounds: int = 5) -> float:
+    """ns per `lap`, median of `rounds` x `laps`, rotating over the stages as the loop does."""
+    stages = DRIVER_STAGES
+    results = []
+    for _ in range(rounds):
+        mark = times.start()
+        started = time.perf_counter_ns()
+        for index in range(laps):
+            mark = times.lap(stages[index & 7], mark)
+        results.append((time.perf_counter_ns() - started) / laps)
+    return statistics.median(results)
+
+
+def summary_cost_us(calls: int = 200) -> float:
+    """us per `summary()` with every stage's window full (what a status costs to build)."""
+    times = StageTimes()
+    rng = random.Random(0)
+    for stage in DRIVER_STAGES:
+        for _ in range(times.window):
+            times.record(stage, rng.randrange(10_000, 50_000_000))
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        times.summary()
+    return (time.perf_counter_ns() - started) / calls / 1000
+
+
+def ready_frames_pps(config, model, spec, seconds: float) -> tuple[list[float], list[float]]:
+    """The loop's PPS with timing and with `NoStageTimes`, drives alternated ABBA."""
+    image = Game(msgspec.structs.replace(config.sim, window="off"), seed=3).render_hood()
+    size = (spec.input.width, spec.input.height)
+    timed: list[float] = []
+    untimed: list[float] = []
+    for with_timing in (True, False, False, True):
+        frames = ReadyFrames(image, resize_frame(image, size))
+        stage_times = StageTimes() if with_timing else NoStageTimes()
+        summary = drive(config, model, spec, frames, seconds, stage_times=stage_times)
+        (timed if with_timing else untimed).append(summary.pps)
+    return timed, untimed
+
+
+class ReadyFrames:
+    """A capture whose next frame is always ready: the loop turns as fast as it can."""
+
+    def __init__(self, image: np.ndarray, model_input: np.ndarray) -> None:
+        self.image, self.model_input = image, model_input
+        self.frames_captured = 0
+        self.frames_dropped = 0
+        self.fps = 0.0
+
+    def __enter__(self) -> ReadyFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to stop."""
+
+    def next_frame(self, after: int, timeout: float) -> Frame:
+        """A new frame (the same pixels) at once."""
+        self.frames_captured += 1
+        return Frame(self.frames_captured, time.monotonic(), self.image, self.model_input)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision's way from its frame to the game, in perf_counter ns and game ticks."""
+
+    frame_tick: int
+    drawn_ns: int
+    taken_ns: int
+    sent_ns: int
+    applied_tick: int
+    applied_ns: int
+
+
+class StampedGame(Game):
+    """The built-in game, noting when each hood frame is drawn and when a decision is applied.
+
+    Frames are known by the game's tick count when drawn (the sim's frame counter);
+    a decision is applied by the first tick after it was set, which is when its
+    controls reach the car. Set and tick share a lock, so a decision set while a
+    tick runs is counted at the tick that really applies it.
+    """
+
+    def __init__(self, config, seed: int | None = None) -> None:
+        super().__init__(config, seed=seed)
+        self.drawn_ns: dict[int, int] = {}
+        self.decisions: list[Decision] = []
+        self.superseded = 0
+        self._lock = threading.Lock()
+        self._pending: tuple[int, int, int] | None = None
+
+    def tick_count(self) -> int:
+        """Ticks run so far: the number the next drawn frame is known by."""
+        return round(self.time * self.config.tick_hz)
+
+    def render_hood(self) -> np.ndarray:
+        """Draw the hood frame and note when it was done."""
+        image = super().render_hood()
+        self.drawn_ns[self.tick_count()] = time.perf_counter_ns()
+        return image
+
+    def decide(self, controls: Controls, frame_tick: int, taken_ns: int) -> None:
+        """Set controls decided on the frame drawn at `frame_tick`, taken by the loop at `taken_ns`.
+
+        A decision still pending (set, no tick since) is replaced and counted as superseded.
+        """
+        with self._lock:
+            if self._pending is not None:
+                self.superseded += 1  # replaced before any tick applied it
+            self.set_controls(controls)
+            self._pending = (frame_tick, taken_ns, time.perf_counter_ns())
+
+    def release(self) -> None:
+        """Neutral controls, no decision: one still pending is dropped."""
+        with self._lock:
+            self._pending = None
+            self.set_controls(NEUTRAL)
+
+    def tick(self) -> None:
+        """One tick; the decision set before it is applied now."""
+        with self._lock:
+            applied_ns = time.perf_counter_ns()
+            pending, self._pending = self._pending, None
+            super().tick()
+        if pending is not None:
+            frame_tick, taken_ns, sent_ns = pending
+            drawn_ns = self.drawn_ns.get(frame_tick)
+            if drawn_ns is not None:
+                self.decisions.append(
+                    Decision(frame_tick, drawn_ns, taken_ns, sent_ns, self.tick_count(), applied_ns)
+                )
+
+
+class NotingCapture(Capture):
+    """The capture, remembering the frame the loop took last and when: the one it decides on."""
+
+    taken: tuple[Frame, int] | None = None
+
+    def next_frame(self, after: int, timeout: float) -> Frame | None:
+        """The newest frame, as the loop gets it, noted with the time it was taken."""
+        frame = super().next_frame(after, timeout)
+        if frame is not None:
+            self.taken = (frame, time.perf_counter_ns())
+        return frame
+
+
+class StampedController(Controller):
+    """The built-in game's pad, telling the game which frame each decision came from."""
+
+    def __init__(self, game: StampedGame, capture: NotingCapture) -> None:
+        self._game, self._capture = game, capture
+
+    def send(self, state: GamepadState) -> None:
+        """Set the controls, stamped with the frame the loop took last."""
+        controls = Controls(steering=state.steering, throttle_brake=state.throttle_brake)
+        taken = self._capture.taken
+        if taken is None:
+            self._game.set_controls(controls)
+            return
+        frame, taken_ns = taken
+        assert frame.telemetry is not None, "the built-in game's frames carry telemetry"
+        frame_tick = round(frame.telemetry.time * self._game.config.tick_hz)
+        self._game.decide(controls, frame_tick, taken_ns)
+
+    def neutral(self) -> None:
+        """Release the controls (no decision of the model's)."""
+        self._game.release()
+
+
+def report_decision_latency(
+    game: StampedGame, tick_hz: float, bare_rate: float, load: float
+) -> None:
+    """p50/p95 of frame drawn -> controls applied, its parts, and the physical floor."""
+    decisions = game.decisions[1:]  # the first waited for the model's first call
+    ms = [(d.applied_ns - d.drawn_ns) / 1e6 for d in decisions]
+    ticks = [d.applied_tick - d.frame_tick for d in decisions]
+    frame_ms, forward_ms = 1000 / tick_hz, 1000 / bare_rate
+    floor_ms = frame_ms + forward_ms
+    print(
+        f"decision latency, the game's frame drawn -> its controls applied by the game "
+        f"(in-process built-in game at {tick_hz:g} fps, load {load:.1f}; {len(decisions)} "
+        f"decisions, {game.superseded} superseded before a tick applied them):"
+    )
+    print(
+        f"  drawn -> applied   p50 {_percentile(ms, 50):.2f}  p95 {_percentile(ms, 95):.2f}  "
+        f"max {max(ms, default=float('nan')):.2f} ms; in game ticks p50 "
+        f"{_percentile(ticks, 50):.1f}  p95 {_percentile(ticks, 95):.1f}"
+    )
+    for what, start, end in (
+        ("drawn -> taken by the loop", "drawn_ns", "taken_ns"),
+        ("taken -> sent to the game", "taken_ns", "sent_ns"),
+        ("sent -> applied (next tick)", "sent_ns", "applied_ns"),
+    ):
+        part = [(getattr(d, end) - getattr(d, start)) / 1e6 for d in decisions]
+        print(f"    {what:30s} p50 {_percentile(part, 50):.2f}  p95 {_percentile(part, 95):.2f} ms")
+    p50, p95 = _percentile(ms, 50), _percentile(ms, 95)
+    print(
+        f"  physical floor: one frame {frame_ms:.2f} ms + the bare forward pass {forward_ms:.2f} "
+        f"ms ({bare_rate:.0f}/s) = {floor_ms:.2f} ms; p50 / floor {p50 / floor_ms:.2f}, "
+        f"p95 / floor {p95 / floor_ms:.2f}"
+    )
 
 
 if __name__ == "__main__":
