@@ -125,3 +125,82 @@ def test_bad_seeds_exit_2(seeds, capsys):
         main(["eval", "--model", "model_0000_demo_v1", "--seeds", seeds])
     assert stop.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+# Measured at commit 0144894, before the hard test and Game.place were added: the standard
+# test's figures for these seeds must not move (the default `eval` is the continuity figure).
+NPC_15_S_ON_SEED_7 = (192.1159700007821, 0, 0)  # progress m, off-road events, unstucks
+CRASHER_15_S_ON_SEED_7 = (30.217542863127278, 5, 5)
+
+
+def test_the_standard_score_is_unchanged_for_the_same_seed():
+    npc = evaluate(AutopilotPolicy(CONFIG), CONFIG, seeds=(SEED,), seconds=15.0).episodes[0]
+    crasher = FixedControls("crasher", Controls(0.6, 1.0))
+    crashes = evaluate(crasher, CONFIG, seeds=(SEED,), seconds=15.0).episodes[0]
+    assert (npc.progress_m, npc.offroad_events, npc.unstucks) == pytest.approx(NPC_15_S_ON_SEED_7)
+    assert (crashes.progress_m, crashes.offroad_events, crashes.unstucks) == pytest.approx(
+        CRASHER_15_S_ON_SEED_7
+    )
+
+
+def test_eval_json_without_hard_keeps_its_shape(tmp_path, capsys):
+    version = create_version(tmp_path)
+    save_constant_checkpoint(tmp_path, version, batch=5, throttle_brake=0.4)
+    args = ["eval", "--model", version, "--data", str(tmp_path), "--seeds", "7", "--seconds", "1"]
+    assert main([*args, "--config", str(REPO_CONFIG), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(report) == [
+        "seeds",
+        "seconds",
+        "version",
+        "batch",
+        "model",
+        "npc",
+        "untrained",
+        "ratio_to_npc",
+    ]
+    assert set(report["npc"]["episodes"][0]) == {
+        "seed",
+        "progress_m",
+        "distance_m",
+        "offroad_events",
+        "unstucks",
+        "metres_per_offroad",
+    }
+
+
+def test_eval_hard_adds_the_hard_test_and_leaves_the_standard_figures_alone(tmp_path, capsys):
+    version = create_version(tmp_path)
+    save_constant_checkpoint(tmp_path, version, batch=5, throttle_brake=0.4)
+    args = ["eval", "--model", version, "--data", str(tmp_path), "--seeds", "7", "--seconds", "1"]
+    args += ["--config", str(REPO_CONFIG), "--json"]
+    assert main(args) == 0
+    standard = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main([*args, "--hard", "--hard-seeds", "8,9", "--hard-seconds", "3"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    hard = report.pop("hard")
+    assert report == standard
+    assert (hard["seeds"], hard["seconds"]) == ([8, 9], 3.0)
+    assert set(hard) >= {"model", "npc", "ratio_to_npc", "seed_ratios", "speed_ratio", "lap_ratio"}
+    assert "untrained" not in hard
+    npc = hard["npc"]
+    assert set(npc["metres_per_offroad"]) == {"mean", "min", "max", "stdev"}
+    assert npc["mean_speed_kmh"]["mean"] > 0 and npc["laps_timed"] == 0
+    assert [e["seed"] for e in npc["episodes"]] == [8, 9]
+    # The model and the NPC start from the same off-line places.
+    assert [e["start"] for e in npc["episodes"]] == [e["start"] for e in hard["model"]["episodes"]]
+    assert hard["ratio_to_npc"] == pytest.approx(
+        hard["model"]["metres_per_offroad"]["mean"] / npc["metres_per_offroad"]["mean"], abs=0.01
+    )
+
+
+def test_eval_hard_prints_both_tables(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at the terminal's width (80 without one)
+    version = create_version(tmp_path)
+    save_constant_checkpoint(tmp_path, version, batch=5, throttle_brake=0.4)
+    args = ["eval", "--model", version, "--data", str(tmp_path), "--seeds", "7", "--seconds", "1"]
+    args += ["--config", str(REPO_CONFIG), "--hard", "--hard-seeds", "8", "--hard-seconds", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "model / NPC:" in out and "Hard test: seeds 8; 2 game s each" in out
+    assert "hard test, model / NPC:" in out and "no seed with a whole lap by both" in out

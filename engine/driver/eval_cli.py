@@ -202,8 +202,8 @@ def _print_hard_table(comparison: HardComparison, test: HardTest) -> None:
     low, high = test.offset_m
     low_angle, high_angle = (math.degrees(angle) for angle in test.heading_error_rad)
     table = Table(
-        title=f"Hard test on seeds {', '.join(map(str, test.seeds))}, "
-        f"{test.seconds:g} game s each, starts {low:g}-{high:g} m off the lane centre "
+        title=f"Hard test: seeds {', '.join(map(str, test.seeds))}; "
+        f"{test.seconds:g} game s each; starts {low:g}-{high:g} m off the lane centre "
         f"and {low_angle:.0f}-{high_angle:.0f}° off the track's direction"
     )
     table.add_column("driver")
