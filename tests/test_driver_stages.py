@@ -109,8 +109,11 @@ def test_a_turn_of_zero_ns_is_still_a_turn():
 
 
 def test_an_unknown_stage_is_refused_naming_the_stages_accepted():
+    times = StageTimes()
     with pytest.raises(ValueError, match=r"'encode' is not a driver stage; accepted: capture_wait"):
-        StageTimes().record("encode", MS)  # type: ignore[arg-type]
+        times.record("encode", MS)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'encode' is not a driver stage; accepted: capture_wait"):
+        times.lap("encode", times.start())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("window", [0, -3, 2.5, True])
