@@ -232,9 +232,9 @@ def _print_hard_table(comparison: HardComparison, test: HardTest) -> None:
         else f"{lap_ratio:.0%} of the NPC's lap pace ({len(comparison.lap_ratios)} seeds)"
     )
     console.print(
-        f"hard test, model / NPC: {comparison.ratio_to_npc:.0%} "
-        f"(per seed {min(seeds):.0%}-{max(seeds):.0%}); "
-        f"speed {comparison.speed_ratio:.0%}; {laps}"
+        f"hard test, model / NPC: score {comparison.ratio_to_npc:.0%} "
+        f"(per seed {min(seeds):.0%}-{max(seeds):.0%}; acceptance: at least 80%), "
+        f"mean speed {comparison.speed_ratio:.0%}, {laps}"
     )
 
 
