@@ -1,6 +1,6 @@
 """Benchmark of the training-data path (issue 3).
 
-    .venv/bin/python bench/data.py [--part all|collector|batches] [--collector-seconds 1800]
+    .venv/bin/python bench/data.py [--part all|collector|batches|costs] [--collector-seconds 1800]
 
 1. Balanced samples/s from one headless collector (config.toml as shipped).
 2. The cost of a ready batch of 32 samples stored at 270x480 (JPEG; and again
@@ -13,24 +13,35 @@
    batch without prefetch, the whole loop's throughput against bare steps (on
    a 2-core machine the decode thread and TensorFlow share the cores, so a
    hidden wait still costs CPU) and the refill (storage -> buffers) rate.
+3. (`--part costs`, not in `all`) What each piece of the batch path costs in CPU
+   per 32-sample batch, old and new ways alternating round by round in one
+   process so a busy machine slows both alike: deleting the drawn rows at the
+   draw vs marking them (and the deferred delete per batch's rows), JPEG decode
+   to BGR + a colour swap vs straight to RGB, and, for the codec question, the
+   same frames as PNG, zlib-packed raw pixels and raw pixels (decode CPU and
+   bytes per frame, what collector -> hub -> trainer and the disk carry).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import msgspec
 import numpy as np
 
 from engine.core.config import load_config
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
-from engine.data.frames import encode_frame, resize_frame
+from engine.data.frames import decode_frame, encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.data.storage import SampleStorage
 
@@ -44,7 +55,8 @@ TARGET_RATIO = 0.05
 def main() -> None:
     """Run the chosen parts and print one JSON line of results per part."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("all", "collector", "batches"), default="all")
+    parser.add_argument("--part", choices=("all", "collector", "batches", "costs"), default="all")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (costs)")
     parser.add_argument("--collector-seconds", type=float, default=1800.0, help="game seconds")
     parser.add_argument("--batches", type=int, default=60, help="train steps to time")
     args = parser.parse_args()
@@ -55,6 +67,114 @@ def main() -> None:
         demo_size = (config.data.frame_width, config.data.frame_height)
         for stored_size in dict.fromkeys([REFERENCE_SIZE, demo_size]):
             print(json.dumps(bench_batches(config, args.batches, stored_size)), flush=True)
+    if args.part == "costs":
+        print(json.dumps(bench_costs(config, args.rounds)), flush=True)
+
+
+def bench_costs(config, rounds: int, batches: int = 50) -> dict:
+    """CPU ms per 32-sample batch of each piece, old and new ways alternating by round."""
+    size = (config.data.frame_width, config.data.frame_height)
+    jpegs = _frames(config, 64, size)
+    raw = [decode_frame(j) for j in jpegs]
+    codecs = {
+        "jpeg": jpegs,
+        "png": [cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in raw],
+        "raw_zlib1": [zlib.compress(f.tobytes(), 1) for f in raw],
+        "raw": [f.tobytes() for f in raw],
+    }
+    shape = raw[0].shape
+    batch_uint8 = np.stack(raw[:BATCH])
+    pieces: dict[str, Callable[[int], None]] = {
+        "decode_bgr_then_swap": lambda i: _decode_bgr(jpegs, i),
+        "decode_rgb": lambda i: _decode_each(jpegs, i, decode_frame),
+        "decode_png": lambda i: _decode_each(codecs["png"], i, _png),
+        "decode_raw_zlib1": lambda i: _decode_each(
+            codecs["raw_zlib1"], i, lambda b: _raw(zlib.decompress(b), shape)
+        ),
+        "decode_raw": lambda i: _decode_each(codecs["raw"], i, lambda b: _raw(b, shape)),
+        "convert_float32": lambda i: batch_uint8.astype(np.float32),
+    }
+    per_buffer = BATCH // len(config.data.balanced_outputs)
+    capacity = per_buffer * batches * rounds * 2 + per_buffer * 4
+    load_before = os.getloadavg()
+    cpu_ms: dict[str, list[float]] = {name: [] for name in (*pieces, "delete", "mark")}
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = SampleStorage(Path(tmp) / "samples.db", capacity=capacity)
+        outputs = tuple(config.data.outputs)
+        _fill(storage, config.data.balanced_outputs, outputs, jpegs, capacity, size)
+        buffers = SampleBuffers.open(
+            storage, config.data.balanced_outputs, ready_threshold=0.01, seed=1
+        )
+        mark = storage.mark_drawn
+        for _ in range(rounds):
+            for name, piece in pieces.items():
+                cpu_ms[name].append(_cpu_ms_per_batch(piece, batches))
+            # Storage as it was (delete at the draw) and as it is (mark), same draws otherwise.
+            for name, way in (("delete", _deleting(storage)), ("mark", mark)):
+                storage.mark_drawn = way
+                cpu_ms[name].append(_cpu_ms_per_batch(lambda i: buffers.draw(per_buffer), batches))
+        storage.mark_drawn = mark
+        pending = storage.drawn_pending()
+        started = time.thread_time()
+        while storage.compact_drawn(256):
+            pass
+        compact_ms = (time.thread_time() - started) * 1000 / pending * BATCH
+        storage.close()
+    return {
+        "part": "costs",
+        "frame_size": f"{size[0]}x{size[1]}",
+        "batch": BATCH,
+        "rounds": rounds,
+        "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+        "load_average_1_5_15_after": [round(v, 2) for v in os.getloadavg()],
+        # Median over rounds of the CPU ms per batch (the calling thread's own CPU).
+        "cpu_ms_per_batch": {k: round(statistics.median(v), 3) for k, v in cpu_ms.items()},
+        "cpu_ms_per_batch_rounds": {k: [round(x, 3) for x in v] for k, v in cpu_ms.items()},
+        "deferred_delete_cpu_ms_per_batch": round(compact_ms, 3),
+        "bytes_per_frame_mean": {
+            name: round(statistics.mean(len(b) for b in blobs)) for name, blobs in codecs.items()
+        },
+    }
+
+
+def _cpu_ms_per_batch(piece: Callable[[int], object], batches: int) -> float:
+    started = time.thread_time()
+    for i in range(batches):
+        piece(i)
+    return (time.thread_time() - started) * 1000 / batches
+
+
+def _decode_each(blobs: list[bytes], batch: int, decode: Callable[[bytes], np.ndarray]) -> None:
+    frames = [decode(blobs[(batch * BATCH + k) % len(blobs)]) for k in range(BATCH)]
+    np.stack(frames)
+
+
+def _decode_bgr(jpegs: list[bytes], batch: int) -> None:
+    """The decode before IMREAD_COLOR_RGB: BGR from libjpeg, then a colour-swap copy."""
+    _decode_each(
+        jpegs,
+        batch,
+        lambda j: cv2.cvtColor(
+            cv2.imdecode(np.frombuffer(j, dtype=np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+        ),
+    )
+
+
+def _png(blob: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+
+
+def _raw(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.uint8).reshape(shape)
+
+
+def _deleting(storage: SampleStorage) -> Callable[..., None]:
+    """`mark_drawn` as storage was before drawn marks: the drawn rows deleted at once."""
+
+    def delete_drawn(ids, *, counter: str = "samples_drawn") -> None:
+        storage.delete(ids, counter=counter)
+
+    return delete_drawn
 
 
 def bench_collector(config, game_seconds: float) -> dict:

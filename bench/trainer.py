@@ -1,6 +1,7 @@
 """Benchmark of the full trainer against a bare compiled train step (issue 4).
 
     .venv/bin/python bench/trainer.py [--case demo|demo_480|xception|all] [--rounds 5]
+        [--variants trainer,eager_delete]
 
 For each case, in one process and on the same model:
 
@@ -20,6 +21,16 @@ over the whole round (amortizing the trainer's log intervals; `run` includes
 its start and final checkpoint) and the process CPU time per batch, bare /
 trainer, which is what the data path costs where the cores are the limit.
 
+What each part costs: the prefetch thread's own CPU per batch (draw and the
+storage mark, JPEG decode, float conversion; `DataPathCosts`), the bare step's
+process CPU per batch, and the deferred deletion of drawn rows
+(`compact_drawn`, timed after the rounds, per batch's worth of rows), which a
+stream pays while it waits for data. The `eager_delete` variant (on by default;
+`--variants trainer` leaves it out) runs the trainer with the drawn rows
+deleted at each draw, as storage did before the drawn marks, in rounds
+alternating with the others: the mark's gain, measured in the same run. The
+machine's load average is printed with it.
+
 Cases: `demo` is model_0000_demo at batch 32 with frames stored at its input
 size (config.toml's [data] 128x72); `demo_480` stores 480x270 frames that the
 batch decode shrinks; `xception` is model_0003_xception at batch 4 and
@@ -31,15 +42,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
 from engine.core.config import Config, load_config
+from engine.data.batches import DataPathCosts
 from engine.data.frames import decode_frame, encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
@@ -56,6 +70,8 @@ CASES = {
     "demo_480": ("model_0000_demo", 32, (480, 270), 100, 20),
     "xception": ("model_0003_xception", 4, (480, 270), 4, 1),
 }
+# trainer: the trainer as it is; eager_delete: drawn rows deleted at the draw (the old storage).
+VARIANTS = ("trainer", "eager_delete")
 
 
 def main() -> None:
@@ -63,21 +79,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=(*CASES, "all"), default="all")
     parser.add_argument("--rounds", type=int, default=5, help="bare/trainer round pairs")
+    parser.add_argument(
+        "--variants",
+        type=_variants,
+        default=VARIANTS,
+        help=f"comma-separated trainer variants alternating with bare (default: "
+        f"{','.join(VARIANTS)})",
+    )
     args = parser.parse_args()
     config = load_config(REPO / "config.toml")
     for case in CASES if args.case == "all" else (args.case,):
-        print(json.dumps(bench_case(config, case, args.rounds)), flush=True)
+        result = bench_case(config, case, args.rounds, args.variants)
+        for line in _summary(result):
+            print(line, flush=True)
+        print(json.dumps(result), flush=True)
 
 
-def bench_case(config: Config, case: str, rounds: int) -> dict:
-    """Alternate bare steps and trainer runs on one model; compare their batch times."""
+def _variants(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in VARIANTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: accepted: a comma-separated list of {', '.join(VARIANTS)}"
+        )
+    return names
+
+
+def bench_case(
+    config: Config, case: str, rounds: int, variants: Iterable[str] = ("trainer",)
+) -> dict:
+    """Alternate bare steps and trainer runs (of each variant) on one model; compare batch times."""
+    variants = tuple(variants)
     line, batch_size, stored_size, batches, warmup = CASES[case]
     spec = load_spec(line)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         per_buffer = batch_size // len(config.data.balanced_outputs)
         # A run that stops leaves up to prefetch + 1 drawn batches unused; 5% more for ready.
-        runs = rounds + 1
-        drawn = warmup + rounds * batches + runs * (config.data.prefetch_batches + 2)
+        runs = (rounds + 1) * len(variants)
+        drawn = (
+            warmup * len(variants)
+            + rounds * batches * len(variants)
+            + runs * (config.data.prefetch_batches + 2)
+        )
         capacity = math.ceil(per_buffer * drawn / 0.95) + per_buffer
         config = _bench_config(config, Path(tmp), capacity)
         version = _create_version(config, line, batch_size)
@@ -86,51 +130,158 @@ def bench_case(config: Config, case: str, rounds: int) -> dict:
             x, y = _in_memory_batch(trainer, frames, batch_size)
             clock = _StepClock(trainer.step)
             trainer.step = clock
+            storage = trainer.buffers.storage
+            mark_drawn = {"trainer": storage.mark_drawn, "eager_delete": _deleting(storage)}
             _bare(clock.step, x, y, warmup)
-            _run(trainer, warmup)
-            bare_s, trainer_s, rounds_out = [], [], []
+            for variant in variants:
+                storage.mark_drawn = mark_drawn[variant]
+                _run(trainer, warmup)
+            bare_s: list[float] = []
+            bare_cpu_ms: list[float] = []
+            found = {v: _VariantTimes() for v in variants}
             for _ in range(rounds):
                 cpu = time.process_time()
                 bare_s += _bare(clock.step, x, y, batches)
-                bare_cpu = (time.process_time() - cpu) / batches
-                clock.calls.clear()
-                cpu, wall = time.process_time(), time.perf_counter()
-                result = _run(trainer, batches)
-                run_cpu = (time.process_time() - cpu) / batches
-                wall = time.perf_counter() - wall
-                # Gaps between step starts: a whole loop iteration, waits for a batch included.
-                trainer_s += list(np.diff(clock.calls))
-                rounds_out.append(
-                    {
-                        "bare_samples_per_s": round(
-                            batch_size * batches / sum(bare_s[-batches:]), 1
-                        ),
-                        "trainer_samples_per_s": round(result.samples_per_s, 1),
-                        "trainer_run_samples_per_s": round(batch_size * batches / wall, 1),
-                        "cpu_ratio": round(bare_cpu / run_cpu, 3),
-                    }
-                )
+                bare_cpu_s = (time.process_time() - cpu) / batches
+                bare_cpu_ms.append(bare_cpu_s * 1000)
+                for variant in variants:
+                    storage.mark_drawn = mark_drawn[variant]
+                    found[variant].round(
+                        trainer, clock, batches, batch_size, bare_s[-batches:], bare_cpu_s
+                    )
+            storage.mark_drawn = mark_drawn["trainer"]
+            compact = _compaction_cost(storage)
     bare_ms = statistics.median(bare_s) * 1000
-    trainer_ms = float(statistics.median(trainer_s)) * 1000
-    ratio = float(bare_ms / trainer_ms)
-    return {
+    load_after = os.getloadavg()
+    result = {
         "case": case,
         "model": line,
         "batch": batch_size,
         "model_input": f"{spec.input.width}x{spec.input.height}",
         "stored_frames": f"{stored_size[0]}x{stored_size[1]}",
+        "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+        "load_average_1_5_15_after": [round(v, 2) for v in load_after],
         "bare_ms_per_batch_median": round(bare_ms, 2),
-        "trainer_ms_per_batch_median": round(trainer_ms, 2),
         "bare_samples_per_s": round(batch_size / bare_ms * 1000, 1),
-        "trainer_samples_per_s": round(batch_size / trainer_ms * 1000, 1),
-        "ratio": round(ratio, 3),
+        "bare_cpu_ms_per_batch_median": round(statistics.median(bare_cpu_ms), 2),
         "target_ratio": TARGET_RATIO,
-        "meets_target": ratio >= TARGET_RATIO,
-        # Per round: throughputs over the whole round (trainer_run_* includes the run's start
-        # and its final checkpoint), and bare / trainer CPU time of the whole process per batch,
-        # which shows what the data path costs when the cores, not the step, are the limit.
-        "rounds": rounds_out,
+        # Deleting drawn rows later (while a stream waits for data), per batch's worth of rows.
+        "compact_cpu_ms_per_batch": round(compact * batch_size * 1000, 3),
     }
+    for variant in variants:
+        times = found[variant]
+        trainer_ms = float(statistics.median(times.gaps_s)) * 1000
+        ratio = float(bare_ms / trainer_ms)
+        prefix = "" if variant == "trainer" else f"{variant}_"
+        result |= {
+            f"{prefix}trainer_ms_per_batch_median": round(trainer_ms, 2),
+            f"{prefix}trainer_samples_per_s": round(batch_size / trainer_ms * 1000, 1),
+            f"{prefix}ratio": round(ratio, 3),
+            f"{prefix}meets_target": ratio >= TARGET_RATIO,
+            f"{prefix}trainer_cpu_ms_per_batch_median": round(statistics.median(times.cpu_ms), 2),
+            # The prefetch thread's CPU per batch by part, over all rounds of this variant.
+            f"{prefix}data_path_cpu_ms_per_batch": {
+                k: round(v, 3) for k, v in times.costs.per_batch_ms().items()
+            },
+            # Per round: throughputs over the whole round (trainer_run_* includes the run's
+            # start and its final checkpoint), and bare / trainer CPU time of the whole process
+            # per batch: what the data path costs when the cores, not the step, are the limit.
+            f"{prefix}rounds": times.rounds,
+        }
+    return result
+
+
+class _VariantTimes:
+    """One trainer variant's step gaps, CPU and data-path costs over the rounds."""
+
+    def __init__(self) -> None:
+        self.gaps_s: list[float] = []
+        self.cpu_ms: list[float] = []
+        self.costs = DataPathCosts()
+        self.rounds: list[dict] = []
+
+    def round(
+        self,
+        trainer: Trainer,
+        clock: _StepClock,
+        batches: int,
+        batch_size: int,
+        bare_s: list[float],
+        bare_cpu_s: float,
+    ) -> None:
+        """Run the trainer for `batches` and note its gaps, CPU and costs against bare's."""
+        clock.calls.clear()
+        trainer.data_costs = DataPathCosts()
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = _run(trainer, batches)
+        run_cpu = (time.process_time() - cpu) / batches
+        wall = time.perf_counter() - wall
+        # Gaps between step starts: a whole loop iteration, waits for a batch included.
+        self.gaps_s += list(np.diff(clock.calls))
+        self.cpu_ms.append(run_cpu * 1000)
+        costs = trainer.data_costs
+        self.costs.add(
+            batches=costs.batches,
+            draw_s=costs.draw_s,
+            decode_s=costs.decode_s,
+            convert_s=costs.convert_s,
+        )
+        self.rounds.append(
+            {
+                "bare_samples_per_s": round(batch_size * batches / sum(bare_s), 1),
+                "trainer_samples_per_s": round(result.samples_per_s, 1),
+                "trainer_run_samples_per_s": round(batch_size * batches / wall, 1),
+                "cpu_ratio": round(bare_cpu_s / run_cpu, 3),
+            }
+        )
+
+
+def _deleting(storage: SampleStorage) -> Callable[..., None]:
+    """`mark_drawn` as storage was before drawn marks: the drawn rows deleted at once."""
+
+    def delete_drawn(ids: Iterable[int], *, counter: str = "samples_drawn") -> None:
+        storage.delete(ids, counter=counter)
+
+    return delete_drawn
+
+
+def _compaction_cost(storage: SampleStorage) -> float:
+    """CPU seconds per drawn row to delete every row the trainer runs marked."""
+    cpu, rows = time.process_time(), 0
+    while True:
+        done = storage.compact_drawn(256)
+        if not done:
+            break
+        rows += done
+    return (time.process_time() - cpu) / rows if rows else 0.0
+
+
+def _summary(result: dict) -> list[str]:
+    """What each part costs, in a few lines a person reads before the JSON."""
+    lines = [
+        f"{result['case']}: {result['model']} batch {result['batch']}, stored "
+        f"{result['stored_frames']}; load average before {result['load_average_1_5_15_before']}"
+        f" after {result['load_average_1_5_15_after']}",
+        f"  bare step: {result['bare_ms_per_batch_median']} ms/batch wall, "
+        f"{result['bare_cpu_ms_per_batch_median']} ms CPU (process)",
+    ]
+    for variant in VARIANTS:
+        prefix = "" if variant == "trainer" else f"{variant}_"
+        if f"{prefix}ratio" not in result:
+            continue
+        parts = result[f"{prefix}data_path_cpu_ms_per_batch"]
+        lines.append(
+            f"  {variant}: {result[f'{prefix}trainer_ms_per_batch_median']} ms/batch "
+            f"wall, {result[f'{prefix}trainer_cpu_ms_per_batch_median']} ms CPU (process); "
+            f"ratio {result[f'{prefix}ratio']} (target {result['target_ratio']}); data path CPU "
+            f"ms/batch: draw+mark {parts['draw']:.3f}, decode {parts['decode']:.3f}, "
+            f"convert {parts['convert']:.3f}, total {parts['total']:.3f}"
+        )
+    lines.append(
+        f"  deferred delete of drawn rows (paid while waiting for data): "
+        f"{result['compact_cpu_ms_per_batch']} ms CPU per batch's rows"
+    )
+    return lines
 
 
 class _StepClock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 import pytest
@@ -51,6 +52,55 @@ def test_a_draw_takes_the_same_number_from_each_buffer_and_removes_them(tmp_path
     assert not stored_ids & {s.id for s in drawn}
     again = buffers.draw(100)
     assert not {s.id for s in again} & {s.id for s in drawn}
+
+
+def test_a_draw_marks_its_samples_in_storage_and_leaves_the_delete_for_later(tmp_path):
+    buffers = open_buffers(tmp_path, capacity=100)
+    buffers.add_set(full_set("steering"))
+    buffers.add_set(full_set("throttle_brake"))
+    drawn = buffers.draw(4)
+    assert buffers.storage.drawn_pending() == 8
+    assert buffers.storage.counters()["samples_drawn"] == 8
+    assert not {row.id for row in buffers.storage.load()} & {s.id for s in drawn}
+
+
+def test_the_prefetch_thread_deletes_drawn_rows_while_the_buffers_wait(tmp_path):
+    buffers = open_buffers(tmp_path, capacity=42)  # ready at 38 each
+    for _ in range(2):
+        buffers.add_set(full_set("steering"))
+        buffers.add_set(full_set("throttle_brake"))
+    with BatchSource(buffers, batch_size=16, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS) as source:
+        assert source.next_batch(timeout=WAIT_S) is not None
+        # The draw took the buffers below the threshold: the thread waits, and deletes meanwhile.
+        assert wait_until(lambda: buffers.storage.drawn_pending() == 0)
+        assert source.costs.compacted_rows == 16
+    assert buffers.storage.counters()["samples_drawn"] == 16
+    assert len(buffers.storage.load()) == 2 * 42 - 16
+
+
+def test_the_prefetch_thread_counts_its_cpu_per_part_and_batch(tmp_path):
+    buffers = open_buffers(tmp_path, capacity=84, threshold=0.1)
+    for _ in range(4):
+        buffers.add_set(full_set("steering"))
+        buffers.add_set(full_set("throttle_brake"))
+    with BatchSource(buffers, batch_size=8, frame_size=(WIDTH, HEIGHT), outputs=OUTPUTS) as source:
+        for _ in range(3):
+            assert source.next_batch(timeout=WAIT_S) is not None
+        costs = source.costs.per_batch_ms()
+    assert source.costs.batches >= 3
+    assert set(costs) == {"draw", "decode", "convert", "compact", "total"}
+    assert costs["decode"] > 0 and costs["draw"] > 0
+    assert costs["total"] == pytest.approx(sum(v for k, v in costs.items() if k != "total"))
+
+
+def wait_until(condition, timeout: float = WAIT_S) -> bool:
+    """Poll `condition` until it holds; False only when a hung test reaches `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_a_restart_refills_exactly_what_was_not_trained_on(tmp_path):

@@ -1,4 +1,4 @@
-"""Sample storage: whole sets per transaction, rotation per buffer, survives kill -9."""
+"""Sample storage: whole sets per transaction, rotation per buffer, drawn marks, kill -9."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.config import DataConfig
 from engine.core.db import DatabaseError
 from engine.data import storage as storage_module
+from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
+from engine.data.stats import data_stats
 from engine.data.storage import SampleStorage
 from tests.data_helpers import full_set
 
@@ -74,6 +77,58 @@ def test_deleting_drawn_samples_counts_them(tmp_path):
         assert storage.counters()["samples_drawn"] == 5
 
 
+def test_a_row_marked_drawn_is_left_out_of_every_read_and_counted_once(tmp_path):
+    with SampleStorage(tmp_path / "s.db", capacity=100) as storage:
+        ids = storage.insert_set(full_set("steering"))
+        storage.mark_drawn(ids[:5])
+        storage.mark_drawn(ids[:2])  # marked twice (a corrupt frame discarded): counted once
+        assert [r.id for r in storage.load()] == ids[5:]
+        assert len(storage.outputs_by_buffer()["steering"]) == 16
+        assert storage.counters()["samples_drawn"] == 5
+        assert storage.drawn_pending() == 5
+
+
+def test_compaction_deletes_drawn_rows_and_their_marks_a_chunk_at_a_time(tmp_path):
+    path = tmp_path / "s.db"
+    with SampleStorage(path, capacity=100) as storage:
+        ids = storage.insert_set(full_set("steering"))
+        storage.mark_drawn(ids[::2])
+        assert [storage.compact_drawn(4) for _ in range(4)] == [4, 4, 3, 0]
+        assert [r.id for r in storage.load()] == ids[1::2]
+        assert storage.drawn_pending() == 0
+        assert storage.counters()["samples_drawn"] == 11
+    assert stored_row_ids(path) == ids[1::2]
+
+
+def test_rotation_keeps_capacity_undrawn_rows_and_drops_older_drawn_ones(tmp_path):
+    path = tmp_path / "s.db"
+    with SampleStorage(path, capacity=30) as storage:
+        first = storage.insert_set(full_set("steering"))
+        storage.mark_drawn(first[:10])
+        second = storage.insert_set(full_set("steering"))
+        # 11 + 21 undrawn: the 2 oldest undrawn rotate out, and every drawn row older than them.
+        assert [r.id for r in storage.load()] == first[12:] + second
+        assert storage.counters()["samples_rotated_out"] == 2
+        assert storage.drawn_pending() == 0
+    assert stored_row_ids(path) == first[12:] + second
+
+
+def test_data_stats_count_only_samples_not_drawn(tmp_path):
+    with SampleStorage(tmp_path / "s.db", capacity=50) as storage:
+        ids = storage.insert_set(full_set("steering"))
+        storage.mark_drawn(ids[:8])
+        report = data_stats(storage, DataConfig(buffer_capacity=50))
+    assert report["buffers"]["steering"]["samples"] == 13
+    assert sum(report["buffers"]["steering"]["bins"]["steering"].values()) == 13
+    assert report["samples_drawn_total"] == 8
+
+
+def stored_row_ids(path: Path) -> list[int]:
+    """Every row of the samples table, drawn or not, as SQLite holds it."""
+    with sqlite3.connect(path) as connection:
+        return [i for (i,) in connection.execute("SELECT id FROM samples ORDER BY id")]
+
+
 def test_intake_rate_is_unknown_until_two_sets_arrived(tmp_path):
     with SampleStorage(tmp_path / "s.db", capacity=1000) as storage:
         storage.insert_set(full_set("steering"))
@@ -123,6 +178,114 @@ def test_kill_9_mid_write_leaves_a_consistent_store_with_every_committed_sample(
     with sqlite3.connect(path) as db:
         set_sizes = {size for (size,) in db.execute("SELECT COUNT(*) FROM samples GROUP BY set_id")}
     assert set_sizes == {21}
+
+
+DRAWER = textwrap.dedent(
+    """
+    import sys
+    from engine.data.buffers import SampleBuffers
+    from engine.data.storage import SampleStorage
+
+    path, seed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    storage = SampleStorage(path, capacity=1_000_000)
+    buffers = SampleBuffers.open(storage, ("steering",), ready_threshold=1e-6, seed=seed)
+    if mode == "draw":
+        # Draw as fast as it can; each line is a draw whose mark has committed.
+        while drawn := buffers.draw(3):
+            print(" ".join(str(s.id) for s in drawn), flush=True)
+    else:
+        drawn = buffers.draw(int(mode))
+        print(" ".join(str(s.id) for s in drawn), flush=True)
+        # The deferred delete, one row per transaction, each reported once committed.
+        while storage.compact_drawn(1):
+            print("compacted", flush=True)
+    print("done", flush=True)
+    sys.stdin.read()  # until killed
+    """
+)
+
+
+def start_drawer(path: Path, seed: int, mode: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", DRAWER, str(path), str(seed), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+
+
+def kill_9(child: subprocess.Popen) -> list[str]:
+    """SIGKILL the child; return every line it printed that was not read yet."""
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    rest = child.stdout.read().splitlines()
+    child.stdout.close()
+    child.stdin.close()
+    assert child.returncode == -signal.SIGKILL
+    return rest
+
+
+def read_draws(child: subprocess.Popen, count: int) -> list[str]:
+    """Up to `count` lines of drawn ids, fewer if the child drew everything first."""
+    lines = []
+    while len(lines) < count:
+        line = child.stdout.readline()
+        if not line or line.strip() == "done":
+            break
+        lines.append(line)
+    return lines
+
+
+def stock(path: Path, sets: int) -> set[int]:
+    with SampleStorage(path, capacity=1_000_000) as storage:
+        return {i for _ in range(sets) for i in storage.insert_set(full_set("steering"))}
+
+
+def test_kill_9_while_drawing_never_gives_a_drawn_sample_again_and_loses_none(tmp_path):
+    path = tmp_path / "samples.db"
+    stored = stock(path, 200)
+    printed: set[int] = set()
+    # Three trainers in a row, each killed while it draws (and marks) as fast as it can,
+    # none ever reaching the deferred delete.
+    for seed, draws_before_kill in ((1, 5), (2, 40), (3, 120)):
+        drawer = start_drawer(path, seed, "draw")
+        lines = read_draws(drawer, draws_before_kill)
+        lines += kill_9(drawer)
+        drawn_now = {int(i) for line in lines if line.strip() != "done" for i in line.split()}
+        assert not drawn_now & printed, "a sample drawn before a kill was drawn again"
+        printed |= drawn_now
+    with SampleStorage(path, capacity=1_000_000) as storage:
+        assert storage.integrity_ok()
+        left = {row.id for row in storage.load()}
+        counters = storage.counters()
+    assert not left & printed
+    # Whatever is not left was drawn and counted so: at most one draw per kill was marked
+    # but not yet printed (in flight, like the batches a killed trainer was decoding).
+    assert counters["samples_drawn"] == len(stored - left)
+    assert printed <= stored - left and len(stored - left - printed) <= 3 * 3
+
+
+def test_kill_9_during_the_deferred_delete_keeps_every_undrawn_sample(tmp_path):
+    path = tmp_path / "samples.db"
+    stored = stock(path, 100)
+    drawer = start_drawer(path, 7, "2000")
+    drawn = {int(i) for i in drawer.stdout.readline().split()}
+    assert drawer.stdout.readline().strip() == "compacted"  # the delete has begun
+    kill_9(drawer)
+    undrawn = stored - drawn
+    with SampleStorage(path, capacity=1_000_000) as storage:
+        assert storage.integrity_ok()
+        assert {row.id for row in storage.load()} == undrawn
+        assert storage.counters()["samples_drawn"] == len(drawn)
+        report = data_stats(storage, DataConfig(buffer_capacity=1_000_000))
+        reopened = SampleBuffers.open(storage, ("steering",), ready_threshold=1e-6, seed=1)
+        assert reopened.fill() == {"steering": len(undrawn)}
+        assert {s.id for s in reopened.draw(1000)} == undrawn
+        while storage.compact_drawn(64):
+            pass
+    assert report["buffers"]["steering"]["samples"] == len(undrawn)
+    assert stored_row_ids(path) == []
 
 
 # samples.db exactly as storage.py created it before it moved onto engine.core.db (no
@@ -203,7 +366,7 @@ def test_a_samples_db_from_before_migrations_opens_with_every_sample(tmp_path):
     assert min(added) > max(ids)
     with sqlite3.connect(path) as connection:
         versions = dict(connection.execute("SELECT component, version FROM schema_versions"))
-    assert versions == {"samples": 1}
+    assert versions == {"samples": len(storage_module.MIGRATIONS)}
 
 
 def test_stored_buffers_survive_the_next_schema_change(tmp_path, monkeypatch):
@@ -224,7 +387,7 @@ def test_stored_buffers_survive_the_next_schema_change(tmp_path, monkeypatch):
         (version,) = connection.execute(
             "SELECT version FROM schema_versions WHERE component = 'samples'"
         ).fetchone()
-    assert columns[-1] == "track" and version == 2
+    assert columns[-1] == "track" and version == len(storage_module.MIGRATIONS)
 
 
 def test_a_samples_db_from_a_newer_release_is_refused_untouched(tmp_path, monkeypatch):

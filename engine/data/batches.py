@@ -26,6 +26,13 @@ to one side of the road (the built-in game, GTA V): mirrored, it keeps left.
 A corrupt sample (bad JPEG, wrong shape, a missing or non-finite output) is
 skipped, counted in storage, logged, and replaced by another sample from the
 same buffer; it never stops training.
+
+While the buffers wait for data the thread deletes drawn rows from storage a
+few at a time (`SampleStorage.compact_drawn`): the draw only marked them, so
+that work is off the batches' path. `costs` holds the thread's own CPU time per
+part (draw and mark, decode, convert, compaction), read with
+`DataPathCosts.per_batch_ms`: on two cores the data path's CPU is taken from
+the train step, so these say what it costs the step.
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -47,6 +56,9 @@ log = logging.getLogger("charles.data.batches")
 
 # How often the prefetch thread re-checks for shutdown while it waits.
 _WAKE_S = 0.1
+# Drawn rows deleted per storage transaction while the buffers wait (~36 us each): a set
+# arriving meanwhile waits for at most one such transaction.
+COMPACT_ROWS = 64
 
 
 class Batch(NamedTuple):
@@ -54,6 +66,36 @@ class Batch(NamedTuple):
 
     x: np.ndarray
     y: dict[str, np.ndarray]
+
+
+@dataclass
+class DataPathCosts:
+    """CPU seconds of the prefetch thread per part, summed over `batches` batches."""
+
+    batches: int = 0
+    draw_s: float = 0.0  # random draw, and the storage transaction that marks it
+    decode_s: float = 0.0  # JPEG decode into the batch array, targets with it
+    convert_s: float = 0.0  # mirroring and the float32 conversion
+    compact_s: float = 0.0  # deleting drawn rows while the buffers wait (not per batch)
+    compacted_rows: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **amounts: float) -> None:
+        """Add to parts by name (from the prefetch thread; readers may be elsewhere)."""
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+    def per_batch_ms(self) -> dict[str, float]:
+        """Milliseconds of CPU per batch for each part, compaction included, and in total."""
+        with self._lock:
+            batches = max(self.batches, 1)
+            parts = {
+                f.name.removesuffix("_s"): getattr(self, f.name) * 1000 / batches
+                for f in fields(self)
+                if f.name.endswith("_s")
+            }
+        return parts | {"total": sum(parts.values())}
 
 
 class BatchSource:
@@ -69,6 +111,7 @@ class BatchSource:
         prefetch: int = 2,
         mirror: float = 0.0,
         seed: int | None = None,
+        costs: DataPathCosts | None = None,
     ) -> None:
         self.per_buffer = batch_size // len(buffers.outputs)
         if self.per_buffer < 1:
@@ -86,6 +129,7 @@ class BatchSource:
         self.frame_size = frame_size
         self.outputs = tuple(outputs)
         self.mirror = mirror
+        self.costs = costs if costs is not None else DataPathCosts()
         self._rng = np.random.default_rng(seed)
         self._batches: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -116,9 +160,15 @@ class BatchSource:
     def _prefetch(self) -> None:
         try:
             while not self._stop.is_set():
-                if not self.buffers.wait_ready(timeout=_WAKE_S):
+                if not self.buffers.ready():
+                    # Idle: delete what earlier draws marked, then sleep until sets come.
+                    if not self._compact():
+                        self.buffers.wait_ready(timeout=_WAKE_S)
                     continue
-                batch = self._build(self.buffers.draw(self.per_buffer))
+                started = time.thread_time()
+                drawn = self.buffers.draw(self.per_buffer)
+                self.costs.add(draw_s=time.thread_time() - started)
+                batch = self._build(drawn)
                 while not self._stop.is_set():
                     try:
                         self._batches.put(batch, timeout=_WAKE_S)
@@ -129,7 +179,15 @@ class BatchSource:
             log.exception("batch prefetch failed")
             self._batches.put(error)
 
+    def _compact(self) -> int:
+        started = time.thread_time()
+        rows = self.buffers.storage.compact_drawn(COMPACT_ROWS)
+        if rows:
+            self.costs.add(compact_s=time.thread_time() - started, compacted_rows=rows)
+        return rows
+
     def _build(self, drawn: list[StoredSample]) -> Batch:
+        started = time.thread_time()
         width, height = self.frame_size
         frames = np.empty((len(drawn), height, width, 3), dtype=np.uint8)
         targets = np.empty((len(self.outputs), len(drawn)), dtype=np.float32)
@@ -149,10 +207,14 @@ class BatchSource:
                 continue
             filled += 1
         frames, targets = frames[:filled], targets[:, :filled]
+        decoded = time.thread_time()
         if self.mirror > 0.0:
             self._mirror(frames, targets)
         x = frames.astype(np.float32)
         y = {name: targets[i].copy() for i, name in enumerate(self.outputs)}
+        self.costs.add(
+            batches=1, decode_s=decoded - started, convert_s=time.thread_time() - decoded
+        )
         return Batch(x, y)
 
     def _mirror(self, frames: np.ndarray, targets: np.ndarray) -> None:

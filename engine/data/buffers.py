@@ -6,14 +6,19 @@ Example::
     buffers.add_set(sample_set)         # from a collector (via the hub)
     if buffers.ready():                 # every buffer >= 90% full
         drawn = buffers.draw(16)        # 16 random samples from EACH buffer, removed
+    buffers.storage.compact_drawn(64)   # in idle time: delete what draws marked
 
-Drawn samples are removed from memory and deleted from storage in one step, so
-the two never disagree: the reference's rule is that a sample is used once, and
-after a crash the trainer refills exactly what it had not yet trained on. With
+Drawn samples are removed from memory and marked drawn in storage in one step
+(one transaction per draw, committed before the batch is decoded), so the two
+never disagree: the reference's rule is that a sample is used once, and after a
+crash the trainer refills exactly what it had not yet trained on. The drawn
+rows' deletion is deferred to idle time (`SampleStorage.compact_drawn`); a
+`kill -9` before it loses nothing and trains nothing twice, because every
+read leaves marked rows out. With
 `[data] uses_per_sample` = N > 1 (scarce recorded play) a drawn sample stays
 until its N-th draw; the count lives in memory, so after a crash a sample may
 be used a few more times than N, never lost. A
-`kill -9` between the delete and the train step costs at most the batches in
+`kill -9` between the mark and the train step costs at most the batches in
 flight, which were consumed anyway; no sample that was still waiting is lost.
 """
 
@@ -55,9 +60,8 @@ class SampleBuffers:
         self.capacity = storage.capacity
         self.ready_threshold = ready_threshold
         self._random = random.Random(seed)
-        # Insertion-ordered dicts: the first key is the oldest sample, the one rotation drops.
         # Storage calls happen under the lock too, so memory and disk change together.
-        self._buffers: dict[str, dict[int, StoredSample]] = {name: {} for name in self.outputs}
+        self._buffers: dict[str, _Pool] = {name: _Pool() for name in self.outputs}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # The newest storage row held so far: `load_new` reads only what came after it.
@@ -150,41 +154,48 @@ class SampleBuffers:
     def draw(self, per_buffer: int) -> list[StoredSample]:
         """Draw `per_buffer` random samples from every buffer (fewer if one runs short).
 
-        A sample leaves (memory and storage) at its last use: at once with one use per sample.
+        A sample leaves memory and is marked drawn in storage at its last use (at
+        once with one use per sample), for all buffers in one transaction.
         """
         with self._lock:
-            drawn = []
+            drawn: list[StoredSample] = []
+            spent: list[int] = []
             for buffer in self._buffers.values():
-                drawn.extend(self._take(buffer, per_buffer))
+                drawn.extend(self._take(buffer, per_buffer, spent))
+            self.storage.mark_drawn(spent)
         return drawn
 
     def draw_from(self, output: str, count: int) -> list[StoredSample]:
         """Draw `count` random samples from one buffer (to replace corrupt ones in a batch)."""
         with self._lock:
-            return self._take(self._buffers[output], count)
+            spent: list[int] = []
+            drawn = self._take(self._buffers[output], count, spent)
+            self.storage.mark_drawn(spent)
+            return drawn
 
     def discard(self, samples: Sequence[StoredSample]) -> None:
         """Remove samples for good, whatever their uses left (a frame that does not decode)."""
         with self._lock:
             for sample in samples:
-                self._buffers.get(sample.buffer, {}).pop(sample.id, None)
+                pool = self._buffers.get(sample.buffer)
+                if pool is not None:
+                    pool.remove(sample.id)
                 self._uses.pop(sample.id, None)
-            self.storage.delete([s.id for s in samples], counter="samples_drawn")
+            # Marked, not deleted: one already marked at its last use is not counted twice.
+            self.storage.mark_drawn([s.id for s in samples])
 
-    def _take(self, buffer: dict[int, StoredSample], count: int) -> list[StoredSample]:
-        """Random samples of one buffer; those at their last use leave memory and storage."""
-        ids = self._random.sample(list(buffer), min(count, len(buffer)))
-        drawn = [buffer[i] for i in ids]
-        spent = []
-        for i in ids:
+    def _take(self, buffer: _Pool, count: int, spent: list[int]) -> list[StoredSample]:
+        """Random samples of one buffer; those at their last use leave memory, ids to `spent`."""
+        drawn = buffer.pick(self._random, count)
+        for sample in drawn:
+            i = sample.id
             uses = self._uses.get(i, 0) + 1
             if uses >= self.uses_per_sample:
-                del buffer[i]
+                buffer.remove(i)
                 self._uses.pop(i, None)
                 spent.append(i)
             else:
                 self._uses[i] = uses
-        self.storage.delete(spent, counter="samples_drawn")
         return drawn
 
     def _ready(self) -> bool:
@@ -198,9 +209,54 @@ class SampleBuffers:
             if buffer is None:
                 # A buffer of an output no longer balanced: left in storage, unused.
                 continue
-            buffer[row.id] = row
+            buffer.add(row)
             if len(buffer) > self.capacity:
                 # Storage rotated this row out in the insert's own transaction (oldest first).
-                oldest = next(iter(buffer))
-                del buffer[oldest]
-                self._uses.pop(oldest, None)
+                self._uses.pop(buffer.remove_oldest(), None)
+
+
+class _Pool:
+    """One buffer's samples: O(1) random picks and removals, oldest first for rotation.
+
+    A draw picks a few of up to 25,000 samples (the reference's capacity); copying
+    the ids to sample from them cost more than the draw's own storage transaction.
+    Removal swaps the last id into the hole, so `ids` is unordered; the dict keeps
+    insertion order for rotation.
+    """
+
+    def __init__(self) -> None:
+        self._samples: dict[int, StoredSample] = {}  # insertion order: oldest first
+        self._ids: list[int] = []
+        self._index: dict[int, int] = {}  # id -> its position in _ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, sample: StoredSample) -> None:
+        if sample.id in self._samples:
+            return
+        self._samples[sample.id] = sample
+        self._index[sample.id] = len(self._ids)
+        self._ids.append(sample.id)
+
+    def pick(self, rng: random.Random, count: int) -> list[StoredSample]:
+        """Up to `count` distinct random samples, left in the pool."""
+        positions = rng.sample(range(len(self._ids)), min(count, len(self._ids)))
+        return [self._samples[self._ids[p]] for p in positions]
+
+    def remove(self, sample_id: int) -> None:
+        """Take a sample out (no-op if it is not here)."""
+        position = self._index.pop(sample_id, None)
+        if position is None:
+            return
+        del self._samples[sample_id]
+        last = self._ids.pop()
+        if last != sample_id:
+            self._ids[position] = last
+            self._index[last] = position
+
+    def remove_oldest(self) -> int:
+        """Take out the sample added first; return its id."""
+        oldest = next(iter(self._samples))
+        self.remove(oldest)
+        return oldest

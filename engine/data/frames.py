@@ -7,7 +7,9 @@ Example::
     small = decode_frame(jpeg, expected=(W, H), size=(128, 72))  # decoded small, then resized
 
 Frames are RGB everywhere in charles-stream (what the game renders and the model
-sees); OpenCV wants BGR, so the colour swap lives here and nowhere else.
+sees); OpenCV wants BGR, so the colour swap lives here and nowhere else. The
+decode asks libjpeg for RGB itself (IMREAD_COLOR_RGB), which saves the batch
+path a colour-swap copy per frame.
 """
 
 from __future__ import annotations
@@ -54,8 +56,7 @@ def decode_frame(
             raise FrameError(
                 f"frame is {width * scale}x{height * scale}, expected {expected[0]}x{expected[1]}"
             )
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return rgb if size is None else resize_frame(rgb, size)
+    return image if size is None else resize_frame(image, size)
 
 
 def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -65,11 +66,12 @@ def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+# libjpeg's scale-downs, each decoding straight to RGB (IMREAD_COLOR is BGR: its bit goes).
 _SCALED_DECODE = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
+    1: cv2.IMREAD_COLOR_RGB,
+    2: (cv2.IMREAD_REDUCED_COLOR_2 & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB,
+    4: (cv2.IMREAD_REDUCED_COLOR_4 & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB,
+    8: (cv2.IMREAD_REDUCED_COLOR_8 & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB,
 }
 
 

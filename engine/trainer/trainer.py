@@ -48,7 +48,7 @@ import tensorflow as tf
 from engine.core.config import Config, DataConfig, TrainerConfig
 from engine.core.errors import ModelError
 from engine.core.wire import BufferFill, TrainerState, TrainerStatus
-from engine.data.batches import BatchSource
+from engine.data.batches import BatchSource, DataPathCosts
 from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
 from engine.node.progress import report_progress
@@ -151,6 +151,8 @@ class Trainer:
                 f"accepted: {self.step.replicas} or more"
             )
         self.buffers = SampleBuffers.from_config(config, data_dir=self.data_dir, seed=seed)
+        # The batch prefetch thread's CPU per part, over every run of this trainer.
+        self.data_costs = DataPathCosts()
         self._saved_batch = self.batch
         self._last_checkpoint: Path | None = None
 
@@ -207,6 +209,7 @@ class Trainer:
                 outputs=self.spec.output_names,
                 prefetch=self.config.data.prefetch_batches,
                 mirror=self.config.data.mirror,
+                costs=self.data_costs,
             )
         except ValueError as error:
             raise ModelError(f"{self.version}: {error}") from None
