@@ -78,6 +78,17 @@ def test_stats_json_shows_starving_bins_dropped_sets_and_corrupt_samples(data_di
     assert report["samples_per_s"] > 0
 
 
+def test_stats_leave_out_samples_drawn_but_not_yet_deleted(data_dir, capsys):
+    with SampleStorage(data_dir / "samples" / "samples.db", capacity=50) as storage:
+        steering = [row.id for row in storage.load() if row.buffer == "steering"]
+        storage.mark_drawn(steering[:10])
+    report = stats_json(data_dir, capsys)
+    assert report["buffers"]["steering"]["samples"] == 32
+    assert sum(report["buffers"]["steering"]["bins"]["steering"].values()) == 32
+    assert report["samples_drawn_total"] == 10
+    assert report["samples_stored_total"] == 65
+
+
 def test_stats_table_is_printed_without_json(data_dir, capsys):
     assert main(["data", "stats", "--config", str(data_dir / "config.toml")]) == 0
     out = capsys.readouterr().out
