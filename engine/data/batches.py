@@ -56,8 +56,8 @@ log = logging.getLogger("charles.data.batches")
 
 # How often the prefetch thread re-checks for shutdown while it waits.
 _WAKE_S = 0.1
-# Drawn rows deleted per storage transaction while the buffers wait (~36 us each): a set
-# arriving meanwhile waits for at most one such transaction.
+# Drawn rows deleted per storage transaction while the buffers wait (20-40 us each): a set
+# arriving meanwhile waits for at most one such transaction (a few ms).
 COMPACT_ROWS = 64
 
 

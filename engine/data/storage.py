@@ -5,7 +5,7 @@ Example::
     storage = SampleStorage(default_storage_path(config), capacity=2000)
     ids = storage.insert_set(sample_set)          # one transaction, rotation included
     rows = storage.load()                          # refill: blobs as bytes, not decoded
-    storage.mark_drawn(drawn_ids)                  # ~0.1 ms: never loaded again
+    storage.mark_drawn(drawn_ids)                  # ~0.15 ms: never loaded again
     storage.compact_drawn(limit=64)                # in idle time: the drawn rows' space back
 
 Why SQLite in WAL mode: every `insert_set` is one transaction that adds a whole
@@ -29,9 +29,9 @@ buffers: the trainer marks the rows it draws into a batch as drawn, in one
 small transaction before the batch is decoded, so a restart never trains twice
 on a sample and refills exactly what the buffers held. Why a mark and not a
 delete: deleting a row with its JPEG blob rewrites its table page, its
-overflow pages' free list and its index page, ~36 us a row whatever the
-batching, over 1 ms of a 32-sample batch on two cores that TensorFlow already
-fills; inserting 32 ids into the small `drawn` table costs a tenth of that.
+overflow pages' free list and its index page, 1.5 ms of CPU for a 32-sample
+batch on two cores that TensorFlow already fills; inserting 32 ids into the
+small `drawn` table costs 0.15 ms (`bench/data.py --part costs`).
 The drawn rows themselves go later, where nothing waits on them:
 `compact_drawn` (the prefetch thread calls it while the buffers wait for data,
 which on a stream they mostly do) and the rotation of a buffer that is full,
@@ -225,9 +225,9 @@ class SampleStorage:
     def compact_drawn(self, limit: int) -> int:
         """Delete up to `limit` drawn rows and their marks; return how many marks went.
 
-        Meant for idle time (its cost is the ~36 us a row that marking saved):
-        small `limit`s keep each transaction short, so a set arriving meanwhile
-        is stored without waiting long.
+        Meant for idle time (it costs what marking saved the draw, 20-40 us a
+        row): small `limit`s keep each transaction short, so a set arriving
+        meanwhile is stored without waiting long.
         """
         with self._lock:
             ids = [
