@@ -96,7 +96,9 @@ def test_the_trainer_process_yields_cpu_with_its_nice_value_and_thread_cap():
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
-    assert done.stdout.split() == ["5", "1", "1"]
+    # Niceness stops at 19: under a niced test run (CI at nice 15) the step is what is left.
+    expected_step = min(5, 19 - os.nice(0))
+    assert done.stdout.split() == [str(expected_step), "1", "1"]
 
 
 def _wait_for_line(process: subprocess.Popen, text: str, *, timeout: float) -> None:
