@@ -15,6 +15,8 @@ Xvfb, and the only ways into the game are its window's pixels and X key events.
    right-hand tracks and pausing the recorder during its deliberate mistakes)
    and `charles-stream record --game builtin --paused` (the recorder reads the
    window's pixels and the X server's key state, as it would for a person).
+   With two seed groups (`--record-seeds A/B`) there are two such rigs, each on
+   its own Xvfb, as two players at two machines would record into one buffer.
 3. The trainer is stopped when `--minutes` of recording + training have passed
    since step 1 (it saves its checkpoint on SIGTERM).
 4. On seeds never recorded: `charles-stream sim --start-on-enter` (a window the
@@ -62,7 +64,15 @@ REPO = Path(__file__).resolve().parent.parent
 # eight seeds have 1-3): the speed profile of engine/sim/autopilot.py under 0.75 x cruise,
 # four clockwise and four counter-clockwise laps in turns. A hairpin is where a model that
 # never saw enough of them leaves the road; these tracks record 2-3 times more per minute.
-RECORD_SEEDS = "235,348,246,196,380,244,137,320"
+HAIRPIN_SEEDS = "235,348,246,196,380,244,137,320"
+# The first tracks, 1-3 braking zones a km like the unseen ones (1.7-2.8): the pace of ordinary
+# bends, where a recording of hairpins alone teaches a model to drive slower than the NPC.
+ORDINARY_SEEDS = "1,4,2,5,3,6,9,7"
+# The next eight by braking zones a km (4.7-5.9), four each way.
+MORE_HAIRPIN_SEEDS = "387,184,146,77,239,102,117,313"
+# Three rigs: with the hood window alone a rig costs about a quarter of a core (game 20 %,
+# recorder 3 %), so three record three times the samples and leave the trainer most of both.
+RECORD_SEEDS = f"{HAIRPIN_SEEDS}/{ORDINARY_SEEDS}/{MORE_HAIRPIN_SEEDS}"
 LINE = "model_0000_demo"
 LIMIT = 0.8
 HOOD_CENTRE = (240, 135)  # the hood window sits at the screen's top-left corner, 480x270
@@ -80,7 +90,9 @@ def main() -> None:
         "--record-minutes", type=float, default=20.0, help="of which the NPC records"
     )
     parser.add_argument(
-        "--record-seeds", default=RECORD_SEEDS, help="tracks the NPC drives, in turns"
+        "--record-seeds",
+        default=RECORD_SEEDS,
+        help="tracks the NPC drives, in turns; one group per recording rig, groups split by '/'",
     )
     parser.add_argument("--segment-seconds", type=float, default=10.0, help="game s per turn")
     parser.add_argument("--buffer", type=int, default=1500, help="[data] buffer_capacity")
@@ -98,17 +110,14 @@ def main() -> None:
     data = Path(args.data)
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    record_seeds = [int(s) for s in args.record_seeds.split(",")]
+    rig_seeds = args.record_seeds.split("/")
+    record_seeds = [[int(s) for s in group.split(",")] for group in rig_seeds]
     eval_seeds = [int(s) for s in args.eval_seeds.split(",")]
     write_config(data, args)  # every command runs in `data`, where it finds ./config.toml
-    with xvfb() as display:
-        env = {
-            **os.environ,
-            "DISPLAY": display,
-            "PYTHONUNBUFFERED": "1",
-            # Read by this script only: the directory its commands run in.
-            "CHARLES_REHEARSAL_DIR": str(data),
-        }
+    with contextlib.ExitStack() as servers:
+        displays = [servers.enter_context(xvfb()) for _ in rig_seeds]
+        display = displays[0]
+        env = environment(display, data)
         version = json.loads(cli(env, "models", "new", LINE, "--json", "--data", str(data)))[
             "version"
         ]
@@ -116,7 +125,7 @@ def main() -> None:
         train = Child(
             env, "train", "--model", version, "--wait", "--json", "--data", str(data), log=data
         )
-        recorded = record(env, data, args.record_seeds, args.record_minutes * 60, args)
+        recorded = record_on_rigs([environment(d, data) for d in displays], data, rig_seeds, args)
         print(f"  recorded: {recorded}", flush=True)
         recording_s = time.monotonic() - started
         remaining = started + args.minutes * 60 - time.monotonic()
@@ -145,10 +154,47 @@ def main() -> None:
     )
 
 
+def environment(display: str, data: Path) -> dict[str, str]:
+    """The environment of every command on one X server."""
+    return {
+        **os.environ,
+        "DISPLAY": display,
+        "PYTHONUNBUFFERED": "1",
+        # Read by this script only: the directory its commands run in.
+        "CHARLES_REHEARSAL_DIR": str(data),
+    }
+
+
+def record_on_rigs(
+    envs: list[dict[str, str]], data: Path, rig_seeds: list[str], args: argparse.Namespace
+) -> dict:
+    """Every rig records at once into the one buffer; their summaries summed (and listed)."""
+    results: list[dict] = [{} for _ in envs]
+
+    def run(rig: int) -> None:
+        results[rig] = record(envs[rig], data, rig_seeds[rig], args.record_minutes * 60, args, rig)
+
+    threads = [threading.Thread(target=run, args=(rig,)) for rig in range(len(envs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if not all(results):
+        raise SystemExit("a recording rig failed: see its npc/record logs")
+    total = {key: sum(r[key] for r in results) for key in results[0]}
+    return {**total, "rigs": results} if len(results) > 1 else total
+
+
 def record(
-    env: dict[str, str], data: Path, seeds: str, seconds: float, args: argparse.Namespace
+    env: dict[str, str],
+    data: Path,
+    seeds: str,
+    seconds: float,
+    args: argparse.Namespace,
+    rig: int = 0,
 ) -> dict:
     """The NPC drives the tracks in turns for `seconds` of game time while `record` records."""
+    suffix = f"-{rig + 1}" if rig else ""
     npc = Child(
         env,
         "npc",
@@ -160,9 +206,11 @@ def record(
         f"{seconds:.0f}",
         "--pause-key",
         PAUSE_KEY,
+        "--hood-only",  # the recorder records the hood window; the chase view costs half the CPU
         "--start-on-enter",
         "--json",
         log=data,
+        log_name=f"npc{suffix}",
         stdin=True,
     )
     npc.wait_for("waiting for the start")
@@ -173,11 +221,12 @@ def record(
         "builtin",
         "--paused",
         "--player",
-        PLAYER,
+        PLAYER + suffix,
         "--data",
         str(data),
         "--json",
         log=data,
+        log_name=f"record{suffix}",
     )
     recorder.wait_for("recording human:")
     npc.say("go")
@@ -281,9 +330,14 @@ class Child:
     """A `charles-stream` command in the background: its log lines watched, its stdout kept."""
 
     def __init__(
-        self, env: dict[str, str], *args: str, log: Path | None = None, stdin: bool = False
+        self,
+        env: dict[str, str],
+        *args: str,
+        log: Path | None = None,
+        log_name: str | None = None,
+        stdin: bool = False,
     ) -> None:
-        self.name = args[0]
+        self.name = log_name or args[0]
         self._process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", *args],
             cwd=env["CHARLES_REHEARSAL_DIR"],

@@ -181,3 +181,30 @@ def _config_with_mistakes_every(tmp_path: Path, seconds: float) -> Path:
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_a_hood_only_npc_opens_no_chase_window(display, tmp_path):
+    from engine.games.window import window_titles
+    from engine.sim.window import CHASE_WINDOW, HOOD_WINDOW
+
+    npc = Command(
+        display,
+        tmp_path,
+        "npc",
+        "--clean",
+        "--seed",
+        "3",
+        "--seconds",
+        "4",
+        "--hood-only",
+        "--start-on-enter",
+        "--json",
+        stdin=True,
+    )
+    npc.wait_for("waiting for the start")
+    names = window_titles(display)
+    npc.say("go")
+    summary = npc.result()
+    assert HOOD_WINDOW in names
+    assert CHASE_WINDOW not in names
+    assert summary["progress_m"] > 10.0

@@ -214,7 +214,7 @@ def test_r_respawns_and_q_ends_the_run_at_once(monkeypatch):
     respawns = []
     monkeypatch.setattr(game, "respawn", lambda rng: respawns.append(game.time))
     windows = ScriptedWindows([[], [pygame.K_r], [], [pygame.K_q], []])
-    monkeypatch.setattr(window_module, "open_windows", lambda game: windows)
+    monkeypatch.setattr(window_module, "open_windows", lambda game, chase_view: windows)
     clock = iter(range(10_000)).__next__  # each reading 1 s later: the loop never sleeps
     pilot = Autopilot(AutopilotConfig(), seed=1)
     stats = window_module.run_window(game, pilot, seconds=None, clock=lambda: clock() / 30)
@@ -233,7 +233,7 @@ def test_a_game_played_before_goes_on_without_waiting_for_its_past_time(monkeypa
             waits.append(wait_s)
             return super().poll(wait_s)
 
-    monkeypatch.setattr(window_module, "open_windows", lambda game: TimedWindows([]))
+    monkeypatch.setattr(window_module, "open_windows", lambda game, chase_view: TimedWindows([]))
     ticks = iter(range(10_000)).__next__  # the wall clock: one tick's time per reading
     pilot = Autopilot(AutopilotConfig(), seed=1)
     stats = window_module.run_window(

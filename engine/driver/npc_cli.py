@@ -97,6 +97,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         help="pause the recorder (started with --paused) during each mistake, e.g. F9",
     )
     parser.add_argument(
+        "--hood-only",
+        action="store_true",
+        help="open the hood window only, no chase window: what a recorder records, for about "
+        "half the game's CPU (a recording rig needs no view for the stream)",
+    )
+    parser.add_argument(
         "--start-on-enter",
         action="store_true",
         help="open the window, then wait for a line on stdin before driving",
@@ -152,7 +158,14 @@ def run_npc(args: argparse.Namespace) -> int:
             player = _Session(npc, keys, until=None if turn is None else game.time + turn)
             before = game.time
             try:
-                stats = run_window(game, pilot=None, seconds=None, player=player, start=start)
+                stats = run_window(
+                    game,
+                    pilot=None,
+                    seconds=None,
+                    player=player,
+                    start=start,
+                    chase_view=not args.hood_only,
+                )
             except WindowUnavailable as error:
                 raise DeviceError(str(error)) from None
             finally:

@@ -85,6 +85,7 @@ def run_window(
     clock: Callable[[], float] = time.monotonic,
     player: Player | None = None,
     start: Callable[[], bool] | None = None,
+    chase_view: bool = True,
 ) -> RunStats:
     """Show both views until `seconds` of game time pass (None: until closed or Q).
 
@@ -92,10 +93,12 @@ def run_window(
     someone who looks at the game and presses keys (it must not set the controls itself).
     With `start`, the first frame waits on screen, the game not ticking, until `start()`
     says go: a "press Enter" moment, so whoever watches or drives from outside is ready.
+    Without `chase_view` only the hood window opens: what a model sees and a recorder
+    records, for half the rendering (a recording rig needs no view for the stream).
     """
     hood = game.render_hood()
-    chase = game.render_chase()
-    screen = open_windows(game)
+    chase = game.render_chase() if chase_view else None
+    screen = open_windows(game, chase_view)
     keys = None if pilot else KeyboardDriver(SdlKeys())
     progress = RoadProgress(game)
     respawn_rng = np.random.default_rng(game.seed)
@@ -120,14 +123,14 @@ def run_window(
                 break
             _catch_up(game, pilot, keys, player, progress, seconds, clock, started)
             hood = game.render_hood()
-            chase = game.render_chase()
+            chase = game.render_chase() if chase_view else None
     finally:
         screen.close()
     return RunStats(frames=frames, wall_s=clock() - opened, progress_m=progress.metres)
 
 
 def _wait_for_start(
-    screen: GameWindows, hood: np.ndarray, chase: np.ndarray, start: Callable[[], bool]
+    screen: GameWindows, hood: np.ndarray, chase: np.ndarray | None, start: Callable[[], bool]
 ) -> bool:
     """Show the first frame until `start()`; False if the window was closed or quit meanwhile."""
     screen.show(hood, chase)
@@ -163,19 +166,18 @@ def _catch_up(
             return
 
 
-def open_windows(game: Game) -> GameWindows:
+def open_windows(game: Game, chase_view: bool = True) -> GameWindows:
     """The hood and chase windows at their known places; `WindowUnavailable` if impossible.
 
-    Use them from the thread that opened them.
+    Use them from the thread that opened them. Without `chase_view`, the hood window alone.
     """
-    windows = GameWindows(game)
+    windows = GameWindows(game, chase_view)
     log.info(
-        "windows open (SDL %s): %r at %s, %r at %s",
+        "windows open (SDL %s): %r at %s%s",
         pygame.display.get_driver(),
         HOOD_WINDOW,
         HOOD_ORIGIN,
-        CHASE_WINDOW,
-        chase_origin(game),
+        f", {CHASE_WINDOW!r} at {chase_origin(game)}" if chase_view else " (no chase window)",
     )
     return windows
 
@@ -183,24 +185,32 @@ def open_windows(game: Game) -> GameWindows:
 class GameWindows:
     """The two views in two fixed-size SDL windows; key presses and closing come from both."""
 
-    def __init__(self, game: Game) -> None:
+    def __init__(self, game: Game, chase_view: bool = True) -> None:
         config = game.config
         _start_video()
         try:
             self._hood = pygame.Window(
                 HOOD_WINDOW, (config.hood_width, config.hood_height), position=HOOD_ORIGIN
             )
-            self._chase = pygame.Window(
-                CHASE_WINDOW, (config.chase_width, config.chase_height), position=chase_origin(game)
+            self._chase = (
+                pygame.Window(
+                    CHASE_WINDOW,
+                    (config.chase_width, config.chase_height),
+                    position=chase_origin(game),
+                )
+                if chase_view
+                else None
             )
         except pygame.error as error:
             pygame.display.quit()
             raise WindowUnavailable(f"SDL cannot open a window: {error}") from None
         self._open = True
 
-    def show(self, hood: np.ndarray, chase: np.ndarray) -> None:
-        """Display both RGB uint8 frames (each of its window's size)."""
+    def show(self, hood: np.ndarray, chase: np.ndarray | None) -> None:
+        """Display both RGB uint8 frames (each of its window's size); no chase: hood only."""
         for window, frame in ((self._hood, hood), (self._chase, chase)):
+            if window is None or frame is None:
+                continue
             frame = np.ascontiguousarray(frame)
             # A surface over the frame's own bytes; the blit converts RGB to the window's format.
             image = pygame.image.frombuffer(frame, (frame.shape[1], frame.shape[0]), "RGB")
@@ -228,7 +238,8 @@ class GameWindows:
             return
         self._open = False
         self._hood.destroy()
-        self._chase.destroy()
+        if self._chase is not None:
+            self._chase.destroy()
         pygame.display.quit()
 
 
