@@ -1,6 +1,7 @@
 """Does the demo line learn? Collect + train from scratch for 15 minutes, then eval.
 
     .venv/bin/python bench/learns.py [--minutes 15] [--data /tmp/learns] [--seconds 60]
+    .venv/bin/python bench/learns.py --hard   # + the hard test (issue 15), ~8 min more
 
 The acceptance recipe of the driver issue, on this machine's cores:
 
@@ -13,6 +14,11 @@ The acceptance recipe of the driver issue, on this machine's cores:
    seeds no collector drove (see engine/driver/eval_cli.py).
 
 Prints the three figures and ratio = model / NPC against the 0.8 limit.
+With `--hard`, step 4 is `charles-stream eval --hard`: the same standard figures,
+then the hard test's (engine/driver/hard_test.py: minutes per seed, starts off
+the racing line) model / NPC ratio against the same limit, its per-seed ratios,
+mean speed and lap pace, and each seed's figures, the model's beside the NPC's;
+the whole eval report is kept as `<data>/eval.json`.
 Runs the tree this script is in, with its config.toml.
 """
 
@@ -39,6 +45,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="collect + train wall time")
     parser.add_argument("--data", default="/tmp/charles-learns", help="scratch data directory")
     parser.add_argument("--seconds", default="60", help="eval game seconds per seed")
+    parser.add_argument(
+        "--hard",
+        action="store_true",
+        help="also run eval's hard test on the trained model and print its figures",
+    )
     args = parser.parse_args()
     data = Path(args.data)
     shutil.rmtree(data, ignore_errors=True)
@@ -56,9 +67,11 @@ def main() -> None:
     trained, _ = train.communicate(timeout=120)
     stop_collect(collect)
     summary = json.loads(trained.strip().splitlines()[-1])
-    report = json.loads(
-        cli("eval", "--model", version, "--json", "--data", str(data), "--seconds", args.seconds)
+    hard = ("--hard",) if args.hard else ()
+    evaluated = cli(
+        "eval", "--model", version, "--json", "--data", str(data), "--seconds", args.seconds, *hard
     )
+    report = json.loads(evaluated)
     print(
         f"collect + train for {elapsed / 60:.1f} min: {summary['batches']} batches "
         f"({summary['samples_per_s']} samples/s trained)"
@@ -72,6 +85,48 @@ def main() -> None:
         )
     ratio = report["ratio_to_npc"]
     print(f"model / NPC on seeds {report['seeds']}: ratio {ratio:.2f} (limit >= {LIMIT})")
+    if args.hard:
+        (data / "eval.json").write_text(evaluated)
+        print_hard(report["hard"])
+
+
+def print_hard(hard: dict) -> None:
+    """The hard test's figures: the ratio against the limit, its spread, speed, laps, each seed."""
+    model, npc = hard["model"], hard["npc"]
+    print(
+        f"hard test ({hard['seconds']:g} game s a seed, starts off the racing line), "
+        f"seeds {hard['seeds']}:"
+    )
+    print(
+        "  seed   model m/off-road  NPC m/off-road  ratio  off-road unstucks  km/h model/NPC  "
+        "best lap s model/NPC"
+    )
+    for mine, theirs in zip(model["episodes"], npc["episodes"], strict=True):
+        score, bar = mine["metres_per_offroad"], theirs["metres_per_offroad"]
+        print(
+            f"  {mine['seed']:<6d} {score:16,.0f} {bar:15,.0f} {score / bar if bar else 0:6.2f}"
+            f"  {mine['offroad_events']:8d} {mine['unstucks']:8d}"
+            f"  {mine['mean_speed_kmh']:5.1f} / {theirs['mean_speed_kmh']:5.1f}"
+            f"  {_lap(mine['best_lap_s'])} / {_lap(theirs['best_lap_s'])}"
+        )
+    spread = hard["seed_ratios"]
+    laps = (
+        "no seed with a whole lap by both"
+        if hard["lap_ratio"] is None
+        else f"lap pace {hard['lap_ratio']:.2f} ({hard['laps_compared']} seeds)"
+    )
+    print(
+        f"  model {model['metres_per_offroad']['mean']:,.0f} / NPC "
+        f"{npc['metres_per_offroad']['mean']:,.0f} m per off-road event; per seed "
+        f"{spread['min']:.2f}-{spread['max']:.2f} (stdev {spread['stdev']:.2f}); "
+        f"off-road {model['offroad_events']} (NPC {npc['offroad_events']}); "
+        f"speed {hard['speed_ratio']:.2f}; {laps}"
+    )
+    print(f"hard model / NPC: ratio {hard['ratio_to_npc']:.2f} (limit >= {LIMIT})")
+
+
+def _lap(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
 
 
 def cli(*args: str) -> str:
