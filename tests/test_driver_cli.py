@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.core.wire import DRIVER_STAGES
+from engine.driver.stage_times import WINDOW
 from tests.driver_helpers import create_version, save_constant_checkpoint
 
 pytestmark = pytest.mark.tf
@@ -72,17 +74,37 @@ def test_sigterm_stops_the_drive_with_the_built_in_game_neutral(steering_version
     assert report["final_controls"] == {"steering": 0.0, "throttle_brake": 0.0}
 
 
-def test_json_summary_has_the_player_numbers(steering_version):
+@pytest.fixture(scope="module")
+def timed_report(steering_version) -> dict:
+    """The JSON summary of a 3-second drive of the built-in game (one drive for its tests)."""
     data_dir, version = steering_version
     drive = start_drive(data_dir, version, "--seconds", "3")
     out, err = drive.communicate(timeout=120)
     assert drive.returncode == 0, err[-2000:]
-    report = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_json_summary_has_the_player_numbers(timed_report):
+    report = timed_report
     for key in ("pps", "fps", "distance_m", "offroad_events", "unstucks", "convcam_ms"):
         assert key in report
     assert report["pps"] > 5 and report["fps"] > 5
     assert report["distance_m"] > 1.0 and report["batch"] == 42
     assert report["stopped_by"] == "time"
+
+
+def test_json_summary_has_every_stage_time_in_loop_order(timed_report):
+    stages = timed_report["stages"]
+    # Every stage ran in 3 s of driving; the names and order are the wire's.
+    assert tuple(stages) == DRIVER_STAGES
+    for stage, timing in stages.items():
+        assert set(timing) == {"p50_ms", "p95_ms", "turns"}, stage
+        assert 0 <= timing["p50_ms"] <= timing["p95_ms"], stage
+        assert timing["turns"] >= 1, stage
+    # The forward pass is real work: it takes time, at most a turn's worth at the PPS.
+    assert 0 < stages["predict"]["p50_ms"] < 1000 / timed_report["pps"]
+    # As many turns as predictions, up to the window each stage keeps.
+    assert stages["predict"]["turns"] == min(WINDOW, timed_report["predictions"])
 
 
 def test_an_unknown_version_exits_2_naming_it(tmp_path, caplog):

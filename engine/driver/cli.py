@@ -7,8 +7,10 @@ Example::
     charles-stream drive --model model_0000_demo_v1 --game torcs   # its window, its keys (XTest)
 
 `--json` prints one line at the end: {"pps", "fps", "distance_m",
-"offroad_events", "unstucks", "convcam_ms", ...}; distance and off-road
-events only with the built-in game (null otherwise). A SIGTERM or Ctrl-C stops
+"offroad_events", "unstucks", "convcam_ms", "stages", ...}; distance and off-road
+events only with the built-in game (null otherwise). "stages" holds each loop
+stage's p50/p95 in ms over its last turns, {"predict": {"p50_ms", "p95_ms",
+"turns"}, ...}, from the same `StageTimes` as the Player Console's status. A SIGTERM or Ctrl-C stops
 the drive the same way `--seconds` does: the pad goes neutral, the summary is
 printed, and the exit code says what stopped it (143 for SIGTERM, 130 for
 Ctrl-C). With the built-in game the summary's `final_controls` are the
@@ -47,7 +49,7 @@ from engine.core.cli_args import (
 from engine.core.config import Config
 from engine.core.errors import ConfigError
 from engine.core.shutdown import sigterm_as_exit
-from engine.core.wire import DriverStatus, Message
+from engine.core.wire import DriverStage, DriverStatus, Message, StageTime
 from engine.driver.console import player_table
 
 log = logging.getLogger("charles.drive")
@@ -160,6 +162,7 @@ def _drive(config: Config, args: argparse.Namespace, data_dir: str) -> int:
         "stopped_by": stopped_by,
         "last_pad": dataclasses.asdict(summary.last_pad),
         "final_controls": None,
+        "stages": stage_report(summary.stages),
     }
     if game is not None:
         # One more tick applies whatever the game was last told: what the car would now do.
@@ -275,6 +278,18 @@ def _with_flags(config: Config, args: argparse.Namespace) -> Config:
             "for a real game, or use --sim"
         )
     return msgspec.structs.replace(config, capture=capture, controller=controller, driver=driver)
+
+
+def stage_report(stages: dict[DriverStage, StageTime]) -> dict[str, dict[str, float | int]]:
+    """The summary's stage times: the wire's `StageTime` fields, ms to the microsecond."""
+    return {
+        stage: {
+            "p50_ms": round(timing.p50_ms, 3),
+            "p95_ms": round(timing.p95_ms, 3),
+            "turns": timing.turns,
+        }
+        for stage, timing in stages.items()
+    }
 
 
 def _rounded(value: float | None) -> float | None:
