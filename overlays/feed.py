@@ -108,6 +108,11 @@ class OverlayFeed:
                     "unstucks": driver.unstucks,
                     "distance_m": driver.distance_m,
                     "offroad_events": driver.offroad_events,
+                    # The loop's p50/p95 per stage, ms, in loop order (as /api/status has them).
+                    "stages": {
+                        stage: {"p50_ms": took.p50_ms, "p95_ms": took.p95_ms}
+                        for stage, took in driver.stages.items()
+                    },
                 }
                 if driver
                 else None

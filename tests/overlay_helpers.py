@@ -21,7 +21,15 @@ from engine.core.store import (
     Received,
     VersionStreamed,
 )
-from engine.core.wire import Alert, BufferFill, DriverStatus, Frames, TrainerStatus
+from engine.core.wire import (
+    Alert,
+    BufferFill,
+    DriverStage,
+    DriverStatus,
+    Frames,
+    StageTime,
+    TrainerStatus,
+)
 from overlays.server import OverlayServer
 from tests.hub_helpers import TOKEN
 
@@ -76,6 +84,19 @@ def solid_jpeg(bgr: tuple[int, int, int], width: int, height: int) -> bytes:
     return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
 
 
+# A driver's loop at 30 fps with a small model: every stage, in loop order, with its p50/p95 ms.
+STAGES: dict[DriverStage, StageTime] = {
+    "capture_wait": StageTime(p50_ms=28.4, p95_ms=31.9, turns=256),
+    "preprocess": StageTime(p50_ms=0.04, p95_ms=0.07, turns=256),
+    "predict": StageTime(p50_ms=3.41, p95_ms=4.27, turns=256),
+    "translate": StageTime(p50_ms=0.01, p95_ms=0.02, turns=256),
+    "controller": StageTime(p50_ms=0.03, p95_ms=0.05, turns=256),
+    "convcam": StageTime(p50_ms=0.52, p95_ms=0.81, turns=256),
+    "watch": StageTime(p50_ms=0.02, p95_ms=0.04, turns=256),
+    "report": StageTime(p50_ms=0.21, p95_ms=6.35, turns=256),
+}
+
+
 def live_state() -> AppState:
     """An AppState as a running stream has it: frames, driver, trainer, an event and an alert."""
     state = AppState()
@@ -102,6 +123,7 @@ def live_state() -> AppState:
         pps=29.5,
         unstucks=2,
         distance_m=1234.0,
+        stages=STAGES,
     )
     for message in (frames, driver):
         state.apply(Received(message, "driver"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from engine.core.store import AlertRaised, AppState, Received, VersionStreamed
-from engine.core.wire import Alert
+from engine.core.store import AlertRaised, AppState, Received, VersionStreamed, status_view
+from engine.core.wire import DRIVER_STAGES, Alert
 from overlays.feed import ALERTS_KEPT, LOSS_TAIL, OverlayFeed
-from tests.overlay_helpers import VERSION, trainer_status
+from tests.overlay_helpers import VERSION, live_state, trainer_status
 
 
 def streaming(version: str = VERSION) -> AppState:
@@ -123,3 +123,13 @@ def test_a_feed_made_on_a_running_stream_starts_from_what_the_state_holds():
     }
     assert message["loss"]["tail"][-1][1] == 1180
     assert [entry[2] for entry in message["alerts"]] == ["viewer42: Charles went for a swim"]
+
+
+def test_the_driver_stage_times_are_those_of_the_status_api_in_loop_order():
+    snapshot = live_state().snapshot()
+    driver = OverlayFeed(AppState(), loss_points=10).state_message(snapshot)["driver"]
+    api = status_view(snapshot)["stages"]
+    assert list(driver["stages"]) == list(DRIVER_STAGES) == list(api)
+    for stage, took in driver["stages"].items():
+        assert took == {"p50_ms": api[stage]["p50_ms"], "p95_ms": api[stage]["p95_ms"]}
+    assert driver["stages"]["predict"] == {"p50_ms": 3.41, "p95_ms": 4.27}

@@ -22,7 +22,8 @@ from engine.app.actions import StreamActions
 from engine.app.hub import Hub
 from engine.core.config import OverlayConfig
 from engine.core.store import AppState, NodesChanged, Noted, Received, VersionStreamed
-from engine.core.wire import Frames
+from engine.core.wire import DRIVER_STAGES, DriverStatus, Frames
+from overlays.layout import TILES
 from tests.hub_helpers import AUTH
 from tests.overlay_helpers import (
     CHASE_BGR,
@@ -86,6 +87,61 @@ async def test_console_model_and_alert_pages_show_live_data(page, tile, text):
         await page.wait_for_function(
             f"document.querySelector('.tile-{tile}').textContent.includes({json.dumps(text)})"
         )
+
+
+async def test_player_tile_shows_every_stage_time_inside_the_tile_at_its_layout_size(page):
+    player = TILES["player"]
+    async with overlay_hub(live_state()) as (hub, _):
+        await page.goto(url(hub, f"/overlay/player?width={player.width}&height={player.height}"))
+        await page.wait_for_function(
+            "document.querySelector('.stage-grid').textContent.includes('3.41 / 4.27')"
+        )
+        names = await page.locator(".stage-name").all_text_contents()
+        values = await page.locator(".stage-value").all_text_contents()
+        geometry = await page.evaluate(
+            """() => {
+                const tile = document.querySelector('.tile-player').getBoundingClientRect();
+                const cells = [...document.querySelectorAll('.stage-name, .stage-value')];
+                return {
+                    tileBottom: tile.bottom,
+                    tileRight: tile.right,
+                    lowest: Math.max(...cells.map((cell) => cell.getBoundingClientRect().bottom)),
+                    rightmost: Math.max(...cells.map((cell) => cell.getBoundingClientRect().right)),
+                    lines: new Set(cells.map((cell) => cell.getBoundingClientRect().top)).size,
+                    clipped: cells.filter((cell) => cell.scrollWidth > cell.clientWidth).length,
+                    fontPx: parseFloat(getComputedStyle(cells[0]).fontSize),
+                };
+            }"""
+        )
+    assert names == [stage.replace("_", " ") for stage in DRIVER_STAGES]
+    # p50 / p95 in ms, three significant figures at most.
+    assert dict(zip(names, values, strict=True)) == {
+        "capture wait": "28.4 / 31.9",
+        "preprocess": "0.04 / 0.07",
+        "predict": "3.41 / 4.27",
+        "translate": "0.01 / 0.02",
+        "controller": "0.03 / 0.05",
+        "convcam": "0.52 / 0.81",
+        "watch": "0.02 / 0.04",
+        "report": "0.21 / 6.35",
+    }
+    # Readable on stream: two stages a line, all inside the tile below the Player rows, none cut.
+    assert geometry["lines"] == len(DRIVER_STAGES) // 2
+    assert geometry["lowest"] <= geometry["tileBottom"]
+    assert geometry["rightmost"] <= geometry["tileRight"]
+    assert geometry["clipped"] == 0
+    assert geometry["fontPx"] >= 14
+
+
+async def test_player_tile_shows_no_stage_times_before_the_driver_timed_a_turn(page):
+    state = live_state()
+    async with overlay_hub(state) as (hub, _):
+        state.apply(Received(DriverStatus(version=VERSION, pps=1.5), "driver"))
+        await page.goto(url(hub, "/overlay/player?width=560&height=360"))
+        await page.wait_for_function(
+            "document.querySelector('.tile-player').textContent.includes('1.5')"
+        )
+        assert await page.locator(".stages").is_hidden()
 
 
 @pytest.mark.parametrize(

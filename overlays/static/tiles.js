@@ -176,6 +176,7 @@ class PlayerTile {
     element.classList.add("panel");
     child(element, "div", "panel-title", spec.title);
     this.rows = new Rows(element);
+    this.stages = new StageGrid(element);
   }
 
   onState(state) {
@@ -183,6 +184,7 @@ class PlayerTile {
     if (!driver) {
       this.rows.set("status", "status", "no driver");
       this.rows.sweep();
+      this.stages.show({});
       return;
     }
     this.rows.set("model", "model", `${driver.version} @ ${whole(driver.batch)}`);
@@ -197,7 +199,49 @@ class PlayerTile {
     this.rows.set("unstucks", "unstucks", whole(driver.unstucks));
     this.rows.set("distance", "distance", `${fixed(driver.distance_m / 1000, 2)} km`);
     this.rows.sweep();
+    this.stages.show(driver.stages || {});
   }
+}
+
+// Where a turn of the driver's loop spends its time: two stages a line, "name p50 / p95" in ms,
+// under one heading, so eight stages take four short lines of the Player tile.
+class StageGrid {
+  constructor(parent) {
+    this.block = child(parent, "div", "stages");
+    child(this.block, "div", "stages-title", "stage times, ms p50 / p95");
+    this.grid = child(this.block, "div", "stage-grid");
+    this.values = new Map();
+    this.order = null;
+    this.block.hidden = true;
+  }
+
+  show(stages) {
+    const names = Object.keys(stages);
+    this.block.hidden = names.length === 0;
+    // The cells are built again only when the stages change (a driver restarted), in loop order.
+    const order = names.join(",");
+    if (order !== this.order) {
+      this.order = order;
+      this.grid.replaceChildren();
+      this.values.clear();
+      for (const name of names) {
+        child(this.grid, "span", "stage-name", name.replaceAll("_", " "));
+        this.values.set(name, child(this.grid, "span", "stage-value"));
+      }
+    }
+    for (const [name, cell] of this.values) {
+      const { p50_ms: p50, p95_ms: p95 } = stages[name];
+      const value = `${milliseconds(p50)} / ${milliseconds(p95)}`;
+      if (cell.textContent !== value) cell.textContent = value;
+    }
+  }
+}
+
+// At most four characters (0.04, 3.41, 28.4, 123): a 0.01 ms stage and a 33 ms wait read alike.
+function milliseconds(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "-";
+  if (value >= 100) return value.toFixed(0);
+  return value.toFixed(value >= 10 ? 1 : 2);
 }
 
 class TrainerTile {
