@@ -5,6 +5,7 @@
     KERAS_BACKEND=jax python bench/driver.py --gpu  # the same where only JAX is installed
     .venv/bin/python bench/driver.py --keyboard [--threads 1] [--line L] [--max-fps N]  # only 4.
     .venv/bin/python bench/driver.py --stages [--threads 1] [--line L] [--tick-hz 30]  # only 5.
+    .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -62,6 +63,23 @@
       into drawn -> taken by the loop, taken -> sent to the game, sent ->
       applied (the game's next tick); next to the physical floor, one frame
       time plus the bare forward pass.
+6. Decision latency of the game in its own window, with --window-latency: the
+   game runs as in 4. (`charles-stream sim` on a private Xvfb, its hood window
+   captured through mss, keys through XTest), with `--latency-marker`: each
+   hood frame shows its number in its corner and the game logs when each
+   frame was on screen and when it read each key event (engine/sim/marker.py).
+   As in 4.b, the driver's steering is replaced by Left held or released
+   every 20-40 ms (`MarkerProbe`, in the controller stage, after the model's
+   pass on the frame); each such decision is known by the number read from
+   the frame the loop took. A decision's latency runs from its frame shown
+   (the game's log) to the game reading the key (its log): one clock,
+   `time.monotonic()` (CLOCK_MONOTONIC, shared by the processes). p50/p95 in
+   ms and in game frames (1 = the frame after the drawn one is the first
+   that can show the car react), split into drawn -> captured (mss), captured
+   -> taken by the loop, taken -> sent (preprocess, predict, translate, the
+   XTest request and its sync), sent -> read by the game (its next event
+   poll); next to the physical floor, one frame time plus the bare forward
+   pass measured with the game running.
 """
 
 from __future__ import annotations
@@ -127,7 +145,15 @@ def main() -> None:
     )
     parser.add_argument("--stages", action="store_true", help="only 5., time per stage")
     parser.add_argument(
-        "--tick-hz", type=float, default=None, help="5.: the game's rate (default: [sim] tick_hz)"
+        "--tick-hz",
+        type=float,
+        default=None,
+        help="5. and 6.: the game's rate (default: [sim] tick_hz)",
+    )
+    parser.add_argument(
+        "--window-latency",
+        action="store_true",
+        help="only 6., decision latency of the game in its own window (marker pixels)",
     )
     args = parser.parse_args()
     config = load_config("config.toml")
@@ -145,6 +171,9 @@ def main() -> None:
         bench_keyboard_path(config, args.line or "model_0000_demo", args.size, args.seconds)
         return
     tick_hz = args.tick_hz or config.sim.tick_hz
+    if args.window_latency:
+        bench_window_latency(config, args.line or "model_0000_demo", args.seconds, tick_hz)
+        return
     if args.stages:
         bench_stages(config, args.line or "model_0000_demo", args.seconds, tick_hz)
         return
@@ -456,16 +485,23 @@ class KeyLatency:
     quiet_load: float = 0.0
 
 
-def start_game(display: str, root: Path) -> subprocess.Popen[bytes]:
-    """`charles-stream sim` in its windows on `display`, returned once its hood window is up."""
+def start_game(
+    display: str, root: Path, *flags: str, tick_hz: float | None = None
+) -> subprocess.Popen[bytes]:
+    """`charles-stream sim` in its windows on `display`, returned once its hood window is up.
+
+    `flags` go to `sim` as they are; `tick_hz` sets the game's [sim] tick_hz.
+    """
     from engine.core.errors import DeviceError
     from engine.games.profile import load_profile
     from engine.games.window import find_window
 
     game_config = root / "config.toml"
-    game_config.write_text('[sim]\nwindow = "on"\n', encoding="utf-8")
+    rate = f"tick_hz = {tick_hz}\n" if tick_hz is not None else ""
+    game_config.write_text(f'[sim]\nwindow = "on"\n{rate}', encoding="utf-8")
+    command = [sys.executable, "-m", "engine.cli", "sim", "--seed", "3", *flags]
     game = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "sim", "--seed", "3", "--config", str(game_config)],
+        [*command, "--config", str(game_config)],
         cwd=REPO,
         env={**os.environ, "DISPLAY": display},
         stdout=subprocess.DEVNULL,
@@ -952,6 +988,237 @@ def report_decision_latency(
         f"  physical floor: one frame {frame_ms:.2f} ms + the bare forward pass {forward_ms:.2f} "
         f"ms ({bare_rate:.0f}/s) = {floor_ms:.2f} ms; p50 / floor {p50 / floor_ms:.2f}, "
         f"p95 / floor {p95 / floor_ms:.2f}"
+    )
+
+
+# -- 6. decision latency of the game in its own window --------------------------------------
+
+
+def bench_window_latency(config, line: str, seconds: float, tick_hz: float) -> None:
+    """6. Frame drawn in the game's window -> the key decided on it read by the game."""
+    from engine.sim.marker import read_marker_log
+    from models.build import build_architecture
+    from models.spec import load_spec
+
+    spec = load_spec(line)
+    model = build_architecture(spec)
+    height, width = spec.input.height, spec.input.width
+    with private_display(GAME_SCREEN) as display, tempfile.TemporaryDirectory() as root:
+        if display is None:
+            print("  (no Xvfb: the window game's decision latency is skipped)")
+            return
+        log_path = Path(root) / "marker.jsonl"
+        game = start_game(display, Path(root), "--latency-marker", str(log_path), tick_hz=tick_hz)
+        try:
+            # The floor's forward pass under the same load as the loop: the game running.
+            bare_rate = bare_forward_rate(model, height, width, seconds)
+            probe, summary, load = drive_marked(config, BenchModel(line, spec, model), seconds)
+        finally:
+            game.terminate()
+            game.wait(timeout=10)
+        records = read_marker_log(log_path)
+    print(
+        f"{line} at {height}x{width}, the game's window at {tick_hz:g} fps through mss "
+        f"(max_fps {config.capture.max_fps:g}), XTest keys (load {load:.1f}): "
+        f"{summary.pps:.1f} PPS, {summary.fps:.0f} fps captured"
+    )
+    report_window_latency(window_decisions(probe, records), tick_hz, bare_rate, load)
+
+
+@dataclass(frozen=True)
+class MarkedDecision:
+    """A `MarkerProbe` decision: its frame's number, its way to the X server (monotonic s)."""
+
+    number: int | None
+    down: bool
+    captured: float
+    taken: float
+    decided: float
+    sent: float
+
+
+@dataclass(frozen=True)
+class WindowDecision:
+    """A decision the game read: drawn -> captured -> taken -> sent -> read, and frames later."""
+
+    drawn: float
+    captured: float
+    taken: float
+    sent: float
+    read: float
+    frames: int
+
+
+@dataclass
+class WindowDecisions:
+    """What became of the probe's decisions in the game's log."""
+
+    read: list[WindowDecision]
+    decisions: int
+    unnumbered: int  # the taken frame showed no marker
+    superseded: int  # the game never drove with it: it read a later change in the same poll
+    unseen: int  # no change of Left in the game's log after it
+
+
+class TakenFrames:
+    """The driver's capture, noting the frame the loop took last and when (time.monotonic)."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.taken: tuple[Frame, float] | None = None
+
+    def next_frame(self, after: int, timeout: float) -> Frame | None:
+        """The capture's next frame, noted."""
+        frame = self.capture.next_frame(after, timeout)
+        if frame is not None:
+            self.taken = (frame, time.monotonic())
+        return frame
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.capture, name)
+
+
+class MarkerProbe(Controller):
+    """The driver's keyboard with steering replaced by Left held or released every 20-40 ms.
+
+    As `KeyProbe`, but each decision also notes the frame the loop decided on: its
+    marker number (read after the send, so reading costs the key nothing) and when it
+    was captured and taken.
+    """
+
+    def __init__(self, keys: Controller, frames: TakenFrames) -> None:
+        self.keys, self.frames = keys, frames
+        self.decisions: list[MarkedDecision] = []
+        self._down = False
+        self._next = 0.0
+
+    def send(self, state: GamepadState) -> None:
+        """Pass the state on; at a decision time, with Left flipped and the decision noted."""
+        from engine.sim.marker import read_marker
+
+        decided = time.monotonic()
+        flip = decided >= self._next and self.frames.taken is not None
+        if flip:
+            self._down = not self._down
+            self._next = decided + random.uniform(0.02, 0.04)
+        self.keys.send(dataclasses.replace(state, steering=-1.0 if self._down else 0.0))
+        if flip:
+            sent = time.monotonic()
+            frame, taken = self.frames.taken
+            self.decisions.append(
+                MarkedDecision(
+                    read_marker(frame.image), self._down, frame.captured_at, taken, decided, sent
+                )
+            )
+
+    def neutral(self) -> None:
+        """Release every key; the next decision presses Left again."""
+        self.keys.neutral()
+        self._down, self._next = False, 0.0
+
+
+def drive_marked(config, loaded: BenchModel, seconds: float) -> tuple[MarkerProbe, object, float]:
+    """Drive the marked game's window as `drive --game builtin` would, with a `MarkerProbe`."""
+    from engine.driver.driver import Driver, open_driver_parts
+
+    driving = msgspec.structs.replace(
+        config,
+        driver=msgspec.structs.replace(config.driver, game="builtin"),
+        # No unstuck (an R press and its 0.15 s hold) in the middle of a measurement.
+        unstuck=UnstuckConfig(window_s=600.0, offroad_s=0.0),
+    )
+    with open_driver_parts(driving, loaded) as parts:
+        first = parts.capture.next_frame(after=-1, timeout=60.0)
+        parts.capture.next_frame(after=first.index, timeout=60.0)
+        keys, capture = parts.controller, parts.capture
+        frames = TakenFrames(capture)
+        probe = MarkerProbe(keys, frames)
+        parts.capture, parts.controller = frames, probe
+        try:
+            summary = Driver(parts, driving.driver).run(seconds)
+        finally:
+            # open_driver_parts stops its own capture and releases its own keys.
+            parts.capture, parts.controller = capture, keys
+        load = os.getloadavg()[0]
+    return probe, summary, load
+
+
+def window_decisions(probe: MarkerProbe, records) -> WindowDecisions:
+    """Each decision matched to the game's log: its frame's showing and its key's reading.
+
+    Only the probe moves Left, one change per decision, so the k-th change of Left the
+    game read belongs to the k-th decision (checked: the same direction, read after it
+    was decided). The game reads all queued key events at once, once a frame; a change
+    undone in the same read never reached the car (superseded).
+    """
+    from engine.sim.marker import MARKER_BITS
+
+    changes: list[tuple[float, bool]] = []  # (read at, Left down after it)
+    for key in records.keys:
+        held = changes[-1][1] if changes else False
+        if key.key == "left" and key.down != held:
+            changes.append((key.at, key.down))
+    shown = {number & ((1 << MARKER_BITS) - 1): at for number, at in records.frames.items()}
+    shown_times = sorted(records.frames.values())
+    read, unnumbered, superseded, unseen = [], 0, 0, 0
+    for index, decision in enumerate(probe.decisions):
+        change = changes[index] if index < len(changes) else None
+        if change is None or change[1] != decision.down or change[0] < decision.decided:
+            unseen += 1  # not read, or the log's changes do not line up with the decisions
+            continue
+        if index == 0:
+            continue  # the first waited for the model's first call
+        if index + 1 < len(changes) and changes[index + 1][0] == change[0]:
+            superseded += 1
+            continue
+        if decision.number is None or decision.number not in shown:
+            unnumbered += 1
+            continue
+        drawn, read_at = shown[decision.number], change[0]
+        # The first frame shown after the read is the first that can show the car react.
+        later = bisect.bisect_right(shown_times, read_at) - bisect.bisect_right(shown_times, drawn)
+        read.append(
+            WindowDecision(
+                drawn, decision.captured, decision.taken, decision.sent, read_at, later + 1
+            )
+        )
+    return WindowDecisions(read, len(probe.decisions) - 1, unnumbered, superseded, unseen)
+
+
+def report_window_latency(
+    decisions: WindowDecisions, tick_hz: float, bare_rate: float, load: float
+) -> None:
+    """p50/p95 of frame drawn -> key read by the game, its parts, and the physical floor."""
+    read = decisions.read
+    ms = [(d.read - d.drawn) * 1000 for d in read]
+    frames = [d.frames for d in read]
+    frame_ms, forward_ms = 1000 / tick_hz, 1000 / bare_rate
+    floor_ms = frame_ms + forward_ms
+    print(
+        f"decision latency, the game window's frame drawn -> the key decided on it read by the "
+        f"game (load {load:.1f}; {decisions.decisions} decisions: {len(read)} read, "
+        f"{decisions.superseded} superseded in the game's read, {decisions.unseen} unseen, "
+        f"{decisions.unnumbered} on a frame without a readable marker):"
+    )
+    print(
+        f"  drawn -> read      p50 {_percentile(ms, 50):.2f}  p95 {_percentile(ms, 95):.2f}  "
+        f"max {max(ms, default=float('nan')):.2f} ms; in game frames p50 "
+        f"{_percentile(frames, 50):.1f}  p95 {_percentile(frames, 95):.1f} (1 = the next frame "
+        "is the first that can show it)"
+    )
+    for what, start, end in (
+        ("drawn -> captured (mss)", "drawn", "captured"),
+        ("captured -> taken by the loop", "captured", "taken"),
+        ("taken -> sent (model, XTest, sync)", "taken", "sent"),
+        ("sent -> read by the game", "sent", "read"),
+    ):
+        part = [(getattr(d, end) - getattr(d, start)) * 1000 for d in read]
+        print(f"    {what:34s} p50 {_percentile(part, 50):.2f}  p95 {_percentile(part, 95):.2f} ms")
+    p50, p95 = _percentile(ms, 50), _percentile(ms, 95)
+    print(
+        f"  physical floor: one frame {frame_ms:.2f} ms + the bare forward pass {forward_ms:.2f} "
+        f"ms ({bare_rate:.0f}/s, the game running) = {floor_ms:.2f} ms; p50 / floor "
+        f"{p50 / floor_ms:.2f}, p95 / floor {p95 / floor_ms:.2f}"
     )
 
 

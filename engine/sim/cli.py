@@ -15,6 +15,13 @@ With `--json` the last line printed is one JSON object:
 "progress_m", "metres_per_offroad"}: the last two are `eval`'s score of whoever
 drove (engine/sim/score.py), for a scorer watching a game window driven from
 outside (the driver itself never sees them).
+
+`--latency-marker FILE` (a window only) numbers each hood frame in its
+top-left corner and logs, as JSON lines in FILE, when each numbered frame was
+on screen and when the game read each key event, both on `time.monotonic()`
+(engine/sim/marker.py): `bench/driver.py --window-latency` measures with it
+how long a driver that sees only the window takes from a frame drawn to its
+key reaching the game. The marker is in the model's view: never for a stream.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from engine.core.cli_args import add_config_argument, config_from, seed_value
-from engine.core.errors import DeviceError
+from engine.core.errors import DeviceError, UsageError
 
 if TYPE_CHECKING:
     from engine.sim.game import Game
@@ -68,6 +75,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a window: show the first frame and start the game at a line on stdin",
     )
+    parser.add_argument(
+        "--latency-marker",
+        metavar="FILE",
+        help="a window: number each hood frame in its top-left corner and log (JSON lines in "
+        "FILE) when each frame was shown and each key event read, for bench/driver.py "
+        "--window-latency",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     add_config_argument(parser)
     parser.set_defaults(handler=run)
@@ -91,7 +105,17 @@ def game_seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run the game as the flags say; log a summary and print it as JSON with --json."""
     config = config_from(args)
+    if args.latency_marker and args.headless:
+        raise UsageError(
+            "--latency-marker numbers the frames of the game's window; it cannot be used with "
+            "--headless (accepted: --latency-marker FILE with a window)"
+        )
     windowed = _use_window(args.headless, config.sim.window)
+    if args.latency_marker and not windowed:
+        raise UsageError(
+            f"--latency-marker needs the game's window, and sim.window = {config.sim.window!r} "
+            "runs headless here; accepted: a display and sim.window = 'on' or 'auto'"
+        )
     # Heavy imports (OpenCV, pygame, the renderers) wait until a run is really wanted.
     from engine.sim.autopilot import Autopilot
     from engine.sim.game import Game
@@ -109,15 +133,24 @@ def run(args: argparse.Namespace) -> int:
     )
     stats = None
     if windowed:
+        from engine.sim.marker import LatencyMarker, MarkerLog
         from engine.sim.window import WindowUnavailable, run_window
 
+        marker = LatencyMarker(MarkerLog(args.latency_marker)) if args.latency_marker else None
         try:
             start = enter_pressed if args.start_on_enter else None
-            stats = run_window(game, pilot, args.seconds, start=start)
+            stats = run_window(game, pilot, args.seconds, start=start, marker=marker)
         except WindowUnavailable as error:
+            if marker is not None:
+                raise DeviceError(
+                    f"--latency-marker needs the game's window, but {error}"
+                ) from None
             if config.sim.window == "on":
                 raise DeviceError(f"sim.window = 'on' but {error}; run with --headless") from None
             log.warning("%s: running headless (sim.window = 'auto')", error)
+        finally:
+            if marker is not None:
+                marker.log.close()
     if stats is None:
         seconds = args.seconds
         if seconds is None and not args.realtime:

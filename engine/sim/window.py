@@ -15,6 +15,10 @@ rendering falls behind, ticks go on and frames are dropped, never time.
 Keys: arrows/WASD drive (without an autopilot), R respawns, Q or Esc quits;
 closing a window quits too. A `player` sitting at the keyboard (the keyboard
 NPC) is shown the game before every tick; the game still reads only the keys.
+With a `marker` (`charles-stream sim --latency-marker FILE`, engine/sim/marker.py)
+each hood frame shows its number in its top-left corner, and the game logs when
+each frame was on screen and when it read each key event, for measuring the
+decision latency of a driver that sees only the window.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import pygame
 from engine.sim.autopilot import Autopilot
 from engine.sim.game import Game
 from engine.sim.keyboard import QUIT_KEYS, RESPAWN_KEYS, KeyboardDriver, SdlKeys
+from engine.sim.marker import LatencyMarker
 from engine.sim.runner import RunStats
 from engine.sim.score import RoadProgress
 
@@ -86,6 +91,7 @@ def run_window(
     player: Player | None = None,
     start: Callable[[], bool] | None = None,
     chase_view: bool = True,
+    marker: LatencyMarker | None = None,
 ) -> RunStats:
     """Show both views until `seconds` of game time pass (None: until closed or Q).
 
@@ -95,10 +101,12 @@ def run_window(
     says go: a "press Enter" moment, so whoever watches or drives from outside is ready.
     Without `chase_view` only the hood window opens: what a model sees and a recorder
     records, for half the rendering (a recording rig needs no view for the stream).
+    With a `marker`, hood frames are numbered and frames shown and keys read are logged.
     """
     hood = game.render_hood()
     chase = game.render_chase() if chase_view else None
     screen = open_windows(game, chase_view)
+    screen.marker = marker
     keys = None if pilot else KeyboardDriver(SdlKeys())
     progress = RoadProgress(game)
     respawn_rng = np.random.default_rng(game.seed)
@@ -183,7 +191,12 @@ def open_windows(game: Game, chase_view: bool = True) -> GameWindows:
 
 
 class GameWindows:
-    """The two views in two fixed-size SDL windows; key presses and closing come from both."""
+    """The two views in two fixed-size SDL windows; key presses and closing come from both.
+
+    Set `marker` to number the hood frames shown and log them and every key event read.
+    """
+
+    marker: LatencyMarker | None = None
 
     def __init__(self, game: Game, chase_view: bool = True) -> None:
         config = game.config
@@ -208,6 +221,9 @@ class GameWindows:
 
     def show(self, hood: np.ndarray, chase: np.ndarray | None) -> None:
         """Display both RGB uint8 frames (each of its window's size); no chase: hood only."""
+        marker = self.marker
+        if marker is not None:
+            hood = marker.stamp(hood)
         for window, frame in ((self._hood, hood), (self._chase, chase)):
             if window is None or frame is None:
                 continue
@@ -216,6 +232,9 @@ class GameWindows:
             image = pygame.image.frombuffer(frame, (frame.shape[1], frame.shape[0]), "RGB")
             window.get_surface().blit(image, (0, 0))
             window.flip()
+            if marker is not None and window is self._hood:
+                # SDL's X11 flip ends with XSync: the server has drawn the frame by now.
+                marker.frame_shown(time.monotonic())
 
     def poll(self, wait_s: float) -> tuple[list[int], bool]:
         """Wait up to `wait_s`, then return the keys pressed (SDL key codes) and whether a
@@ -225,11 +244,18 @@ class GameWindows:
             time.sleep(wait_s)
         pressed: list[int] = []
         closed = False
-        for event in pygame.event.get():
+        events = pygame.event.get()
+        # The moment the game reads the keys: the next tick drives with them.
+        read_at = time.monotonic()
+        for event in events:
             if event.type == pygame.KEYDOWN:
                 pressed.append(event.key)
             elif event.type in (pygame.WINDOWCLOSE, pygame.QUIT):
                 closed = True
+            if self.marker is not None and event.type in (pygame.KEYDOWN, pygame.KEYUP):
+                self.marker.key_seen(
+                    pygame.key.name(event.key), event.type == pygame.KEYDOWN, read_at
+                )
         return pressed, closed
 
     def close(self) -> None:
