@@ -1,7 +1,9 @@
 """Dress rehearsal: the built-in game as a foreign program, learnt from recorded key presses.
 
-    .venv/bin/python bench/rehearsal.py [--minutes 30] [--record-seeds 1,2,3,4,5]
+    .venv/bin/python bench/rehearsal.py [--minutes 30] [--record-seeds 1,2,3/4,5,6]
         [--eval-seeds 101,202,303] [--eval-seconds 60] [--data /tmp/charles-rehearsal]
+
+The defaults are run F's recipe in BENCHMARKS.md (three rigs, 22 of the 30 minutes recording).
 
 The acceptance recipe of the real-games issue, on this machine's cores, with
 nothing in-process: every part is its own `charles-stream` process on a private
@@ -87,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="record + train wall time")
     parser.add_argument(
-        "--record-minutes", type=float, default=20.0, help="of which the NPC records"
+        "--record-minutes", type=float, default=22.0, help="of which the NPC records"
     )
     parser.add_argument(
         "--record-seeds",
@@ -95,9 +97,10 @@ def main() -> None:
         help="tracks the NPC drives, in turns; one group per recording rig, groups split by '/'",
     )
     parser.add_argument("--segment-seconds", type=float, default=10.0, help="game s per turn")
-    parser.add_argument("--buffer", type=int, default=1500, help="[data] buffer_capacity")
-    parser.add_argument("--ready", type=float, default=0.3, help="[data] ready_threshold")
-    parser.add_argument("--uses", type=int, default=100, help="[data] uses_per_sample")
+    # Room for all three rigs' samples (3,591 in run F): a full buffer rotates its oldest out.
+    parser.add_argument("--buffer", type=int, default=5000, help="[data] buffer_capacity")
+    parser.add_argument("--ready", type=float, default=0.1, help="[data] ready_threshold")
+    parser.add_argument("--uses", type=int, default=1000, help="[data] uses_per_sample")
     parser.add_argument("--mirror", type=float, default=0.0, help="[data] mirror")
     parser.add_argument("--balancing", choices=("v3", "v4"), default="v4", help="[data] balancing")
     parser.add_argument(
