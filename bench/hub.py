@@ -94,7 +94,7 @@ def realistic_sets() -> SampleSets:
         frame = np.broadcast_to(rows, (270, 480, 3)) + rng.normal(0, 12, (270, 480, 3))
         samples.append(
             Sample(
-                frame_jpeg=encode_frame(frame.clip(0, 255).astype(np.uint8), quality=90),
+                frame=encode_frame(frame.clip(0, 255).astype(np.uint8), quality=90),
                 width=480,
                 height=270,
                 outputs={"steering": 0.1, "throttle_brake": index / SAMPLES_PER_SET},

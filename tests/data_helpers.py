@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.core.config import FrameCodec
 from engine.data.bins import OutputBins
 from engine.data.frames import encode_frame
 from engine.data.samples import Sample, SampleSet
@@ -19,14 +20,18 @@ def grey_level(steering: float) -> int:
 
 
 def make_sample(
-    outputs: dict[str, float], *, jpeg: bytes | None = None, width: int = WIDTH
+    outputs: dict[str, float],
+    *,
+    jpeg: bytes | None = None,
+    width: int = WIDTH,
+    codec: FrameCodec = "jpeg",
 ) -> Sample:
-    """A sample whose frame is a uniform grey derived from its steering value."""
+    """A sample whose frame is a uniform grey derived from its steering value, as `codec`."""
     if jpeg is None:
         frame = np.full((HEIGHT, width, 3), grey_level(outputs["steering"]), dtype=np.uint8)
-        jpeg = encode_frame(frame, quality=90)
+        jpeg = encode_frame(frame, quality=90, codec=codec)
     return Sample(
-        frame_jpeg=jpeg,
+        frame=jpeg,
         width=width,
         height=HEIGHT,
         outputs=dict(outputs),
@@ -48,14 +53,17 @@ def value_in_bin(bins: OutputBins, index: int) -> float:
     raise AssertionError(f"no value found for bin {index} of {bins.output}")
 
 
-def full_set(output: str = "steering", throttle_brake: float = 0.5) -> SampleSet:
+def full_set(
+    output: str = "steering", throttle_brake: float = 0.5, codec: FrameCodec = "jpeg"
+) -> SampleSet:
     """A complete balanced set for `output`: one sample per bin, both outputs recorded."""
     bins = STEERING if output == "steering" else THROTTLE_BRAKE
     samples = []
     for index in range(len(bins)):
         value = value_in_bin(bins, index)
         if output == "steering":
-            samples.append(make_sample({"steering": value, "throttle_brake": throttle_brake}))
+            outputs = {"steering": value, "throttle_brake": throttle_brake}
         else:
-            samples.append(make_sample({"steering": 0.25, "throttle_brake": value}))
+            outputs = {"steering": 0.25, "throttle_brake": value}
+        samples.append(make_sample(outputs, codec=codec))
     return SampleSet(output=output, samples=tuple(samples))

@@ -90,7 +90,7 @@ def test_collected_sets_are_balanced_with_real_frames_and_every_output(config_pa
         assert len(sample_set.samples) == expected_size
         for sample in sample_set.samples:
             assert set(sample.outputs) == {"steering", "throttle_brake"}
-            assert decode_frame(sample.frame_jpeg, expected=(32, 18)).shape == (18, 32, 3)
+            assert decode_frame(sample.frame, expected=(32, 18)).shape == (18, 32, 3)
             assert sample.source == "test-collector"
             assert sample.purpose_distance_m is not None
     assert stats.samples_sent == sum(len(s.samples) for s in sets)

@@ -203,7 +203,7 @@ def test_corrupt_samples_are_skipped_counted_and_replaced_from_the_same_buffer(t
     storage = SampleStorage(tmp_path / "samples.db", capacity=42)
     buffers = SampleBuffers.open(storage, ("steering",), ready_threshold=1.0, seed=5)
     good = full_set("steering")
-    not_jpeg = [replace(s, frame_jpeg=b"definitely not a jpeg") for s in good.samples[:10]]
+    not_jpeg = [replace(s, frame=b"definitely not a jpeg") for s in good.samples[:10]]
     # Frames twice as wide as the width stored with them: the wrong shape.
     wrong_shape = [
         replace(make_sample(dict(s.outputs), width=WIDTH * 2), width=WIDTH)

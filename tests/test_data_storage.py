@@ -31,7 +31,7 @@ def test_a_stored_set_loads_back_with_frames_and_outputs_intact(tmp_path):
     assert [r.id for r in rows] == ids
     assert {r.buffer for r in rows} == {"steering"}
     for row, sample in zip(rows, sample_set.samples, strict=True):
-        assert row.frame_jpeg == sample.frame_jpeg
+        assert row.frame == sample.frame
         assert row.outputs == sample.outputs
         assert (row.width, row.height) == (sample.width, sample.height)
 
@@ -331,7 +331,7 @@ def write_pre_migration_file(path: Path, sets: list[SampleSet]) -> list[int]:
                 " time, source, episode, purpose_direction, purpose_distance_m, stored_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    sample_set.output, set_id, s.frame_jpeg, s.width, s.height,
+                    sample_set.output, set_id, s.frame, s.width, s.height,
                     json.dumps(s.outputs), s.speed, s.time, s.source, s.episode,
                     s.purpose_direction, s.purpose_distance_m, time.time(),
                 ),
@@ -360,7 +360,7 @@ def test_a_samples_db_from_before_migrations_opens_with_every_sample(tmp_path):
         added = storage.insert_set(full_set("steering"))
     assert [row.id for row in rows] == ids
     stored = [sample for sample_set in sets for sample in sample_set.samples]
-    assert [row.frame_jpeg for row in rows] == [sample.frame_jpeg for sample in stored]
+    assert [row.frame for row in rows] == [sample.frame for sample in stored]
     assert [row.outputs for row in rows] == [sample.outputs for sample in stored]
     assert counters == {"sets_stored": 2, "samples_stored": len(ids), "samples_drawn": 7}
     assert min(added) > max(ids)

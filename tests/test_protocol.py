@@ -43,7 +43,7 @@ from engine.data.samples import Sample, SampleSet
 from tests.driver_helpers import small_sim
 
 SAMPLE = Sample(
-    frame_jpeg=b"\xff\xd8 not really a jpeg",
+    frame=b"\xff\xd8 not really a jpeg",
     width=128,
     height=72,
     outputs={"steering": -0.25, "throttle_brake": 1.0},

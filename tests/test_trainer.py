@@ -109,7 +109,7 @@ def config(tmp_path) -> Config:
 def fixed_batch() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One steering set's frames and targets, decoded the way batches are."""
     samples = full_set("steering").samples
-    x = np.stack([decode_frame(s.frame_jpeg) for s in samples]).astype(np.float32)
+    x = np.stack([decode_frame(s.frame) for s in samples]).astype(np.float32)
     y = {name: np.array([[s.outputs[name]] for s in samples], np.float32) for name in OUTPUTS}
     return x, y
 

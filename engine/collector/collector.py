@@ -9,7 +9,7 @@ Every 1/sample_hz s of game time the collector records the autopilot's control
 values with the hood frame it decided them on, and offers them to the
 Balancing_v3 stage; completed sets go to `sink`, a plain callable, so the same
 collector feeds a list in a test, local storage or the hub (its node). A
-frame is rendered and JPEG-encoded only when some balancer wants the sample,
+frame is rendered and encoded only when some balancer wants the sample,
 which is what makes headless collection fast. Episodes vary the track (a new
 seed every `episode_s`), and a car that stops or leaves the road for `stuck_s`
 is respawned, as the reference's collectors did. Controls pass through a small
@@ -146,7 +146,9 @@ class Collector:
             telemetry = game.telemetry()
             frame = resize_frame(game.render_hood(), self._frame_size)
             return Sample(
-                frame_jpeg=encode_frame(frame, self.config.data.jpeg_quality),
+                frame=encode_frame(
+                    frame, self.config.data.jpeg_quality, self.config.data.frame_codec
+                ),
                 width=self._frame_size[0],
                 height=self._frame_size[1],
                 outputs=outputs,

@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
 from engine.core.errors import ConfigError
 from engine.core.schema import convert, key_text, parse_toml
+from engine.core.wire import MAX_MESSAGE_BYTES
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 # Config files already said to be empty (or only comments), so a process says it once.
@@ -74,6 +75,9 @@ class AutopilotConfig(Section):
 
 
 BinsKind = Literal["axis", "trigger", "trigger_pair"]
+# How sample frames are stored and sent (engine/data/frames.py: every frame says which).
+FrameCodec = Literal["jpeg", "raw"]
+FRAME_CODECS: tuple[str, ...] = get_args(FrameCodec)
 
 
 class OutputBinsConfig(Section):
@@ -85,6 +89,11 @@ class OutputBinsConfig(Section):
     kind: BinsKind = "axis"
     # Equal-width intervals between 0 and 1 (10 -> bins 0.1 wide, like the reference).
     divisions: Annotated[int, Meta(ge=1, le=100)] = 10
+
+    def count(self) -> int:
+        """How many bins (engine/data/bins.py): axis 2d+1, trigger d+2, trigger_pair 2d+3."""
+        extra = {"axis": 1, "trigger": 2, "trigger_pair": 3}[self.kind]
+        return (self.divisions if self.kind == "trigger" else 2 * self.divisions) + extra
 
 
 def _default_bins() -> dict[str, OutputBinsConfig]:
@@ -102,6 +111,9 @@ class DataConfig(Section):
     # The frame size stored with every sample (cv2.INTER_AREA resize of the hood view).
     frame_width: Annotated[int, Meta(ge=16, le=3840)] = 480
     frame_height: Annotated[int, Meta(ge=9, le=2160)] = 270
+    # "jpeg": small (a 480x270 frame 20-30 kB), ~65 us a 128x72 frame to decode; "raw": pixels
+    # behind a tiny header, nothing to decode but 7x the bytes: for small frame sizes.
+    frame_codec: FrameCodec = "jpeg"
     jpeg_quality: Annotated[int, Meta(ge=10, le=100)] = 90
     # Every sample keeps all of these outputs (the model's heads).
     outputs: tuple[str, ...] = ("steering", "throttle_brake")
@@ -606,6 +618,22 @@ class Config(Section):
     obs: ObsConfig = msgspec.field(default_factory=ObsConfig)
     # Set by the loader, never by the file.
     source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        data = self.data
+        if data.frame_codec != "raw":
+            return
+        # A raw frame is its pixels: the largest balanced set of them must fit one hub message
+        # (hub.max_message_mb, and the wire's own limit whatever the hub allows).
+        most = max(data.bins[name].count() for name in data.balanced_outputs)
+        set_mb = most * data.frame_width * data.frame_height * 3 / 2**20
+        limit_mb = min(self.hub.max_message_mb, MAX_MESSAGE_BYTES / 2**20)
+        if set_mb > limit_mb:
+            raise ConfigError(
+                f"'data.frame_codec' = 'raw' at {data.frame_width}x{data.frame_height} makes a "
+                f"balanced set of {most} frames {set_mb:.1f} MB, over the {limit_mb:g} MB a "
+                f"hub message may carry; accepted: 'jpeg' at this size, or a smaller frame size"
+            )
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:

@@ -2,7 +2,7 @@
 
 Example::
 
-    sample = Sample(frame_jpeg=encode_frame(rgb, 90), width=480, height=270,
+    sample = Sample(frame=encode_frame(rgb, 90, "jpeg"), width=480, height=270,
                     outputs={"steering": -0.2, "throttle_brake": 0.7}, speed=21.5,
                     time=12.3, source="collector-0", episode=4)
     SampleSet(output="steering", samples=(sample, ...))   # one sample per steering bin
@@ -28,9 +28,10 @@ from engine.core.schema import Count, Finite
 
 # gc=False: a buffer holds tens of thousands of samples, and none can be part of a cycle.
 class Sample(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    """One hood frame (JPEG) with the control values and telemetry recorded with it."""
+    """One hood frame with the control values and telemetry recorded with it."""
 
-    frame_jpeg: bytes
+    # JPEG or a raw frame behind its header: the bytes say which (engine/data/frames.py).
+    frame: bytes
     width: int
     height: int
     outputs: dict[str, Finite]

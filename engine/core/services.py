@@ -27,8 +27,10 @@ from typing import Literal
 # Bump when a message changes in a way an older peer would misread (a field renamed, removed or
 # retyped, a new message type an older hub would refuse). 1 is the protocol of wave 1, whose
 # Hello had no version field; 3 added `paused` to collector_report (recorders of human play);
-# 4 added `stages` to driver_status (the driver loop's time per stage).
-PROTOCOL_VERSION = 4
+# 4 added `stages` to driver_status (the driver loop's time per stage); 5 renamed a sample's
+# `frame_jpeg` to `frame`, which may hold a raw frame (engine/data/frames.py) an older trainer
+# would discard as corrupt.
+PROTOCOL_VERSION = 5
 
 Role = Literal["collector", "trainer", "driver", "sim", "chat", "observer"]
 ROLES: tuple[Role, ...] = ("collector", "trainer", "driver", "sim", "chat", "observer")

@@ -21,7 +21,7 @@ distribution the reference's v3 left skewed. v3 is v4 with one candidate.
 
 A sample goes to at most one balancer (they take turns having first pick), so no
 frame ends up in two buffers and gets trained on twice. `make_sample` is only
-called when some balancer wants the sample: rendering and JPEG-encoding frames
+called when some balancer wants the sample: rendering and encoding frames
 nobody keeps is most of a collector's time otherwise.
 """
 

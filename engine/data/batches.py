@@ -11,11 +11,12 @@ Example::
 
 A batch takes batch_size // n_buffers random samples from *each* buffer
 (Balancing_v3's "half of the batch size from the buffers of each output" with
-two buffers) and removes them. A thread draws, JPEG-decodes (OpenCV releases
-the GIL) and converts up to `prefetch` batches ahead, so with full buffers the
-trainer only ever takes a finished batch off a queue. Pixels stay raw 0-255:
-every model normalises its input itself (models/build.py), so the trainer and
-the driver feed frames the same way and nothing is normalised twice.
+two buffers) and removes them. A thread draws, decodes (a JPEG in OpenCV, which
+releases the GIL; a raw frame is one copy into the batch) and converts up to
+`prefetch` batches ahead, so with full buffers the trainer only ever takes a
+finished batch off a queue. Pixels stay raw 0-255: every model normalises its
+input itself (models/build.py), so the trainer and the driver feed frames the
+same way and nothing is normalised twice.
 
 With `mirror` > 0 that share of a batch's frames is flipped left-right and
 their `steering` negated (`[data] mirror`): the mirror image of a left-hand
@@ -23,9 +24,10 @@ bend is a right-hand bend driven the mirrored way, so a race track without
 lanes gets twice the bends from the same recording. Not for a game that keeps
 to one side of the road (the built-in game, GTA V): mirrored, it keeps left.
 
-A corrupt sample (bad JPEG, wrong shape, a missing or non-finite output) is
-skipped, counted in storage, logged, and replaced by another sample from the
-same buffer; it never stops training.
+A corrupt sample (a bad JPEG or raw frame, a wrong shape, a missing or
+non-finite output) is skipped, counted in storage, logged, and replaced by
+another sample from the same buffer; it never stops training. Frames of both
+codecs may share a batch: each says how it is encoded.
 
 While the buffers wait for data the thread deletes drawn rows from storage a
 few at a time (`SampleStorage.compact_drawn`): the draw only marked them, so
@@ -74,7 +76,7 @@ class DataPathCosts:
 
     batches: int = 0
     draw_s: float = 0.0  # random draw, and the storage transaction that marks it
-    decode_s: float = 0.0  # JPEG decode into the batch array, targets with it
+    decode_s: float = 0.0  # frame decode into the batch array, targets with it
     convert_s: float = 0.0  # mirroring and the float32 conversion
     compact_s: float = 0.0  # deleting drawn rows while the buffers wait (not per batch)
     compacted_rows: int = 0
@@ -237,5 +239,5 @@ class BatchSource:
 
     def _decode(self, sample: StoredSample) -> np.ndarray:
         return decode_frame(
-            sample.frame_jpeg, expected=(sample.width, sample.height), size=self.frame_size
+            sample.frame, expected=(sample.width, sample.height), size=self.frame_size
         )

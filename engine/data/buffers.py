@@ -35,7 +35,7 @@ from engine.data.storage import SampleStorage, StoredSample, default_storage_pat
 
 
 class SampleBuffers:
-    """In-memory JPEG samples per balanced output, kept equal to what storage holds."""
+    """In-memory encoded samples per balanced output, kept equal to what storage holds."""
 
     def __init__(
         self,
@@ -77,7 +77,7 @@ class SampleBuffers:
         seed: int | None = None,
         uses_per_sample: int = 1,
     ) -> SampleBuffers:
-        """Buffers refilled from storage at once (JPEG bytes only; nothing is decoded)."""
+        """Buffers refilled from storage at once (encoded frames only; nothing is decoded)."""
         buffers = cls(
             storage,
             outputs,
@@ -117,7 +117,7 @@ class SampleBuffers:
             self._append(
                 [
                     StoredSample(
-                        row_id, sample_set.output, s.frame_jpeg, s.width, s.height, s.outputs
+                        row_id, sample_set.output, s.frame, s.width, s.height, s.outputs
                     )
                     for row_id, s in zip(ids, sample_set.samples, strict=True)
                 ]

@@ -1,4 +1,4 @@
-"""The crash-safe, rotating on-disk copy of the sample buffers (SQLite, WAL, JPEG blobs).
+"""The crash-safe, rotating on-disk copy of the sample buffers (SQLite, WAL, encoded frames).
 
 Example::
 
@@ -14,8 +14,10 @@ either the state before or after it, never half a set and never a committed
 row missing. WAL lets `data stats` read while a collector or the trainer writes.
 `synchronous = NORMAL` survives any process crash (the kernel has the pages);
 only a power cut can lose the last few commits, and never corrupts the file.
-Blobs stay JPEG, so refilling 2 x 25,000 samples is one sequential read with no
-decoding; frames are decoded at batch time, in the background.
+Frames stay as they came (JPEG or raw, each saying which: `engine.data.frames`),
+so refilling 2 x 25,000 samples is one sequential read with no decoding; frames
+are decoded at batch time, in the background. A database may hold both codecs
+(a streamer who switched `[data] frame_codec`); no column says which.
 
 The file is on the shared db layer (`engine.core.db`): its tables are the
 `samples` component's append-only migrations, so a later schema change upgrades
@@ -28,7 +30,7 @@ Rows carry the buffer (balanced output) they belong to. The storage mirrors the
 buffers: the trainer marks the rows it draws into a batch as drawn, in one
 small transaction before the batch is decoded, so a restart never trains twice
 on a sample and refills exactly what the buffers held. Why a mark and not a
-delete: deleting a row with its JPEG blob rewrites its table page, its
+delete: deleting a row with its frame blob rewrites its table page, its
 overflow pages' free list and its index page, 1.5 ms of CPU for a 32-sample
 batch on two cores that TensorFlow already fills; inserting 32 ids into the
 small `drawn` table costs 0.15 ms (`bench/data.py --part costs`).
@@ -101,11 +103,11 @@ INTAKE_KEEP_S = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class StoredSample:
-    """A sample as buffers hold it: still JPEG, with its row id so drawing it can delete it."""
+    """A sample as buffers hold it: frame still encoded, with its row id so a draw can mark it."""
 
     id: int
     buffer: str
-    frame_jpeg: bytes
+    frame: bytes
     width: int
     height: int
     outputs: dict[str, float]
@@ -167,7 +169,7 @@ class SampleStorage:
                     " time, source, episode, purpose_direction, purpose_distance_m, stored_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        sample_set.output, set_id, s.frame_jpeg, s.width, s.height,
+                        sample_set.output, set_id, s.frame, s.width, s.height,
                         json.dumps(s.outputs), s.speed, s.time, s.source, s.episode,
                         s.purpose_direction, s.purpose_distance_m, now,
                     ),
@@ -181,7 +183,7 @@ class SampleStorage:
         return ids
 
     def load(self, after_id: int = 0) -> list[StoredSample]:
-        """Every row with id > after_id not drawn yet, oldest first, frames left as JPEG bytes.
+        """Every row with id > after_id not drawn yet, oldest first, frames left encoded.
 
         A row whose outputs cannot be read is skipped, counted as corrupt, logged
         and deleted: a damaged row must never stop a trainer from starting.

@@ -8,9 +8,9 @@ Example::
 
 Every 1/sample_hz s of wall time the recorder reads the player's controls and
 offers them to the same Balancing_v3 stage the NPC collectors use; a frame is
-grabbed, resized to the [data] frame size and JPEG-encoded only when some
-balancer wants the sample (that is most of the CPU otherwise), right then, so the
-frame is the screen the player was reacting to. Completed sets go to `sink`
+grabbed, resized to the [data] frame size and encoded (`[data] frame_codec`) only
+when some balancer wants the sample (that is most of the CPU otherwise), right
+then, so the frame is the screen the player was reacting to. Completed sets go to `sink`
 (storage commits a whole set in one transaction, so stopping at any moment
 loses only the set still open). Outputs are those of [data] outputs:
 `steering`, `throttle_brake`, or `acceleration`/`braking` split from it, so the
@@ -195,7 +195,9 @@ class Recorder:
             frame = resize_frame(np.ascontiguousarray(self._grab()), self._frame_size)
             self.stats.frames_grabbed += 1
             return Sample(
-                frame_jpeg=encode_frame(frame, self.config.data.jpeg_quality),
+                frame=encode_frame(
+                    frame, self.config.data.jpeg_quality, self.config.data.frame_codec
+                ),
                 width=self._frame_size[0],
                 height=self._frame_size[1],
                 outputs=outputs,
