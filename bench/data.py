@@ -19,7 +19,11 @@
    draw vs marking them (and the deferred delete per batch's rows), JPEG decode
    to BGR + a colour swap vs straight to RGB, and, for the codec question, the
    same frames as PNG, zlib-packed raw pixels and raw pixels (decode CPU and
-   bytes per frame, what collector -> hub -> trainer and the disk carry).
+   bytes per frame, what collector -> hub -> trainer and the disk carry). Then
+   the `[data] frame_codec` choice end to end, JPEG against raw: a batch decoded
+   the way `BatchSource` does it (`decode_frame` into the batch array), the
+   collector's encode of 32 frames, and the trainer's storage of 32 arriving
+   samples (`insert_set`: 7x the bytes through SQLite).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import cv2
 import msgspec
 import numpy as np
 
-from engine.core.config import load_config
+from engine.core.config import FrameCodec, load_config
 from engine.data.batches import BatchSource
 from engine.data.buffers import SampleBuffers
 from engine.data.frames import decode_frame, encode_frame, resize_frame
@@ -81,6 +85,7 @@ def bench_costs(config, rounds: int, batches: int = 50) -> dict:
         "png": [cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in raw],
         "raw_zlib1": [zlib.compress(f.tobytes(), 1) for f in raw],
         "raw": [f.tobytes() for f in raw],
+        "raw_frame": [encode_frame(f, config.data.jpeg_quality, "raw") for f in raw],
     }
     shape = raw[0].shape
     batch_uint8 = np.stack(raw[:BATCH])
@@ -93,12 +98,28 @@ def bench_costs(config, rounds: int, batches: int = 50) -> dict:
         ),
         "decode_raw": lambda i: _decode_each(codecs["raw"], i, lambda b: _raw(b, shape)),
         "convert_float32": lambda i: batch_uint8.astype(np.float32),
+        # The codec choice as the trainer's prefetch thread and the collector pay it.
+        "batch_decode_jpeg": lambda i: _batch_decode(jpegs, i, size),
+        "batch_decode_raw": lambda i: _batch_decode(codecs["raw_frame"], i, size),
+        "encode_jpeg": lambda i: _encode_each(raw, i, "jpeg", config.data.jpeg_quality),
+        "encode_raw": lambda i: _encode_each(raw, i, "raw", config.data.jpeg_quality),
     }
     per_buffer = BATCH // len(config.data.balanced_outputs)
     capacity = per_buffer * batches * rounds * 2 + per_buffer * 4
     load_before = os.getloadavg()
-    cpu_ms: dict[str, list[float]] = {name: [] for name in (*pieces, "delete", "mark")}
+    stores = ("store_jpeg", "store_raw")
+    cpu_ms: dict[str, list[float]] = {name: [] for name in (*pieces, "delete", "mark", *stores)}
     with tempfile.TemporaryDirectory() as tmp:
+        # Storing arriving samples, as the trainer does for every set: one storage per codec,
+        # never full (rotation is the same for both), fewer batches (7x the bytes for raw).
+        store_batches = max(batches // 5, 1)
+        arriving = {
+            name: SampleStorage(Path(tmp) / f"{name}.db", capacity=10_000_000) for name in stores
+        }
+        arriving_sets = {
+            name: [_arriving_set(blobs, i, size) for i in range(store_batches)]
+            for name, blobs in zip(stores, (jpegs, codecs["raw_frame"]), strict=True)
+        }
         storage = SampleStorage(Path(tmp) / "samples.db", capacity=capacity)
         outputs = tuple(config.data.outputs)
         _fill(storage, config.data.balanced_outputs, outputs, jpegs, capacity, size)
@@ -113,12 +134,21 @@ def bench_costs(config, rounds: int, batches: int = 50) -> dict:
             for name, way in (("delete", _deleting(storage)), ("mark", mark)):
                 storage.mark_drawn = way
                 cpu_ms[name].append(_cpu_ms_per_batch(lambda i: buffers.draw(per_buffer), batches))
+            for name, into in arriving.items():
+                sets = arriving_sets[name]
+                cpu_ms[name].append(
+                    _cpu_ms_per_batch(
+                        lambda i, into=into, sets=sets: into.insert_set(sets[i]), store_batches
+                    )
+                )
+        # The deferred delete of drawn rows, per codec: a raw row's blob spans overflow pages.
+        compact_by_codec = {}
+        for name, arrived in arriving.items():
+            arrived.mark_drawn([row.id for row in arrived.load()])
+            compact_by_codec[name.removeprefix("store_")] = _compact_ms_per_batch(arrived)
+            arrived.close()
         storage.mark_drawn = mark
-        pending = storage.drawn_pending()
-        started = time.thread_time()
-        while storage.compact_drawn(256):
-            pass
-        compact_ms = (time.thread_time() - started) * 1000 / pending * BATCH
+        compact_ms = _compact_ms_per_batch(storage)
         storage.close()
     return {
         "part": "costs",
@@ -131,10 +161,22 @@ def bench_costs(config, rounds: int, batches: int = 50) -> dict:
         "cpu_ms_per_batch": {k: round(statistics.median(v), 3) for k, v in cpu_ms.items()},
         "cpu_ms_per_batch_rounds": {k: [round(x, 3) for x in v] for k, v in cpu_ms.items()},
         "deferred_delete_cpu_ms_per_batch": round(compact_ms, 3),
+        "deferred_delete_cpu_ms_per_batch_by_codec": {
+            k: round(v, 3) for k, v in compact_by_codec.items()
+        },
         "bytes_per_frame_mean": {
             name: round(statistics.mean(len(b) for b in blobs)) for name, blobs in codecs.items()
         },
     }
+
+
+def _compact_ms_per_batch(storage: SampleStorage) -> float:
+    """CPU ms to delete a batch's worth of the rows marked drawn (all of them, timed)."""
+    pending = storage.drawn_pending()
+    started = time.thread_time()
+    while storage.compact_drawn(256):
+        pass
+    return (time.thread_time() - started) * 1000 / max(pending, 1) * BATCH
 
 
 def _cpu_ms_per_batch(piece: Callable[[int], object], batches: int) -> float:
@@ -147,6 +189,37 @@ def _cpu_ms_per_batch(piece: Callable[[int], object], batches: int) -> float:
 def _decode_each(blobs: list[bytes], batch: int, decode: Callable[[bytes], np.ndarray]) -> None:
     frames = [decode(blobs[(batch * BATCH + k) % len(blobs)]) for k in range(BATCH)]
     np.stack(frames)
+
+
+def _batch_decode(blobs: list[bytes], batch: int, size: tuple[int, int]) -> np.ndarray:
+    """What `BatchSource` does per batch: each frame decoded and checked into one array."""
+    frames = np.empty((BATCH, size[1], size[0], 3), dtype=np.uint8)
+    for k in range(BATCH):
+        frames[k] = decode_frame(blobs[(batch * BATCH + k) % len(blobs)], expected=size, size=size)
+    return frames
+
+
+def _encode_each(frames: list[np.ndarray], batch: int, codec: FrameCodec, quality: int) -> None:
+    for k in range(BATCH):
+        encode_frame(frames[(batch * BATCH + k) % len(frames)], quality, codec)
+
+
+def _arriving_set(blobs: list[bytes], batch: int, size: tuple[int, int]) -> SampleSet:
+    """A batch's worth of samples arriving in one set (the trainer stores every set it gets)."""
+    samples = tuple(
+        Sample(
+            frame=blobs[(batch * BATCH + k) % len(blobs)],
+            width=size[0],
+            height=size[1],
+            outputs={"steering": 0.1, "throttle_brake": 0.5},
+            speed=20.0,
+            time=0.0,
+            source="bench",
+            episode=0,
+        )
+        for k in range(BATCH)
+    )
+    return SampleSet("steering", samples)
 
 
 def _decode_bgr(jpegs: list[bytes], batch: int) -> None:
@@ -320,7 +393,7 @@ def _fill(storage, buffers, outputs, frames: list[bytes], capacity: int, size) -
         while stored < capacity:
             samples = tuple(
                 Sample(
-                    frame_jpeg=frames[(stored + i) % len(frames)],
+                    frame=frames[(stored + i) % len(frames)],
                     width=width,
                     height=height,
                     outputs={name: float(rng.uniform(-1, 1)) for name in outputs},

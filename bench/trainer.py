@@ -1,7 +1,7 @@
 """Benchmark of the full trainer against a bare compiled train step (issue 4).
 
     .venv/bin/python bench/trainer.py [--case demo|demo_480|xception|all] [--rounds 5]
-        [--variants trainer,eager_delete]
+        [--variants trainer,eager_delete,jpeg,raw]
 
 For each case, in one process and on the same model:
 
@@ -9,8 +9,9 @@ For each case, in one process and on the same model:
   batch (the same game frames, decoded once to float32, and targets), no
   data path at all;
 - trainer: `Trainer.run` on a real data directory: sample storage (SQLite,
-  JPEG frames of the built-in game) -> buffers -> background batch decode ->
-  the same `TrainStep` -> TensorBoard, status reports, training period.
+  frames of the built-in game in the case's codec) -> buffers -> background
+  batch decode -> the same `TrainStep` -> TensorBoard, status reports,
+  training period.
 
 Rounds alternate bare and trainer, so a busy machine slows both alike. The
 headline ratio is the median bare step time / the median trainer batch time
@@ -22,19 +23,24 @@ its start and final checkpoint) and the process CPU time per batch, bare /
 trainer, which is what the data path costs where the cores are the limit.
 
 What each part costs: the prefetch thread's own CPU per batch (draw and the
-storage mark, JPEG decode, float conversion; `DataPathCosts`), the bare step's
+storage mark, frame decode, float conversion; `DataPathCosts`), the bare step's
 process CPU per batch, and the deferred deletion of drawn rows
 (`compact_drawn`, timed after the rounds, per batch's worth of rows), which a
 stream pays while it waits for data. The `eager_delete` variant (on by default;
 `--variants trainer` leaves it out) runs the trainer with the drawn rows
 deleted at each draw, as storage did before the drawn marks, in rounds
 alternating with the others: the mark's gain, measured in the same run. The
+`jpeg` and `raw` variants (`--variants trainer,jpeg`) run the same trainer on
+a second storage holding the same frames in that codec (`[data] frame_codec`),
+its buffers swapped in for their rounds: the codec's gain, in the same run. The
 machine's load average is printed with it.
 
-Cases: `demo` is model_0000_demo at batch 32 with frames stored at its input
-size (config.toml's [data] 128x72); `demo_480` stores 480x270 frames that the
-batch decode shrinks; `xception` is model_0003_xception at batch 4 and
-270x480 (slow on a CPU: a few steps per round).
+Cases: `demo` is model_0000_demo at batch 32 with frames stored raw at its
+input size (config.toml's [data] 128x72, frame_codec "raw"); `demo_480` stores
+480x270 JPEG frames that the batch decode shrinks; `xception` is
+model_0003_xception at batch 4 and 270x480 JPEG frames (slow on a CPU: a few
+steps per round). The case's codec is what config.toml's comment recommends at
+that frame size.
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from engine.core.config import Config, load_config
+from engine.core.config import FRAME_CODECS, Config, FrameCodec, load_config
 from engine.data.batches import DataPathCosts
+from engine.data.buffers import SampleBuffers
 from engine.data.frames import decode_frame, encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
@@ -64,14 +71,16 @@ from models.spec import ParameterCounts, load_spec, spec_path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.95
-# case -> (line, batch size, stored frame size (w, h), batches per round, warm-up batches)
-CASES = {
-    "demo": ("model_0000_demo", 32, (128, 72), 100, 20),
-    "demo_480": ("model_0000_demo", 32, (480, 270), 100, 20),
-    "xception": ("model_0003_xception", 4, (480, 270), 4, 1),
+# case -> (line, batch size, stored frame size (w, h), frame codec, batches per round, warm-up)
+CASES: dict[str, tuple[str, int, tuple[int, int], FrameCodec, int, int]] = {
+    "demo": ("model_0000_demo", 32, (128, 72), "raw", 100, 20),
+    "demo_480": ("model_0000_demo", 32, (480, 270), "jpeg", 100, 20),
+    "xception": ("model_0003_xception", 4, (480, 270), "jpeg", 4, 1),
 }
-# trainer: the trainer as it is; eager_delete: drawn rows deleted at the draw (the old storage).
-VARIANTS = ("trainer", "eager_delete")
+# trainer: the trainer as it is; eager_delete: drawn rows deleted at the draw (the old storage);
+# jpeg, raw: the trainer with the same frames stored in that codec.
+VARIANTS = ("trainer", "eager_delete", *FRAME_CODECS)
+DEFAULT_VARIANTS = ("trainer", "eager_delete")
 
 
 def main() -> None:
@@ -82,9 +91,9 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         type=_variants,
-        default=VARIANTS,
-        help=f"comma-separated trainer variants alternating with bare (default: "
-        f"{','.join(VARIANTS)})",
+        default=DEFAULT_VARIANTS,
+        help=f"comma-separated trainer variants alternating with bare, of "
+        f"{','.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
     )
     args = parser.parse_args()
     config = load_config(REPO / "config.toml")
@@ -110,47 +119,61 @@ def bench_case(
 ) -> dict:
     """Alternate bare steps and trainer runs (of each variant) on one model; compare batch times."""
     variants = tuple(variants)
-    line, batch_size, stored_size, batches, warmup = CASES[case]
+    line, batch_size, stored_size, codec, batches, warmup = CASES[case]
     spec = load_spec(line)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         per_buffer = batch_size // len(config.data.balanced_outputs)
         # A run that stops leaves up to prefetch + 1 drawn batches unused; 5% more for ready.
-        runs = (rounds + 1) * len(variants)
-        drawn = (
-            warmup * len(variants)
-            + rounds * batches * len(variants)
-            + runs * (config.data.prefetch_batches + 2)
-        )
+        per_variant = warmup + rounds * batches + (rounds + 1) * (config.data.prefetch_batches + 2)
+        own = [v for v in variants if v not in FRAME_CODECS]  # variants on the trainer's storage
+        drawn = per_variant * max(len(own), 1)
         capacity = math.ceil(per_buffer * drawn / 0.95) + per_buffer
         config = _bench_config(config, Path(tmp), capacity)
         version = _create_version(config, line, batch_size)
-        frames = _store(config, stored_size, capacity)
+        rgb = _game_frames(config, 64, stored_size)
+        frames = _store(config, default_storage_path(config), rgb, codec, capacity)
+        codec_capacity = math.ceil(per_buffer * per_variant / 0.95) + per_buffer
         with Trainer(config, version, streamed=False, seed=1) as trainer:
             x, y = _in_memory_batch(trainer, frames, batch_size)
             clock = _StepClock(trainer.step)
             trainer.step = clock
             storage = trainer.buffers.storage
-            mark_drawn = {"trainer": storage.mark_drawn, "eager_delete": _deleting(storage)}
-            _bare(clock.step, x, y, warmup)
-            for variant in variants:
-                storage.mark_drawn = mark_drawn[variant]
-                _run(trainer, warmup)
-            bare_s: list[float] = []
-            bare_cpu_ms: list[float] = []
-            found = {v: _VariantTimes() for v in variants}
-            for _ in range(rounds):
-                cpu = time.process_time()
-                bare_s += _bare(clock.step, x, y, batches)
-                bare_cpu_s = (time.process_time() - cpu) / batches
-                bare_cpu_ms.append(bare_cpu_s * 1000)
+            variant_buffers = _variant_buffers(
+                config, trainer.buffers, variants, rgb, Path(tmp), codec_capacity
+            )
+            mark_drawn = {"eager_delete": _deleting(storage)}
+            marking = storage.mark_drawn
+
+            def use(variant: str) -> None:
+                trainer.buffers = variant_buffers[variant]
+                storage.mark_drawn = mark_drawn.get(variant, marking)
+
+            try:
+                _bare(clock.step, x, y, warmup)
                 for variant in variants:
-                    storage.mark_drawn = mark_drawn[variant]
-                    found[variant].round(
-                        trainer, clock, batches, batch_size, bare_s[-batches:], bare_cpu_s
-                    )
-            storage.mark_drawn = mark_drawn["trainer"]
-            compact = _compaction_cost(storage)
+                    use(variant)
+                    _run(trainer, warmup)
+                bare_s: list[float] = []
+                bare_cpu_ms: list[float] = []
+                found = {v: _VariantTimes() for v in variants}
+                for _ in range(rounds):
+                    cpu = time.process_time()
+                    bare_s += _bare(clock.step, x, y, batches)
+                    bare_cpu_s = (time.process_time() - cpu) / batches
+                    bare_cpu_ms.append(bare_cpu_s * 1000)
+                    for variant in variants:
+                        use(variant)
+                        found[variant].round(
+                            trainer, clock, batches, batch_size, bare_s[-batches:], bare_cpu_s
+                        )
+                use("trainer")
+                compact = _compaction_cost(storage)
+            finally:
+                use("trainer")
+                for buffers in variant_buffers.values():
+                    if buffers is not trainer.buffers:
+                        buffers.storage.close()
     bare_ms = statistics.median(bare_s) * 1000
     load_after = os.getloadavg()
     result = {
@@ -159,6 +182,14 @@ def bench_case(
         "batch": batch_size,
         "model_input": f"{spec.input.width}x{spec.input.height}",
         "stored_frames": f"{stored_size[0]}x{stored_size[1]}",
+        # The trainer's (and eager_delete's) stored frames; the jpeg and raw variants say theirs.
+        "frame_codec": codec,
+        "bytes_per_frame_mean": {
+            c: round(
+                statistics.mean(len(encode_frame(f, config.data.jpeg_quality, c)) for f in rgb)
+            )
+            for c in FRAME_CODECS
+        },
         "load_average_1_5_15_before": [round(v, 2) for v in load_before],
         "load_average_1_5_15_after": [round(v, 2) for v in load_after],
         "bare_ms_per_batch_median": round(bare_ms, 2),
@@ -267,8 +298,9 @@ def _summary(result: dict) -> list[str]:
     """What each part costs, in a few lines a person reads before the JSON."""
     lines = [
         f"{result['case']}: {result['model']} batch {result['batch']}, stored "
-        f"{result['stored_frames']}; load average before {result['load_average_1_5_15_before']}"
-        f" after {result['load_average_1_5_15_after']}",
+        f"{result['stored_frames']} {result['frame_codec']} (bytes a frame: "
+        f"{result['bytes_per_frame_mean']}); load average before "
+        f"{result['load_average_1_5_15_before']} after {result['load_average_1_5_15_after']}",
         f"  bare step: {result['bare_ms_per_batch_median']} ms/batch wall, "
         f"{result['bare_cpu_ms_per_batch_median']} ms CPU (process)",
     ]
@@ -329,20 +361,46 @@ def _create_version(config: Config, line: str, batch_size: int) -> str:
         ).name
 
 
-def _store(config: Config, size: tuple[int, int], capacity: int) -> list[bytes]:
-    """Fill every buffer's storage with real hood frames of the built-in game; return them."""
-    frames = _game_frames(config, 64, size)
+def _variant_buffers(
+    config: Config,
+    buffers: SampleBuffers,
+    variants: Iterable[str],
+    rgb: list[np.ndarray],
+    data_dir: Path,
+    capacity: int,
+) -> dict[str, SampleBuffers]:
+    """variant -> the buffers it trains from: the trainer's own, or a storage in its codec."""
+    found = {"trainer": buffers, "eager_delete": buffers}
+    for codec in FRAME_CODECS:
+        if codec in variants:
+            path = data_dir / codec / "samples.db"
+            _store(config, path, rgb, codec, capacity)
+            found[codec] = SampleBuffers.open(
+                SampleStorage(path, capacity=capacity),
+                config.data.balanced_outputs,
+                ready_threshold=config.data.ready_threshold,
+                seed=1,
+            )
+    return found
+
+
+def _store(
+    config: Config, path: Path, rgb: list[np.ndarray], codec: FrameCodec, capacity: int
+) -> list[bytes]:
+    """Fill every buffer of the storage at `path` with `rgb` frames as `codec`; return them."""
+    frames = [encode_frame(frame, config.data.jpeg_quality, codec) for frame in rgb]
     rng = np.random.default_rng(1)
     outputs = config.data.outputs
-    path = default_storage_path(config)
+    height, width = rgb[0].shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
     with SampleStorage(path, capacity=capacity) as storage:
         for buffer in config.data.balanced_outputs:
             for start in range(0, capacity, 21):
                 samples = tuple(
                     Sample(
-                        frame_jpeg=frames[(start + i) % len(frames)],
-                        width=size[0],
-                        height=size[1],
+                        frame=frames[(start + i) % len(frames)],
+                        width=width,
+                        height=height,
                         outputs={name: float(rng.uniform(-1, 1)) for name in outputs},
                         speed=20.0,
                         time=0.0,
@@ -355,17 +413,17 @@ def _store(config: Config, size: tuple[int, int], capacity: int) -> list[bytes]:
     return frames
 
 
-def _game_frames(config: Config, count: int, size: tuple[int, int]) -> list[bytes]:
+def _game_frames(config: Config, count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """`count` RGB hood frames of the built-in game at `size`, 5 ticks apart."""
     from engine.sim.game import Game
 
     game = Game(msgspec.structs.replace(config.sim, window="off"), seed=3)
-    jpegs = []
+    frames = []
     for i in range(count * 5):
         game.tick()
         if i % 5 == 0:
-            frame = resize_frame(game.render_hood(), size)
-            jpegs.append(encode_frame(frame, config.data.jpeg_quality))
-    return jpegs
+            frames.append(resize_frame(game.render_hood(), size))
+    return frames
 
 
 def _in_memory_batch(
