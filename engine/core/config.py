@@ -560,6 +560,14 @@ class OverlayConfig(Section):
     loss_points: Annotated[int, Meta(ge=10, le=100_000)] = 2000
     # More page connections at once are refused (503): each costs a copy of every frame.
     max_clients: Annotated[int, Meta(ge=1, le=1000)] = 32
+    # Seconds an alert card stays on screen (a page's ?alert_s= overrides it).
+    alert_s: Annotated[float, Meta(ge=1.0, le=120.0)] = 8.0
+    # The same alert (kind and text) again within this many seconds joins its card as a count
+    # ("x3") instead of adding a card; 0 = every alert its own card.
+    alert_coalesce_s: Annotated[float, Meta(ge=0.0, le=3600.0)] = 30.0
+    # Alert cards cover at most this share of the main camera's area; lower-priority and older
+    # cards give way first (a chat tag, switch or vote outranks an unstuck).
+    alert_share: Annotated[float, Meta(ge=0.05, le=0.5)] = 0.15
 
 
 class ObsConfig(Section):
