@@ -7,11 +7,13 @@ import pytest
 
 from engine.driver.convcam import (
     DUAL_COLOURS,
+    OVERLAY_ASPECT,
     grid_shape,
     render_convcam,
     render_convcam_dual,
     tile_activations,
 )
+from overlays.layout import TILES
 
 
 def test_grid_is_near_square_for_the_reference_layer():
@@ -72,3 +74,34 @@ def test_dual_mode_rejects_different_tile_sizes():
 def test_wrong_rank_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expects \(height, width, channels\)"):
         tile_activations(np.ones((4, 4)))
+
+
+def test_the_grid_fills_the_overlays_landscape_tile():
+    tile = TILES["convcam"]
+    assert tile.width / tile.height == pytest.approx(OVERLAY_ASPECT)
+    # Xception's 7x11 maps of 1536 kernels: at least 9/10 of the tile is maps, not letterbox.
+    rows, cols = grid_shape(1536, 7, 11, aspect=OVERLAY_ASPECT)
+    assert rows * cols >= 1536
+    width, height = cols * 12 - 1, rows * 8 - 1
+    covered = min(width / height / OVERLAY_ASPECT, OVERLAY_ASPECT / (width / height))
+    assert covered * 1536 / (rows * cols) > 0.9
+
+
+@pytest.mark.parametrize(("tile_h", "tile_w"), [(7, 11), (11, 7), (8, 8), (3, 30)])
+def test_the_grid_follows_the_maps_own_shape(tile_h, tile_w):
+    rows, cols = grid_shape(512, tile_h, tile_w, aspect=OVERLAY_ASPECT)
+    image = render_convcam(np.ones((tile_h, tile_w, 512), np.float32), aspect=OVERLAY_ASPECT)
+    assert image.shape[:2] == (rows * (tile_h + 1) - 1, cols * (tile_w + 1) - 1)
+    assert 1.3 < image.shape[1] / image.shape[0] < 2.4
+
+
+def test_dual_mode_follows_the_aspect_too():
+    image = render_convcam_dual(
+        np.ones((7, 11, 64), np.float32), np.ones((7, 11, 64), np.float32), aspect=OVERLAY_ASPECT
+    )
+    assert 1.3 < image.shape[1] / image.shape[0] < 2.4
+
+
+def test_a_bad_aspect_is_refused_naming_it():
+    with pytest.raises(ValueError, match="positive width / height, got 0"):
+        grid_shape(16, 4, 4, aspect=0)

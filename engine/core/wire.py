@@ -133,6 +133,7 @@ class DriverStatus(WireMessage, tag="driver_status"):
     Predictions are reported as the model made them, NaN included (viewers see a
     diverged model); every other number is finite, as the controller applies it.
     `stages` holds each loop stage the driver has run, with its p50/p95 duration.
+    `convcam_layers` and `convcam_kernels` caption the Convcam image.
     """
 
     version: str
@@ -145,6 +146,9 @@ class DriverStatus(WireMessage, tag="driver_status"):
     distance_m: Finite = 0.0
     offroad_events: Count = 0
     stages: dict[DriverStage, StageTime] = msgspec.field(default_factory=dict)
+    # What the Convcam image shows, for its caption: the layer(s) and their kernels in all.
+    convcam_layers: tuple[str, ...] = ()
+    convcam_kernels: Count = 0
 
 
 class Frames(WireMessage, tag="frames"):

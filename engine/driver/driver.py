@@ -65,7 +65,7 @@ from engine.core.wire import Alert, DriverStage, DriverStatus, Frames, Message, 
 from engine.data.frames import encode_frame, resize_frame
 from engine.driver.capture import Capture, Frame
 from engine.driver.controller import NEUTRAL_PAD, Controller, GamepadState, Translator
-from engine.driver.convcam import render_convcam, render_convcam_dual
+from engine.driver.convcam import OVERLAY_ASPECT, render_convcam, render_convcam_dual
 from engine.driver.stage_times import StageTimes
 from engine.driver.unstuck import StuckWatch, UnstuckAction
 from engine.node.progress import report_progress
@@ -220,6 +220,7 @@ class Driver:
         self._next_gradcam = 0.0
         self._gradcam_image: np.ndarray | None = None
         self._convcam: np.ndarray | None = None
+        self._convcam_kernels = 0  # the kernels the newest Convcam shows (its caption)
         self._convcam_s = 0.0
         self._convcam_renders = 0
         self._started: float | None = None
@@ -377,6 +378,8 @@ class Driver:
             offroad_events=telemetry.offroad_events if telemetry else 0,
             # Percentiles computed here, at status_hz, never per frame.
             stages=self.stage_times.summary(),
+            convcam_layers=self.parts.model.convcam_layers,
+            convcam_kernels=self._convcam_kernels,
         )
 
     def _take_switched_model(self) -> None:
@@ -471,14 +474,24 @@ class Driver:
         )
 
     def render_convcam(self, activations: tuple[np.ndarray, ...]) -> np.ndarray:
-        """The Convcam image of one pass's activations (two layers: two colours)."""
+        """The Convcam image of one pass's activations (two layers: two colours), shaped for
+        the overlay's Convcam tile unless [driver] convcam_columns fixes the columns."""
         config = self.config
         columns = config.convcam_columns or None
+        self._convcam_kernels = sum(layer.shape[-1] for layer in activations)
         if len(activations) == 2:
             return render_convcam_dual(
-                *activations, columns=columns, normalise=config.convcam_normalise
+                *activations,
+                columns=columns,
+                normalise=config.convcam_normalise,
+                aspect=OVERLAY_ASPECT,
             )
-        return render_convcam(activations[0], columns=columns, normalise=config.convcam_normalise)
+        return render_convcam(
+            activations[0],
+            columns=columns,
+            normalise=config.convcam_normalise,
+            aspect=OVERLAY_ASPECT,
+        )
 
 
 class FrameStack:
