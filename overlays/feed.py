@@ -60,6 +60,8 @@ class OverlayFeed:
         self.state = state
         self.loss = LossHistory(loss_points)
         self.alerts = AlertFeed(clock)
+        # The app starts its overlays as it starts streaming: the consoles' "on stream" time.
+        self.started_ms = round(clock() * 1000)
         now = state.snapshot()
         self.loss.stream(now.version)
         if now.trainer is not None:
@@ -113,6 +115,11 @@ class OverlayFeed:
                         stage: {"p50_ms": took.p50_ms, "p95_ms": took.p95_ms}
                         for stage, took in driver.stages.items()
                     },
+                    # The Convcam tile's caption: which layer(s) it shows and how many kernels.
+                    "convcam": {
+                        "layers": list(driver.convcam_layers),
+                        "kernels": driver.convcam_kernels,
+                    },
                 }
                 if driver
                 else None
@@ -127,6 +134,7 @@ class OverlayFeed:
             "connections": dict(now.connections),
             "events": list(now.events[-EVENTS_SHOWN:]),
             "alerts": self.alerts.as_json(),
+            "started_ms": self.started_ms,
             "loss": self.loss.tail(),
         }
 

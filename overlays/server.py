@@ -78,8 +78,8 @@ class OverlayServer:
         self.state = state
         self.feed = OverlayFeed(state, loss_points=config.loss_points)
         self.clients: set[OverlayClient] = set()
-        self._page_index = _page(tile="")
-        self._page_tiles = {name: _page(tile=name) for name in TILES}
+        self._page_index = _page(tile="", config=config)
+        self._page_tiles = {name: _page(tile=name, config=config) for name in TILES}
         self._state_text: str | None = None
         self._newest_frames: Frames | None = None  # the Frames object last looked at
         self._waiting: dict[int, bytes] = {}  # camera -> newest JPEG not yet sent (rate cap)
@@ -380,12 +380,27 @@ def _packet(camera: int, sent_ms: float, sequence: int, jpeg: bytes) -> bytes:
     return FRAME_HEADER.pack(camera, sent_ms, sequence) + jpeg
 
 
-def _page(*, tile: str) -> str:
-    # One template for the full layout (tile "") and every tile. The layout rides in a
-    # non-executed JSON script block; "<" is escaped so no text in it can close the block.
+def _page(*, tile: str, config: OverlayConfig) -> str:
+    # One template for the full layout (tile "") and every tile. The layout and what the
+    # pages read of [overlay] ride in non-executed JSON script blocks; "<" is escaped so no
+    # text in them can close the block.
     text = (STATIC_DIR / PAGE_TEMPLATE).read_text(encoding="utf-8")
     layout_text = json.dumps(layout_json()).replace("<", "\\u003c")
-    return text.replace("{{TILE}}", tile).replace("{{LAYOUT}}", layout_text)
+    config_text = json.dumps(page_config(config)).replace("<", "\\u003c")
+    return (
+        text.replace("{{TILE}}", tile)
+        .replace("{{LAYOUT}}", layout_text)
+        .replace("{{CONFIG}}", config_text)
+    )
+
+
+def page_config(config: OverlayConfig) -> dict[str, float]:
+    """What the pages read of [overlay]: the alerts' time on screen, coalescing and share."""
+    return {
+        "alert_s": config.alert_s,
+        "alert_coalesce_s": config.alert_coalesce_s,
+        "alert_share": config.alert_share,
+    }
 
 
 def _html(page: str) -> web.Response:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
+
 from engine.core.store import AlertRaised, AppState, Received, VersionStreamed, status_view
 from engine.core.wire import DRIVER_STAGES, Alert
 from overlays.feed import ALERTS_KEPT, LOSS_TAIL, OverlayFeed
@@ -133,3 +135,13 @@ def test_the_driver_stage_times_are_those_of_the_status_api_in_loop_order():
     for stage, took in driver["stages"].items():
         assert took == {"p50_ms": api[stage]["p50_ms"], "p95_ms": api[stage]["p95_ms"]}
     assert driver["stages"]["predict"] == {"p50_ms": 3.41, "p95_ms": 4.27}
+
+
+def test_the_driver_state_names_the_convcam_layers_and_kernels():
+    state = live_state()
+    driver = msgspec.structs.replace(
+        state.snapshot().driver, convcam_layers=("a_conv", "b_conv"), convcam_kernels=96
+    )
+    state.apply(Received(driver, "driver"))
+    convcam = OverlayFeed(state, loss_points=10).state_message()["driver"]["convcam"]
+    assert convcam == {"layers": ["a_conv", "b_conv"], "kernels": 96}

@@ -25,8 +25,9 @@ const stats = {
 window.overlayStats = stats;
 
 function main() {
-  const options = readOptions(new URLSearchParams(location.search));
   const layout = JSON.parse(document.getElementById("overlay-layout").textContent);
+  const config = JSON.parse(document.getElementById("overlay-config").textContent);
+  const options = readOptions(new URLSearchParams(location.search), config, layout);
   const tileName = document.body.dataset.tile;
   document.body.classList.add(`theme-${options.theme}`);
   const root = document.getElementById("overlay");
@@ -95,14 +96,19 @@ class NewestFrameDecoder {
   }
 }
 
-function readOptions(params) {
+// Query parameters over the app's [overlay] settings (config), sizes from the layout.
+function readOptions(params, config, layout) {
+  const main = layout.find((tile) => tile.name === "camera");
   return {
     width: clampedNumber(params.get("width"), 16, 7680, null),
     height: clampedNumber(params.get("height"), 16, 4320, null),
     theme: THEMES.includes(params.get("theme")) ? params.get("theme") : "dark",
     smoothing: clampedNumber(params.get("smoothing"), 0, 0.999, 0.6),
     slider: params.get("slider") === "1",
-    alertSeconds: clampedNumber(params.get("alert_s"), 1, 120, 8),
+    alertSeconds: clampedNumber(params.get("alert_s"), 1, 120, config.alert_s),
+    alertCoalesceSeconds: config.alert_coalesce_s,
+    alertShare: config.alert_share,
+    mainArea: main.width * main.height, // layout pixels; alerts cover alertShare of it at most
   };
 }
 

@@ -6,7 +6,6 @@ import { LossChart } from "./chart.js";
 
 // The camera index of each camera tile (FRAME_HEADER's first byte, CAMERAS in server.py).
 const CAMERA_OF_TILE = { hood: 0, convcam: 1, camera: 2 };
-const ALERTS_SHOWN = 4;
 const ALERT_TITLES = {
   moment: "Moment",
   switch: "Model switch",
@@ -47,6 +46,49 @@ function whole(value) {
   return typeof value === "number" && Number.isFinite(value)
     ? Math.round(value).toLocaleString("en-US")
     : "-";
+}
+
+// An app identifier as words: "waiting_for_data" -> "waiting for data".
+function words(identifier) {
+  return String(identifier).replaceAll("_", " ");
+}
+
+// The samples the trainer has and needs before it starts, over all its buffers (null when it
+// does not wait for any).
+function dataProgress(trainer) {
+  let have = 0;
+  let need = 0;
+  for (const fill of Object.values(trainer.buffers)) {
+    if (!fill.needed) continue;
+    have += Math.min(fill.fill, fill.needed);
+    need += fill.needed;
+  }
+  return need > 0 ? { have, need } : null;
+}
+
+// "waiting for data: 1,786 / 1,800 samples", "training", ...
+function trainerStatus(trainer) {
+  const progress = trainer.status === "waiting_for_data" ? dataProgress(trainer) : null;
+  const status = words(trainer.status);
+  return progress ? `${status}: ${whole(progress.have)} / ${whole(progress.need)} samples` : status;
+}
+
+// "driving batch 0, trainer at 32: new weights at the next reload": the weights the car
+// drives with and how far the trainer is ahead of them (viewers ask why the car has not learnt).
+function weightsLine(driver, trainer) {
+  const driving = `driving batch ${whole(driver.batch)}`;
+  if (!trainer || trainer.version !== driver.version) return driving;
+  if (trainer.batch > driver.batch) {
+    return `${driving}, trainer at ${whole(trainer.batch)}: new weights at the next reload`;
+  }
+  return `${driving}: the trainer's newest weights`;
+}
+
+// 3725 s -> "1:02:05".
+function duration(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const pad = (number) => String(number).padStart(2, "0");
+  return `${Math.floor(total / 3600)}:${pad(Math.floor(total / 60) % 60)}:${pad(total % 60)}`;
 }
 
 function formatCreated(iso) {
@@ -124,17 +166,29 @@ function axisBar(value) {
 class CameraTile {
   constructor(spec, element) {
     this.camera = CAMERA_OF_TILE[spec.name];
+    this.title = spec.title;
     this.canvas = child(element, "canvas", "camera-canvas");
     this.canvas.width = element.clientWidth;
     this.canvas.height = element.clientHeight;
-    if (spec.name !== "camera") child(element, "div", "caption", spec.title);
+    // The Convcam's maps are a few pixels each: scaled up sharp, not blurred together.
+    this.sharp = spec.name === "convcam";
+    this.caption = spec.name !== "camera" ? child(element, "div", "caption", spec.title) : null;
     this.status = child(element, "div", "camera-status", "waiting for the driver");
     this.framed = false;
+    // The main tile explains a stream on which no model drives yet (the first run).
+    this.firstRun = spec.name === "camera" ? new FirstRunView(element) : null;
   }
 
   onState(state) {
     const status = state.driver_connected ? "" : this.framed ? "no signal" : "waiting for the driver";
     if (this.status.textContent !== status) this.status.textContent = status;
+    // Once a model drove here the first run is over: a driver restarting later is "no signal".
+    const driving = this.framed || (state.driver_connected && state.driver);
+    if (this.firstRun) this.firstRun.show(driving ? null : state);
+    if (this.sharp && this.caption) {
+      const caption = convcamCaption(this.title, state.driver && state.driver.convcam);
+      if (this.caption.textContent !== caption) this.caption.textContent = caption;
+    }
   }
 
   onFrame(bitmap) {
@@ -145,9 +199,52 @@ class CameraTile {
     const drawWidth = bitmap.width * scale;
     const drawHeight = bitmap.height * scale;
     context.clearRect(0, 0, width, height);
+    context.imageSmoothingEnabled = !this.sharp;
     context.drawImage(bitmap, (width - drawWidth) / 2, (height - drawHeight) / 2, drawWidth, drawHeight);
+    if (!this.framed && this.firstRun) this.firstRun.show(null);
     this.framed = true;
   }
+}
+
+// What is happening while no model drives: collecting (N samples to go before training
+// starts), training the first weights, or starting up.
+class FirstRunView {
+  constructor(parent) {
+    this.block = child(parent, "div", "first-run");
+    child(this.block, "div", "first-run-title", "Charles is learning to drive");
+    this.line = child(this.block, "div", "first-run-line", "");
+    this.block.hidden = true;
+  }
+
+  show(state) {
+    this.block.hidden = state === null;
+    if (state === null) return;
+    const line = firstRunLine(state.trainer);
+    if (this.line.textContent !== line) this.line.textContent = line;
+  }
+}
+
+function firstRunLine(trainer) {
+  if (!trainer) return "starting the trainer";
+  const progress = trainer.status === "waiting_for_data" ? dataProgress(trainer) : null;
+  if (progress) {
+    const left = progress.need - progress.have;
+    return (
+      `collecting driving examples: ${whole(progress.have)} / ${whole(progress.need)} samples, ` +
+      `${whole(left)} to go before training starts`
+    );
+  }
+  if (trainer.batch > 0) {
+    return `training the first model: batch ${whole(trainer.batch)}; the car starts with its weights`;
+  }
+  return words(trainer.status);
+}
+
+// "Convcam · block_13_expand · 1,536 kernels": which layer the grid shows (two: two colours).
+function convcamCaption(title, convcam) {
+  if (!convcam || !convcam.layers || convcam.layers.length === 0) return title;
+  const kernels = convcam.kernels ? ` \u00b7 ${whole(convcam.kernels)} kernels` : "";
+  return `${title} \u00b7 ${convcam.layers.join(" + ")}${kernels}`;
 }
 
 // -- text tiles ------------------------------------------------------------------------------
@@ -244,41 +341,50 @@ function milliseconds(value) {
   return value.toFixed(value >= 10 ? 1 : 2);
 }
 
+// The Trainer Console: the trainer in words, the weights the car drives with, the processes and
+// links on one line each, time on stream, and the newest events; it never overflows its tile:
+// the events take the room left and the oldest of them go first.
 class TrainerTile {
   constructor(spec, element) {
     element.classList.add("panel");
-    child(element, "div", "panel-title", spec.title);
+    const title = child(element, "div", "panel-title", spec.title);
+    this.onStream = child(title, "span", "on-stream", "");
     this.rows = new Rows(element);
+    this.weights = child(element, "div", "weights", "");
     this.events = child(element, "div", "events");
+    this.startedMs = null;
+    setInterval(() => this.tick(), 1000);
   }
 
   onState(state) {
     const trainer = state.trainer;
-    this.rows.set("status", "status", trainer ? trainer.status : "starting");
+    this.rows.set("status", "status", trainer ? trainerStatus(trainer) : "starting");
     if (trainer) {
       this.rows.set("batch", "batches trained", whole(trainer.batch));
       this.rows.set("speed", "samples/s", whole(trainer.samples_per_s));
       for (const [name, value] of Object.entries(trainer.loss)) {
-        this.rows.set(`loss:${name}`, `loss ${name}`, fixed(value, 4));
+        this.rows.set(`loss:${name}`, `loss ${words(name)}`, fixed(value, 4));
       }
       for (const [name, fill] of Object.entries(trainer.buffers)) {
         const capacity = Math.max(1, fill.capacity);
-        this.rows.set(`buffer:${name}`, `buffer ${name}`, `${whole(fill.fill)} / ${whole(fill.capacity)}`, {
+        this.rows.set(`buffer:${name}`, `buffer ${words(name)}`, `${whole(fill.fill)} / ${whole(fill.capacity)}`, {
           from: 0,
           to: fill.fill / capacity,
           mark: fill.needed ? fill.needed / capacity : undefined,
         });
       }
     }
-    for (const [name, process] of Object.entries(state.processes)) {
-      const restarts = process.restarts ? `, ${process.restarts} restarts` : "";
-      this.rows.set(`process:${name}`, name, `${process.state}${restarts}`);
-    }
-    for (const [name, text] of Object.entries(state.connections)) {
-      this.rows.set(`link:${name}`, name, text);
-    }
+    const processes = Object.entries(state.processes).map(([name, process]) => {
+      const restarts = process.restarts ? ` (${process.restarts} restarts)` : "";
+      return `${name} ${words(process.state)}${restarts}`;
+    });
+    if (processes.length) this.rows.set("processes", "processes", processes.join(" \u00b7 "));
+    const links = Object.entries(state.connections).map(([name, text]) => `${name} ${text}`);
+    if (links.length) this.rows.set("links", "links", links.join(" \u00b7 "));
     this.rows.sweep();
-    const shown = state.events.slice(-5);
+    const weights = state.driver ? weightsLine(state.driver, trainer) : "";
+    if (this.weights.textContent !== weights) this.weights.textContent = weights;
+    const shown = state.events;
     if (this.events.dataset.shown !== shown.join("\n")) {
       this.events.dataset.shown = shown.join("\n");
       this.events.replaceChildren(...shown.map((text) => {
@@ -288,6 +394,14 @@ class TrainerTile {
         return line;
       }));
     }
+    if (typeof state.started_ms === "number") this.startedMs = state.started_ms;
+    this.tick();
+  }
+
+  tick() {
+    if (this.startedMs === null) return;
+    const text = `on stream ${duration((Date.now() - this.startedMs) / 1000)}`;
+    if (this.onStream.textContent !== text) this.onStream.textContent = text;
   }
 }
 
@@ -356,11 +470,19 @@ class LossTile {
   }
 }
 
+// Alert cards over the main camera. The same alert (kind and text) again within the coalescing
+// window joins its card as a count ("x3") instead of stacking copies; cards are ordered by
+// priority, then newest first, and together never cover more than alertShare of the main
+// camera: lower-priority and older cards give way first, so an unstuck never hides a chat tag.
 class AlertsTile {
   constructor(spec, element, options) {
+    this.element = element;
     this.list = child(element, "div", "alerts");
     this.showMs = options.alertSeconds * 1000;
+    this.coalesceMs = options.alertCoalesceSeconds * 1000;
+    this.budget = options.alertShare * options.mainArea; // layout pixels squared
     this.lastSeq = null;
+    this.groups = new Map(); // kind + text -> {card, count, lastMs, priority, timers}
   }
 
   onState(state) {
@@ -368,21 +490,98 @@ class AlertsTile {
     for (const [seq, kind, text, atMs] of state.alerts) {
       if (this.lastSeq !== null && seq <= this.lastSeq) continue;
       // On a (re)connect, only alerts still young enough to be on screen are shown.
-      if (this.lastSeq !== null || nowMs - atMs < this.showMs) this.show(kind, text);
+      if (this.lastSeq !== null || nowMs - atMs < this.showMs) this.show(kind, text, atMs);
     }
     if (state.alerts.length) this.lastSeq = state.alerts[state.alerts.length - 1][0];
     else if (this.lastSeq === null) this.lastSeq = 0;
   }
 
-  show(kind, text) {
+  show(kind, text, atMs) {
+    const key = `${kind}\n${text}`;
+    let group = this.groups.get(key);
+    if (group && atMs - group.lastMs > this.coalesceMs) {
+      this.drop(group);
+      group = undefined;
+    }
+    if (!group) {
+      group = { key, kind, count: 0, priority: alertPriority(kind), card: null, timers: [] };
+      this.groups.set(key, group);
+    }
+    group.count += 1;
+    group.lastMs = atMs;
+    group.shownAt = performance.now(); // order among equal priorities: the newest first
+    if (!group.card) group.card = this.card(kind, text);
+    group.card.classList.remove("leaving");
+    const count = group.card.querySelector(".alert-count");
+    count.textContent = group.count > 1 ? `\u00d7${group.count}` : "";
+    for (const timer of group.timers) clearTimeout(timer);
+    group.timers = [
+      setTimeout(() => group.card && group.card.classList.add("leaving"), this.showMs),
+      setTimeout(() => this.removeCard(group), this.showMs + 600),
+    ];
+    this.arrange();
+  }
+
+  card(kind, text) {
     const card = document.createElement("div");
     card.className = `alert alert-${String(kind).replace(/[^a-z_]/g, "")}`;
-    child(card, "div", "alert-title", Object.hasOwn(ALERT_TITLES, kind) ? ALERT_TITLES[kind] : String(kind));
+    const title = child(card, "div", "alert-title");
+    child(title, "span", "alert-kind", Object.hasOwn(ALERT_TITLES, kind) ? ALERT_TITLES[kind] : String(kind));
+    child(title, "span", "alert-count", "");
     child(card, "div", "alert-text", text);
-    this.list.prepend(card);
-    while (this.list.children.length > ALERTS_SHOWN) this.list.lastChild.remove();
-    setTimeout(() => card.classList.add("leaving"), this.showMs);
-    setTimeout(() => card.remove(), this.showMs + 600);
+    return card;
+  }
+
+  // Cards in order (priority, then newest), then the least important leave until the rest fit.
+  arrange() {
+    const nowMs = Date.now();
+    for (const group of [...this.groups.values()]) {
+      if (!group.card && nowMs - group.lastMs > this.coalesceMs) this.groups.delete(group.key);
+    }
+    const shown = [...this.groups.values()].filter((group) => group.card);
+    shown.sort((a, b) => b.priority - a.priority || b.shownAt - a.shownAt);
+    this.list.replaceChildren(...shown.map((group) => group.card));
+    const scale = Number(this.element.style.getPropertyValue("--scale")) || 1;
+    const budget = this.budget * scale * scale;
+    while (shown.length > 1 && this.covered(shown) > budget) this.removeCard(shown.pop());
+    if (shown.length === 1) {
+      // One card alone over the share (a very long text) is cut to it.
+      const card = shown[0].card;
+      card.style.maxHeight = `${Math.floor(budget / Math.max(1, card.offsetWidth))}px`;
+    }
+  }
+
+  // The area the cards cover, in the page's pixels: layout boxes (offset*), not the animation's
+  // transforms, cut at the tile's edge (what lies beyond is not drawn).
+  covered(groups) {
+    const bottom = this.element.clientHeight;
+    let area = 0;
+    for (const { card } of groups) {
+      const height = Math.max(0, Math.min(card.offsetTop + card.offsetHeight, bottom) - card.offsetTop);
+      // A card cut by the tile's edge counts whole: it has to go rather than show half.
+      area += card.offsetTop + card.offsetHeight > bottom ? Infinity : card.offsetWidth * height;
+    }
+    return area;
+  }
+
+  removeCard(group) {
+    if (!group.card) return;
+    for (const timer of group.timers) clearTimeout(timer);
+    group.timers = [];
+    group.card.remove();
+    group.card = null;
+  }
+
+  drop(group) {
+    this.removeCard(group);
+    this.groups.delete(group.key);
   }
 }
 
+// What outranks what on screen: what chat and the streamer did, then failures, then the
+// car's own routine (an unstuck every few seconds while the model is young).
+const ALERT_PRIORITY = { moment: 3, switch: 3, vote: 3, crash_loop: 2, error: 2, unstuck: 1 };
+
+function alertPriority(kind) {
+  return Object.hasOwn(ALERT_PRIORITY, kind) ? ALERT_PRIORITY[kind] : 2;
+}
