@@ -482,7 +482,8 @@ class AlertsTile {
     this.coalesceMs = options.alertCoalesceSeconds * 1000;
     this.budget = options.alertShare * options.mainArea; // layout pixels squared
     this.lastSeq = null;
-    this.groups = new Map(); // kind + text -> {card, count, lastMs, priority, timers}
+    this.groups = new Map(); // kind + text -> {card, count, lastMs, priority, order, timers}
+    this.shownCount = 0; // orders cards of equal priority: alerts handled in one go tie in time
   }
 
   onState(state) {
@@ -509,7 +510,8 @@ class AlertsTile {
     }
     group.count += 1;
     group.lastMs = atMs;
-    group.shownAt = performance.now(); // order among equal priorities: the newest first
+    this.shownCount += 1;
+    group.order = this.shownCount; // among equal priorities the newest first
     if (!group.card) group.card = this.card(kind, text);
     group.card.classList.remove("leaving");
     const count = group.card.querySelector(".alert-count");
@@ -539,8 +541,13 @@ class AlertsTile {
       if (!group.card && nowMs - group.lastMs > this.coalesceMs) this.groups.delete(group.key);
     }
     const shown = [...this.groups.values()].filter((group) => group.card);
-    shown.sort((a, b) => b.priority - a.priority || b.shownAt - a.shownAt);
-    this.list.replaceChildren(...shown.map((group) => group.card));
+    shown.sort((a, b) => b.priority - a.priority || b.order - a.order);
+    // Only cards out of place move (a moved card plays its entrance again).
+    shown.forEach((group, index) => {
+      const there = this.list.children[index];
+      if (there !== group.card) this.list.insertBefore(group.card, there || null);
+    });
+    for (const group of shown) group.card.style.maxHeight = "";
     const scale = Number(this.element.style.getPropertyValue("--scale")) || 1;
     const budget = this.budget * scale * scale;
     while (shown.length > 1 && this.covered(shown) > budget) this.removeCard(shown.pop());
