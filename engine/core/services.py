@@ -29,8 +29,9 @@ from typing import Literal
 # Hello had no version field; 3 added `paused` to collector_report (recorders of human play);
 # 4 added `stages` to driver_status (the driver loop's time per stage); 5 renamed a sample's
 # `frame_jpeg` to `frame`, which may hold a raw frame (engine/data/frames.py) an older trainer
-# would discard as corrupt.
-PROTOCOL_VERSION = 5
+# would discard as corrupt; 6 added `convcam_layers` and `convcam_kernels` to driver_status
+# (the overlay's Convcam caption), which an older hub refuses as unknown fields.
+PROTOCOL_VERSION = 6
 
 Role = Literal["collector", "trainer", "driver", "sim", "chat", "observer"]
 ROLES: tuple[Role, ...] = ("collector", "trainer", "driver", "sim", "chat", "observer")
