@@ -25,6 +25,7 @@ plain (`bot/text.py`) before it is stored, alerted or echoed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import re
@@ -63,6 +64,8 @@ VOTE_RESULTS_SHOWN = 3
 # A refused command rests under this key of its own (with the "default" cooldown): the
 # "moderators only" answer is not repeated to every viewer who tries.
 REFUSED = "{}:refused"
+# Commands kept for the control dock's chat log (who did what), newest last.
+CHAT_LOG_LINES = 50
 # Where no [chat] file is named (a router built in a test or a tool).
 NO_SOURCE = "<chat config>"
 
@@ -97,6 +100,8 @@ class Router(CommandHandlers):
         # What a viewer may type after the prefix -> the command or moment it runs.
         self._names = {name: name for name in (*self.commands, *config.moments)}
         self._names.update(config.aliases)
+        # [wall-clock ms, user, command line, reply or ""] of the commands run, for the dock.
+        self.log: collections.deque[list[object]] = collections.deque(maxlen=CHAT_LOG_LINES)
 
     def parse(self, text: str) -> tuple[str, str] | None:
         """(command or moment, arguments) of a chat line, or None if it runs nothing."""
@@ -136,6 +141,8 @@ class Router(CommandHandlers):
         except Exception:  # a broken command must not take the chat (or the app) down
             log.exception("chat command %r from %s failed", command, message.user)
             text = f"Sorry, {self.config.prefix}{command} failed; the app's log says why"
+        shown = plain_text(message.text, SHOWN_CHARS * 2)
+        self.log.append([round(time.time() * 1000), message.user, shown, text or ""])
         if not text:
             return None
         # What a moderator asked (a switch confirmed or refused) outlasts viewers' replies when

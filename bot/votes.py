@@ -62,6 +62,11 @@ class VoteBox:
         self._ballots[user] = choice
         return "opened" if opened else "counted"
 
+    def tally(self) -> tuple[tuple[str, int], ...]:
+        """The running vote's votes per choice, most first (empty when no vote runs)."""
+        counts = collections.Counter(self._ballots.values())
+        return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
     def close_if_due(self, now: float) -> VoteResult | None:
         """Close the vote if its window is over; its result, else None."""
         if self.closes_at is None or now < self.closes_at:

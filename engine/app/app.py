@@ -38,6 +38,7 @@ from bot.commands import check_config as check_chat_config
 from bot.service import ChatBot
 from engine.app.actions import StreamActions
 from engine.app.consoles import render
+from engine.app.control import ControlDock
 from engine.app.hub import Hub
 from engine.app.processes import check_recorder_games, process_table
 from engine.app.signals import on_stop_signals
@@ -120,12 +121,19 @@ class StreamApp:
             config.obs, self.state, self.actions.moments, obs_password(self.data_dir)
         )
         self.actions.on_tag = self.obs.moment_tagged
+        # The streamer's dock (/control): sign in with the token or the link printed at start.
+        self.control = ControlDock(
+            self.token, self.actions, loss=self.overlays.feed.loss, chat=self.chat.router
+        )
+        self.control.add_routes(self.hub.app)
         self.supervisor: Supervisor | None = None
         self.log_dir = self.data_dir / "logs"
 
     async def start(self) -> None:
         """Open the hub, put `[stream] model` on stream, start the declared processes."""
         await self.hub.start()
+        base = "http://" + self.hub.url().removeprefix("ws://").removesuffix("/ws/node")
+        log.info("control dock (one-time sign-in link): %s", self.control.once_url(base))
         try:
             await self.obs.start()
             await self.actions.switch(self.config.stream.model, user="app")
@@ -147,6 +155,7 @@ class StreamApp:
                 on_change=self._process_changed,
             )
             log.info("each process's output goes to %s", self.log_dir / "<name>.log")
+            self.control.processes = self.supervisor
             await self.supervisor.start()
             await self.chat.start()
         except BaseException:

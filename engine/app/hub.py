@@ -469,6 +469,15 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return parse_json_object(await request.read(), where="the body", error=_BadRequest)
 
 
+def parse_action(kind: str, body: bytes) -> Action:
+    """A switch or tag request's body parsed as the API parses it (the control dock too).
+
+    ValueError naming the field, its value and what is accepted.
+    """
+    data = parse_json_object(body, where="the body", error=_BadRequest)
+    return _switch_action(data) if kind == "switch" else _tag_action(data)
+
+
 def _switch_action(body: dict[str, Any]) -> Action:
     _only_fields(body, ("model", "new"))
     model = body.get("model", _MISSING)

@@ -178,6 +178,64 @@ class Supervisor:
             if self._progress_dir is not None:
                 shutil.rmtree(self._progress_dir, ignore_errors=True)
 
+    async def stop_process(self, name: str) -> ProcessState:
+        """Stop one child on request (the control dock): SIGTERM, SIGKILL at shutdown_timeout_s.
+
+        It stays "stopped", not restarted, until `start_process`. One waiting
+        to restart (backoff) just stops waiting. Unknown names raise ValueError.
+        """
+        child = self._child(name)
+        child.held = True
+        task = child.task
+        if task is None or task.done():
+            return child.state
+        if child.state.state == "backoff":
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._set(child, "stopped")
+            self._event(logging.INFO, f"{name} stopped on request (was waiting to restart)")
+            return child.state
+        self._event(logging.INFO, f"stopping {name} on request")
+        child.end(hard=False)  # one still being spawned is ended by _spawn (held)
+        done, _ = await asyncio.wait([task], timeout=self._settings.shutdown_timeout_s)
+        if not done:
+            self._event(
+                logging.WARNING,
+                f"{name} did not stop within {self._settings.shutdown_timeout_s:g} s: SIGKILL",
+            )
+            child.end(hard=True)
+            await asyncio.gather(task, return_exceptions=True)
+        return child.state
+
+    async def start_process(self, name: str) -> ProcessState:
+        """Start a stopped child again (stopped on request, given up in a crash loop, exited).
+
+        A child that runs or waits to restart is left as it is. ValueError for
+        an unknown name, or while the supervisor is not running.
+        """
+        child = self._child(name)
+        if not self._started or self._stopping:
+            raise ValueError(f"cannot start {name}: the app's processes are not running now")
+        if child.task is not None and not child.task.done():
+            return child.state
+        child.held = False
+        self._event(logging.INFO, f"starting {name} on request")
+        process = await self._spawn(child)
+        child.task = asyncio.create_task(self._supervise(child, process), name=name)
+        return child.state
+
+    async def restart_process(self, name: str) -> ProcessState:
+        """Stop one child (as `stop_process`) and start it again."""
+        await self.stop_process(name)
+        return await self.start_process(name)
+
+    def _child(self, name: str) -> _Child:
+        child = self._children.get(name)
+        if child is None:
+            known = ", ".join(self._children) or "none"
+            raise ValueError(f"no process named {name[:40]!r}; supervised: {known}")
+        return child
+
     def kill(self, name: str) -> None:
         """SIGKILL one child, as a crash would; it is restarted like after any exit.
 
@@ -204,7 +262,7 @@ class Supervisor:
             code = await process.wait() if process is not None else None
             now = time.monotonic()
             self._exited(child, process, code)
-            if self._stopping or not wants_restart(child.spec.restart, code):
+            if self._stopping or child.held or not wants_restart(child.spec.restart, code):
                 self._set(child, "stopped")
                 return
             exits.append(now)
@@ -250,8 +308,8 @@ class Supervisor:
         self._set(child, "running", pid=process.pid)
         again = f", restart {child.state.restarts}" if child.state.restarts else ""
         self._event(logging.INFO, f"{spec.name} started (pid {process.pid}{again})")
-        if self._stopping:
-            # stop() signalled its group while this child was being spawned.
+        if self._stopping or child.held:
+            # stop() signalled its group (or stop_process this child) while it was being spawned.
             child.end(hard=self._killing)
         return process
 
@@ -487,6 +545,7 @@ class _Child:
     task: asyncio.Task[None] | None = None
     progress_file: Path | None = None  # where its work loop reports (liveness), if watched
     progress_stamp: int = 0  # the file's modification time when last looked at, in ns
+    held: bool = False  # stopped on request (stop_process): not restarted until start_process
 
     def end(self, *, hard: bool) -> None:
         """SIGTERM, or SIGKILL when `hard` (TerminateProcess for both on Windows)."""
