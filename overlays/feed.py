@@ -60,8 +60,9 @@ class OverlayFeed:
         self.state = state
         self.loss = LossHistory(loss_points)
         self.alerts = AlertFeed(clock)
-        # The app starts its overlays as it starts streaming: the consoles' "on stream" time.
-        self.started_ms = round(clock() * 1000)
+        # The app starts its overlays as it starts streaming: the consoles' "on stream" time
+        # (wall-clock, like the pages' own; `clock` stamps the alerts).
+        self.started_ms = round(time.time() * 1000)
         now = state.snapshot()
         self.loss.stream(now.version)
         if now.trainer is not None:

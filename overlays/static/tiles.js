@@ -482,7 +482,10 @@ class AlertsTile {
     this.coalesceMs = options.alertCoalesceSeconds * 1000;
     this.budget = options.alertShare * options.mainArea; // layout pixels squared
     this.lastSeq = null;
-    this.groups = new Map(); // kind + text -> {card, count, lastMs, priority, order, timers}
+    // Every card's group ({card, count, lastMs, priority, order, timers}); `latest` holds the
+    // newest group of each kind + text, the one a repeat within the window joins.
+    this.groups = new Set();
+    this.latest = new Map();
     this.shownCount = 0; // orders cards of equal priority: alerts handled in one go tie in time
   }
 
@@ -499,14 +502,12 @@ class AlertsTile {
 
   show(kind, text, atMs) {
     const key = `${kind}\n${text}`;
-    let group = this.groups.get(key);
-    if (group && atMs - group.lastMs > this.coalesceMs) {
-      this.drop(group);
-      group = undefined;
-    }
-    if (!group) {
+    let group = this.latest.get(key);
+    // Past the window the alert starts a card of its own; the older card stays its time.
+    if (!group || atMs - group.lastMs > this.coalesceMs) {
       group = { key, kind, count: 0, priority: alertPriority(kind), card: null, timers: [] };
-      this.groups.set(key, group);
+      this.groups.add(group);
+      this.latest.set(key, group);
     }
     group.count += 1;
     group.lastMs = atMs;
@@ -537,10 +538,13 @@ class AlertsTile {
   // Cards in order (priority, then newest), then the least important leave until the rest fit.
   arrange() {
     const nowMs = Date.now();
-    for (const group of [...this.groups.values()]) {
-      if (!group.card && nowMs - group.lastMs > this.coalesceMs) this.groups.delete(group.key);
+    for (const group of [...this.groups]) {
+      const latest = this.latest.get(group.key) === group;
+      if (group.card || (latest && nowMs - group.lastMs <= this.coalesceMs)) continue;
+      this.groups.delete(group);
+      if (latest) this.latest.delete(group.key);
     }
-    const shown = [...this.groups.values()].filter((group) => group.card);
+    const shown = [...this.groups].filter((group) => group.card);
     shown.sort((a, b) => b.priority - a.priority || b.order - a.order);
     // Only cards out of place move (a moved card plays its entrance again).
     shown.forEach((group, index) => {
@@ -577,11 +581,6 @@ class AlertsTile {
     group.timers = [];
     group.card.remove();
     group.card = null;
-  }
-
-  drop(group) {
-    this.removeCard(group);
-    this.groups.delete(group.key);
   }
 }
 
