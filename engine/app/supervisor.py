@@ -29,6 +29,11 @@ liveness_startup_s`) is SIGKILLed and restarted like a crash, with an alert
 and an event line saying how long it was silent. The bookkeeping is
 `Watchdog`, which takes its clock as an argument so tests need not wait.
 
+The control dock stops, starts and restarts one child on request
+(`stop_process`, `start_process`, `restart_process`): a child stopped that
+way is held, not restarted, until it is started again; starting one also
+revives a child given up in a crash loop.
+
 Children never outlive the app: `stop()` ends them, and on Linux each child
 asks the kernel for SIGTERM when the app dies without cleanup (SIGKILL, a
 crash): PR_SET_PDEATHSIG, requested by the child itself
