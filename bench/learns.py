@@ -1,7 +1,7 @@
 """Does the demo line learn? Collect + train from scratch for 15 minutes, then eval.
 
     .venv/bin/python bench/learns.py [--minutes 15] [--data /tmp/learns] [--seconds 60]
-    .venv/bin/python bench/learns.py --hard   # + the hard test (issue 15), ~8 min more
+    .venv/bin/python bench/learns.py --hard   # + the hard test (issue 15), ~5 min more
 
 The acceptance recipe of the driver issue, on this machine's cores:
 
