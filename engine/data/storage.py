@@ -17,7 +17,10 @@ only a power cut can lose the last few commits, and never corrupts the file.
 Frames stay as they came (JPEG or raw, each saying which: `engine.data.frames`),
 so refilling 2 x 25,000 samples is one sequential read with no decoding; frames
 are decoded at batch time, in the background. A database may hold both codecs
-(a streamer who switched `[data] frame_codec`); no column says which.
+(a streamer who switched `[data] frame_codec`); no column says which. A raw
+128x72 row (27.6 KB, seven 4 KiB overflow pages) costs ~4x a JPEG row to store
+and ~5x to delete (`bench/data.py --part costs`): raw moves CPU off the train
+step's path into arrival and idle time, it does not remove it.
 
 The file is on the shared db layer (`engine.core.db`): its tables are the
 `samples` component's append-only migrations, so a later schema change upgrades
