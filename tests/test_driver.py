@@ -185,8 +185,9 @@ def test_overlay_frames_carry_hood_convcam_and_chase_images(version_data):
         driver.run(seconds=1.0)
     frames = sink.of(Frames)[-1]
     assert decode_frame(frames.hood).shape == (108, 192, 3)
-    # 64 kernels of 9x16 make a near-square image: 11 rows of 6 tiles, 1-pixel gaps.
-    assert decode_frame(frames.convcam).shape == (11 * 10 - 1, 6 * 17 - 1, 3)
+    # 64 kernels of 9x16 shaped for the overlay's 16:9 Convcam tile: 8 rows of 8 tiles with
+    # 1-pixel gaps, 135x79 (1.71 wide for 1.78).
+    assert decode_frame(frames.convcam).shape == (8 * 10 - 1, 8 * 17 - 1, 3)
     assert decode_frame(frames.chase).shape == (90, 160, 3)
 
 
