@@ -29,6 +29,7 @@ from tests.overlay_helpers import (
     CHASE_BGR,
     CONVCAM_BGR,
     HOOD_BGR,
+    STAGES,
     VERSION,
     canvas_pixel,
     coloured_pixels,
@@ -91,7 +92,21 @@ async def test_console_model_and_alert_pages_show_live_data(page, tile, text):
 
 async def test_player_tile_shows_every_stage_time_inside_the_tile_at_its_layout_size(page):
     player = TILES["player"]
-    async with overlay_hub(live_state()) as (hub, _):
+    state = live_state()
+    # The most rows a driver sends: a line with three heads, and the pad as the driver reports it.
+    busiest = DriverStatus(
+        version=VERSION,
+        batch=500,
+        predictions={"steering": 0.3, "acceleration": 0.8, "braking": 0.1},
+        pad={"steering": 0.25, "left_trigger": 0.0, "right_trigger": 0.7},
+        fps=30.0,
+        pps=29.5,
+        unstucks=2,
+        distance_m=1234.0,
+        stages=STAGES,
+    )
+    state.apply(Received(busiest, "driver"))
+    async with overlay_hub(state) as (hub, _):
         await page.goto(url(hub, f"/overlay/player?width={player.width}&height={player.height}"))
         await page.wait_for_function(
             "document.querySelector('.stage-grid').textContent.includes('3.41 / 4.27')"

@@ -291,10 +291,10 @@ class PlayerTile {
     for (const [name, value] of Object.entries(driver.pad)) {
       this.rows.set(`pad:${name}`, `pad ${name}`, fixed(value, 3), axisBar(value));
     }
-    this.rows.set("fps", "FPS", fixed(driver.fps, 1));
-    this.rows.set("pps", "PPS", fixed(driver.pps, 1));
-    this.rows.set("unstucks", "unstucks", whole(driver.unstucks));
-    this.rows.set("distance", "distance", `${fixed(driver.distance_m / 1000, 2)} km`);
+    // Paired as on the terminal's Player Console, so the stage times below fit the tile.
+    this.rows.set("rates", "FPS / PPS", `${fixed(driver.fps, 1)} / ${fixed(driver.pps, 1)}`);
+    const distance = `${fixed(driver.distance_m / 1000, 2)} km`;
+    this.rows.set("progress", "unstucks / distance", `${whole(driver.unstucks)} / ${distance}`);
     this.rows.sweep();
     this.stages.show(driver.stages || {});
   }
