@@ -116,9 +116,7 @@ class SampleBuffers:
             ids = self.storage.insert_set(sample_set)
             self._append(
                 [
-                    StoredSample(
-                        row_id, sample_set.output, s.frame, s.width, s.height, s.outputs
-                    )
+                    StoredSample(row_id, sample_set.output, s.frame, s.width, s.height, s.outputs)
                     for row_id, s in zip(ids, sample_set.samples, strict=True)
                 ]
             )
