@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from tests.xvfb import XvfbDisplay
 
@@ -70,3 +71,27 @@ def file_tiers(path: Path) -> set[str]:
                 ):
                     names.add(part.attr)
     return names
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    """Debian's chromium through Playwright, one per module (the overlay and look tests)."""
+    from playwright.async_api import async_playwright  # only where a page is rendered
+
+    from tests.overlay_helpers import launch_chromium
+
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        yield browser
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser):
+    """A fresh 1920x1080 page with a 10 s default timeout."""
+    # The CSP forbids eval, which Playwright's string predicates use (the CSP has its own tests).
+    context = await browser.new_context(bypass_csp=True, viewport={"width": 1920, "height": 1080})
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    await context.close()

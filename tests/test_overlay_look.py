@@ -11,8 +11,7 @@ import cv2
 import msgspec
 import numpy as np
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Page
 
 from engine.core.config import OverlayConfig
 from engine.core.store import AlertRaised, AppState, NodesChanged, Noted, Received
@@ -20,31 +19,12 @@ from engine.core.wire import Alert, BufferFill, DriverStatus, TrainerStatus
 from overlays.layout import TILES
 from tests.overlay_helpers import (
     VERSION,
-    launch_chromium,
     live_state,
     needs_chromium,
     overlay_hub,
 )
 
 pytestmark = [needs_chromium, pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> Browser:
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        yield browser
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> Page:
-    # The CSP forbids eval, which Playwright's string predicates use (the CSP has its own tests).
-    context = await browser.new_context(bypass_csp=True, viewport={"width": 1920, "height": 1080})
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    await context.close()
 
 
 def url(hub, path: str) -> str:

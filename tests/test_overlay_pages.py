@@ -15,8 +15,6 @@ import statistics
 
 import aiohttp
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
 
 from engine.app.actions import StreamActions
 from engine.app.hub import Hub
@@ -33,7 +31,6 @@ from tests.overlay_helpers import (
     VERSION,
     canvas_pixel,
     coloured_pixels,
-    launch_chromium,
     live_state,
     near,
     needs_chromium,
@@ -50,23 +47,6 @@ XSS_PAYLOADS = (
     '<img src="x" onerror="window.__xss = 1">',
     '<svg onload="window.__xss = 1"></svg>',
 )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> Browser:
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        yield browser
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> Page:
-    context = await browser.new_context(bypass_csp=True, viewport={"width": 1920, "height": 1080})
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    await context.close()
 
 
 def url(hub: Hub, path: str) -> str:

@@ -16,15 +16,13 @@ import cv2
 import msgspec
 import numpy as np
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Page
 
 from engine.core.store import AppState, Noted, Received
 from engine.core.wire import Alert
 from engine.driver.convcam import OVERLAY_ASPECT, render_convcam
 from overlays.layout import TILES
 from tests.overlay_helpers import (
-    launch_chromium,
     live_state,
     needs_chromium,
     overlay_hub,
@@ -39,24 +37,6 @@ UPDATE = os.environ.get("CHARLES_UPDATE_VISUALS") == "1"
 # of its pixels (anti-aliasing of text between chromium builds), no more.
 CHANNEL_TOLERANCE = 24
 PIXEL_SHARE = 0.005
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> Browser:
-    async with async_playwright() as playwright:
-        browser = await launch_chromium(playwright)
-        yield browser
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> Page:
-    # The CSP forbids eval, which Playwright's string predicates use (the CSP has its own tests).
-    context = await browser.new_context(bypass_csp=True, viewport={"width": 1920, "height": 1080})
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    await context.close()
 
 
 def recorded_state() -> AppState:
