@@ -400,3 +400,29 @@ def test_a_samples_db_from_a_newer_release_is_refused_untouched(tmp_path, monkey
         SampleStorage(path, capacity=100)
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 21
+
+
+def _page_size(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("PRAGMA page_size").fetchone()[0]
+
+
+def test_a_new_storage_keeps_a_raw_128x72_frame_on_one_page(tmp_path):
+    raw_row_bytes = 27_657  # RAW1 header + 128 x 72 x 3 (bench/data.py --part costs)
+    path = tmp_path / "s.db"
+    with SampleStorage(path, capacity=100):
+        pass
+    assert _page_size(path) == storage_module.PAGE_SIZE > raw_row_bytes
+
+
+def test_a_storage_made_with_4_kib_pages_keeps_them_and_every_sample(tmp_path):
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA page_size=4096")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE untouched (x)")
+    with SampleStorage(path, capacity=100) as storage:
+        ids = storage.insert_set(full_set("steering"))
+    with SampleStorage(path, capacity=100) as storage:
+        assert [r.id for r in storage.load()] == ids
+    assert _page_size(path) == 4096

@@ -64,6 +64,7 @@ def connect(
     shared_between_threads: bool = False,
     rows_by_name: bool = True,
     busy_timeout_s: float = BUSY_TIMEOUT_S,
+    page_size: int | None = None,
 ) -> sqlite3.Connection:
     """Open (creating if needed) a SQLite file in WAL mode, with rows readable by column name.
 
@@ -72,7 +73,9 @@ def connect(
     several threads use it (the caller serialises them, e.g. with a lock);
     `rows_by_name=False` returns plain tuples, for readers of many thousands of
     rows where `sqlite3.Row` costs time; `busy_timeout_s` is how long a writer
-    waits for another process's write.
+    waits for another process's write; `page_size` (bytes, a power of two from 512
+    to 65536) applies to a file created by this call only: SQLite fixes a file's page
+    size when it first writes it, and a WAL file cannot change it later.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,8 @@ def connect(
             isolation_level=None,
             check_same_thread=not shared_between_threads,
         )
+        if page_size is not None:
+            connection.execute(f"PRAGMA page_size={int(page_size)}")
         connection.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as error:
         raise DatabaseError(f"{path}: cannot open as a SQLite database: {error}") from None

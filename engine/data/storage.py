@@ -17,10 +17,11 @@ only a power cut can lose the last few commits, and never corrupts the file.
 Frames stay as they came (JPEG or raw, each saying which: `engine.data.frames`),
 so refilling 2 x 25,000 samples is one sequential read with no decoding; frames
 are decoded at batch time, in the background. A database may hold both codecs
-(a streamer who switched `[data] frame_codec`); no column says which. A raw
-128x72 row (27.6 KB, seven 4 KiB overflow pages) costs ~4x a JPEG row to store
-and ~5x to delete (`bench/data.py --part costs`): raw moves CPU off the train
-step's path into arrival and idle time, it does not remove it.
+(a streamer who switched `[data] frame_codec`); no column says which. A new
+file has 32 KiB pages (`PAGE_SIZE`) so a raw 128x72 row (27.6 KB) sits on one
+page: on 4 KiB pages its seven overflow pages made it cost ~4x a JPEG row to
+store and ~5x to delete; on one page ~2x and ~6x of a JPEG row's small cost,
+and raw is then cheaper end to end (`bench/data.py --part costs`).
 
 The file is on the shared db layer (`engine.core.db`): its tables are the
 `samples` component's append-only migrations, so a later schema change upgrades
@@ -98,6 +99,10 @@ MIGRATIONS: tuple[db.Migration, ...] = (
 _NOT_DRAWN = "id NOT IN (SELECT id FROM drawn)"
 # A trainer's refill reads while a collector writes sets of megabytes: wait longer than charles.db.
 BUSY_TIMEOUT_S = 30.0
+# Page size of a samples.db this code creates: a raw 128x72 row (27.6 KB) fits on one page, so
+# storing or deleting it touches one page instead of a chain of seven 4 KiB overflow pages.
+# A file made earlier keeps its page size (SQLite fixes it at creation; WAL cannot change it).
+PAGE_SIZE = 32768
 
 # `data stats` rates intake over this window; older intake rows are pruned after INTAKE_KEEP_S.
 INTAKE_WINDOW_S = 60.0
@@ -137,6 +142,7 @@ class SampleStorage:
             shared_between_threads=True,
             rows_by_name=False,
             busy_timeout_s=BUSY_TIMEOUT_S,
+            page_size=PAGE_SIZE,
         )
         self._lock = threading.Lock()
         try:
