@@ -6,6 +6,7 @@ from rich.console import Console
 
 from engine.app.consoles import render
 from engine.core.store import (
+    AppSampled,
     AppState,
     Noted,
     ProcessChanged,
@@ -69,3 +70,16 @@ def test_consoles_say_starting_before_any_report():
     text = text_of(streaming("model_0000_demo_v1"))
     assert "waiting for the driver" in text
     assert "starting" in text
+
+
+def test_each_process_shows_its_memory_and_the_player_console_the_drivers():
+    state = streaming("model_0000_demo_v1")
+    mb = 1 << 20
+    for name, rss in (("trainer", 812 * mb), ("driver", 961 * mb)):
+        state.apply(ProcessChanged(ProcessState(name, "running", pid=7, rss_bytes=rss)))
+    state.apply(ProcessChanged(ProcessState("collector-0", "starting")))  # not sampled yet
+    state.apply(AppSampled(ProcessState("app", "running", pid=1, rss_bytes=93 * mb)))
+    text = text_of(state)
+    for expected in ("running, 812 MB", "running, 961 MB", "app", "93 MB", "memory", "starting"):
+        assert expected in text
+    assert "collector-0" in text and "0 MB" not in text

@@ -54,6 +54,7 @@ STATUS_KEYS = {
     "distance_m",
     "stages",
     "processes",
+    "app_process",
     "nodes",
     "collectors",
     "connections",

@@ -8,8 +8,9 @@ Example::
 
 Player: raw predictions, controller values, FPS, PPS, the loaded version and
 batch, unstucks. Server/Trainer: the streamed version, trainer status, batch,
-losses, samples/s, buffer fill, every process and the newest connection and
-restart events. Pure functions of one `Snapshot` of the app's state: the app
+losses, samples/s, buffer fill, every process with its memory (RSS, as the
+supervisor last sampled it; the Player Console shows the driver's) and the
+newest connection and restart events. Pure functions of one `Snapshot` of the app's state: the app
 redraws a few times a second when stderr is a terminal, and logs plainly
 otherwise.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
-from engine.core.store import Snapshot
+from engine.core.store import MIB, ProcessState, Snapshot
 from engine.driver.console import MIN_WIDTH, player_table
 
 # Events shown under the trainer table; the full history is in the log.
@@ -29,7 +30,11 @@ SHOWN_EVENTS = 6
 def render(state: Snapshot) -> Group:
     """Both consoles, side by side in one renderable."""
     grid = Table.grid(padding=(0, 2))
-    grid.add_row(player_table(state.driver), trainer_table(state))
+    player = player_table(state.driver)
+    driver = state.processes.get("driver")
+    if driver is not None and driver.rss_bytes is not None:
+        player.add_row("memory", memory(driver))
+    grid.add_row(player, trainer_table(state))
     return Group(grid, events_table(state))
 
 
@@ -49,10 +54,18 @@ def trainer_table(state: Snapshot) -> Table:
             table.add_row(f"buffer {name}", f"{fill.fill:,} / {fill.capacity:,}")
     for name, process in state.processes.items():
         restarts = f", {process.restarts} restarts" if process.restarts else ""
-        table.add_row(name, f"{process.state}{restarts}")
+        used = f", {memory(process)}" if process.rss_bytes is not None else ""
+        table.add_row(name, f"{process.state}{used}{restarts}")
+    if state.app_process is not None and state.app_process.rss_bytes is not None:
+        table.add_row("app", memory(state.app_process))
     for link, value in state.connections.items():
         table.add_row(link, value)
     return table
+
+
+def memory(process: ProcessState) -> str:
+    """A process's RSS as last sampled, compact: "812 MB"."""
+    return f"{(process.rss_bytes or 0) / MIB:,.0f} MB"
 
 
 def events_table(state: Snapshot) -> Table:

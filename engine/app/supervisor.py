@@ -34,6 +34,15 @@ The control dock stops, starts and restarts one child on request
 way is held, not restarted, until it is started again; starting one also
 revives a child given up in a crash loop.
 
+Every `[supervisor] sample_s` it samples each running child's resources and
+the app's own (RSS, open file descriptors or handles, threads, CPU % of a
+core; psutil, so Windows and macOS too) into its `ProcessState` (the app's:
+`AppSampled`), which /api/status and the consoles show. A process whose RSS
+passes `memory_warn_mb` is named once (an event line and an alert); with
+`memory_restart` it is also restarted gracefully, as the dock's restart does:
+SIGTERM is each node's safe point (the trainer checkpoints, the driver puts
+the pad neutral), SIGKILL only after `shutdown_timeout_s`.
+
 Children never outlive the app: `stop()` ends them, and on Linux each child
 asks the kernel for SIGTERM when the app dies without cleanup (SIGKILL, a
 crash): PR_SET_PDEATHSIG, requested by the child itself
@@ -64,10 +73,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from engine.app.processes import ProcessSpec, RestartPolicy
 from engine.core.config import SupervisorConfig
 from engine.core.store import (
+    MIB,
     AlertRaised,
+    AppSampled,
     AppState,
     Noted,
     ProcessChanged,
@@ -84,6 +97,9 @@ log = logging.getLogger("charles.supervisor")
 # within these limits: a killed child is late by at most one look.
 _LOOKS_PER_BOUND = 8
 _LOOK_S = (0.05, 1.0)
+# A process past memory_warn_mb is restarted (memory_restart) at most this often: a bound
+# below its start-up size must not restart it in a loop.
+MEMORY_RESTART_GAP_S = 600.0
 
 
 class Supervisor:
@@ -127,6 +143,11 @@ class Supervisor:
         self._watchdog = Watchdog()
         self._progress_dir: Path | None = None  # a folder of progress files while watching
         self._watch_task: asyncio.Task[None] | None = None
+        self._sample_task: asyncio.Task[None] | None = None
+        self._meters: dict[int, psutil.Process] = {}  # pid -> handle; cpu_percent needs the last
+        self._warned: set[int] = set()  # pids already named past memory_warn_mb
+        self._memory_restarts: dict[str, float] = {}  # name -> monotonic time of its last one
+        self._restarts: set[asyncio.Task[None]] = set()  # memory restarts in flight
         self._started = False
         self._stopping = False  # no restarts from here on
         self._killing = False  # the shutdown deadline passed: SIGKILL anything still starting
@@ -145,6 +166,10 @@ class Supervisor:
             self._progress_dir = Path(tempfile.mkdtemp(prefix="charles-progress-"))
             look_s = min(max(min(bounds) / _LOOKS_PER_BOUND, _LOOK_S[0]), _LOOK_S[1])
             self._watch_task = asyncio.create_task(self._watch_liveness(look_s), name="liveness")
+        if self._settings.sample_s:
+            self._sample_task = asyncio.create_task(
+                self._sample_usage(self._settings.sample_s), name="usage"
+            )
         for child in self._children.values():
             if self._stopping:  # stop() came while earlier children were being spawned
                 break
@@ -177,9 +202,12 @@ class Supervisor:
                 if loop.time() >= deadline:
                     break
             self._killing = True  # from here on, a child still being spawned gets no grace
+            # A memory restart under way gives up (a child it just spawned is killed at once).
+            await asyncio.gather(*self._restarts)
             await self._kill_leftovers(children)
-            if self._watch_task is not None:
-                await self._watch_task  # it ends once it sees the stop request
+            for task in (self._watch_task, self._sample_task):
+                if task is not None:
+                    await task  # each ends once it sees the stop request
             if self._progress_dir is not None:
                 shutil.rmtree(self._progress_dir, ignore_errors=True)
 
@@ -323,7 +351,11 @@ class Supervisor:
     ) -> None:
         child.process = None
         self._watchdog.forget(child.spec.name)
-        self._update(child, pid=None, last_exit=code)
+        if process is not None:
+            self._meters.pop(process.pid, None)
+            self._warned.discard(process.pid)
+        gone = {"rss_bytes": None, "fds": None, "threads": None, "cpu_percent": None}
+        self._update(child, pid=None, last_exit=code, **gone)
         if process is not None:  # a failed spawn was reported by _spawn already
             level = logging.INFO if self._stopping else logging.WARNING
             self._event(level, f"{child.spec.name} (pid {process.pid}) {describe_exit(code)}")
@@ -407,6 +439,95 @@ class Supervisor:
         if self._on_alert is not None:
             self._on_alert(alert)
         child.end(hard=True)
+
+    async def _sample_usage(self, every_s: float) -> None:
+        """Sample every running child's resources and the app's own each `every_s`."""
+        while not await self._stop_requested_within(every_s):
+            try:
+                self._sample()
+            except Exception:  # a bug here must not end the sampling, nor the app
+                log.exception("sampling the processes' resources failed")
+
+    def _sample(self) -> None:
+        for child in self._children.values():
+            process = child.process
+            if process is None or process.returncode is not None:
+                continue
+            usage = self._measure(process.pid)
+            if usage is None:
+                continue  # it ended a moment ago; its exit clears the figures
+            self._update(child, **usage)
+            self._check_memory(child.spec.name, process.pid, usage["rss_bytes"], child)
+        pid = os.getpid()
+        usage = self._measure(pid)
+        if usage is not None:
+            self._state.apply(AppSampled(ProcessState("app", "running", pid=pid, **usage)))
+            self._check_memory("app", pid, usage["rss_bytes"], None)
+
+    def _measure(self, pid: int) -> dict[str, Any] | None:
+        """RSS, open fds (handles on Windows), threads, CPU %; None if `pid` is gone."""
+        meter = self._meters.get(pid)
+        try:
+            if meter is None:
+                meter = self._meters[pid] = psutil.Process(pid)
+                meter.cpu_percent()  # the first call only sets the start of the interval
+                cpu = None
+            else:
+                cpu = round(meter.cpu_percent(), 1)
+            with meter.oneshot():
+                rss = meter.memory_info().rss
+                fds = meter.num_fds() if hasattr(meter, "num_fds") else meter.num_handles()
+                threads = meter.num_threads()
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            self._meters.pop(pid, None)
+            return None
+        return {"rss_bytes": rss, "fds": fds, "threads": threads, "cpu_percent": cpu}
+
+    def _check_memory(self, name: str, pid: int, rss: int, child: _Child | None) -> None:
+        """Name a process past memory_warn_mb once (per pid); restart it if memory_restart."""
+        bound = self._settings.memory_warn_mb
+        if not bound or rss <= bound * MIB or pid in self._warned:
+            return
+        self._warned.add(pid)
+        used = f"{name} uses {rss / MIB:,.0f} MB, past memory_warn_mb {bound:,}"
+        alert_text = f"{name} uses {rss / MIB:,.0f} MB (bound {bound:,} MB)"
+        last = self._memory_restarts.get(name)
+        now = time.monotonic()
+        if child is None:
+            outcome = "the app itself is not restarted: restart charles-stream"
+        elif not self._settings.memory_restart:
+            outcome = "memory_restart is off: not restarting it"
+        elif self._stopping or child.held:
+            outcome = "not restarting it: it is being stopped"
+        elif last is not None and now - last < MEMORY_RESTART_GAP_S:
+            outcome = (
+                f"not restarting it again: its last memory restart was {now - last:.0f} s ago "
+                f"(once in {MEMORY_RESTART_GAP_S:.0f} s at most)"
+            )
+        else:
+            outcome = "restarting it gracefully (memory_restart)"
+            alert_text += ": restarting it"
+            self._memory_restarts[name] = now
+            task = asyncio.create_task(self._restart_for_memory(child), name=f"{name}-memory")
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+        self._event(logging.WARNING, f"{used}; {outcome}")
+        alert = Alert(kind="memory", text=alert_text)
+        self._state.apply(AlertRaised(alert))
+        if self._on_alert is not None:
+            self._on_alert(alert)
+
+    async def _restart_for_memory(self, child: _Child) -> None:
+        """SIGTERM (the node's safe point), SIGKILL at shutdown_timeout_s, start it again."""
+        name = child.spec.name
+        try:
+            await self.stop_process(name)
+            if self._stopping:
+                return
+            self._update(child, restarts=child.state.restarts + 1)
+            await self.start_process(name)
+        except ValueError as error:  # the app began to stop meanwhile
+            log.info("memory restart of %s given up: %s", name, error)
 
     async def _stop_requested_within(self, delay: float) -> bool:
         try:

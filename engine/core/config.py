@@ -414,6 +414,17 @@ class SupervisorConfig(Section):
     # Before its first report a process may take this long (Python and TensorFlow imports,
     # the model build on a busy machine), or its own bound if that is longer.
     liveness_startup_s: Annotated[float, Meta(ge=1.0, le=86_400.0)] = 180.0
+    # Every process's RSS, open files, threads and CPU, sampled this often (0: off), shown in
+    # /api/status and the consoles.
+    sample_s: Annotated[float, Meta(ge=0.0, le=3600.0)] = 5.0
+    # A process whose RSS passes this many MB (2^20 bytes) is named once in an event line and
+    # an alert; 0: off. The default stream's biggest processes sit near 1 GB (trainer, driver):
+    # 3000 never fires in a healthy stream, and fires before a leak takes an 8 GB machine.
+    memory_warn_mb: Annotated[int, Meta(ge=0, le=1_048_576)] = 3000
+    # With the warning, also restart that process gracefully (SIGTERM: the trainer checkpoints,
+    # the driver goes neutral); once per process in 10 minutes at most, so a bound below a
+    # process's start-up size cannot restart it in a loop.
+    memory_restart: bool = False
 
     def __post_init__(self) -> None:
         # Below a second a busy machine's scheduling alone would look like a hang.
@@ -424,6 +435,17 @@ class SupervisorConfig(Section):
                     f"'supervisor.liveness_{kind}_s' = {value!r} is not accepted; use 0 (off) "
                     "or 1 to 86400 seconds"
                 )
+        # Sampling costs a few /proc reads per process: more often than 5 times a second is waste.
+        if 0.0 < self.sample_s < 0.2:
+            raise ConfigError(
+                f"'supervisor.sample_s' = {self.sample_s!r} is not accepted; use 0 (off) "
+                "or 0.2 to 3600 seconds"
+            )
+        if self.memory_restart and (self.memory_warn_mb == 0 or self.sample_s == 0):
+            raise ConfigError(
+                "'supervisor.memory_restart' = true needs a bound: set 'supervisor.memory_warn_mb' "
+                "(1 to 1048576 MB) and 'supervisor.sample_s' (0.2 to 3600 s) above 0"
+            )
 
 
 # Command, alias and named-moment names: what a viewer types after the prefix.

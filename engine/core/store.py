@@ -13,9 +13,9 @@ Example::
 Every writer says what happened as an event and nothing else touches the
 state: the hub applies what nodes send (`Received`, with the sender's name)
 and who is connected (`NodesChanged`), the supervisor its children
-(`ProcessChanged`, `Noted`), the actions the streamed version
-(`VersionStreamed`) and alerts (`AlertRaised`), chat and OBS their links
-(`ConnectionChanged`). Where a wire message is kept (the newest, the newest
+(`ProcessChanged`, `Noted`; the app's own resources: `AppSampled`), the
+actions the streamed version (`VersionStreamed`) and alerts (`AlertRaised`),
+chat and OBS their links (`ConnectionChanged`). Where a wire message is kept (the newest, the newest
 per sender, a bounded history, or not at all) is the `kept` column of
 `engine.core.services`: the table the hub and the node client read too, so a
 new message type needs no code here.
@@ -82,6 +82,13 @@ class ProcessState:
     restarts: int = 0
     last_exit: int | None = None
     since: float = 0.0
+    # Its resources as last sampled (`[supervisor] sample_s`); None before the first sample and
+    # while it does not run. fds: open file descriptors (handles on Windows); cpu_percent: of
+    # one core, since the previous sample.
+    rss_bytes: int | None = None
+    fds: int | None = None
+    threads: int | None = None
+    cpu_percent: float | None = None
 
 
 # -- events: everything that changes the state ------------------------------------------
@@ -115,6 +122,13 @@ class ProcessChanged:
 
 
 @dataclass(frozen=True)
+class AppSampled:
+    """The app process's own resources, sampled with its children's (`state` is "running")."""
+
+    process: ProcessState
+
+
+@dataclass(frozen=True)
 class ConnectionChanged:
     """The state of the app's link to OBS or Twitch, as a line for people ("connected ...").
 
@@ -132,6 +146,9 @@ class NodesChanged:
 
     nodes: Mapping[str, str]
     event: str
+    # Node name -> where it runs and what its link lost: {"host", "peer", "reconnects",
+    # "sets_lost", "bytes_lost"} (the node's Hello; engine.node.client.LinkStats).
+    links: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,7 @@ Event = (
     Received
     | VersionStreamed
     | ProcessChanged
+    | AppSampled
     | ConnectionChanged
     | NodesChanged
     | AlertRaised
@@ -179,7 +197,10 @@ class Snapshot:
     history: Mapping[str, tuple[Message, ...]] = _empty()
     # Node name -> role of every connection the hub holds now.
     nodes: Mapping[str, str] = _empty()
+    # Node name -> its host, address and link losses (NodesChanged.links).
+    node_links: Mapping[str, Mapping[str, Any]] = _empty()
     processes: Mapping[str, ProcessState] = _empty()
+    app_process: ProcessState | None = None  # the app's own pid and resources, once sampled
     connections: Mapping[str, str] = _empty()  # "obs"/"twitch" -> "connected ..."/"off ..."
     # Connection, restart and replay lines, newest last, for the Trainer Console.
     events: tuple[str, ...] = ()
@@ -353,13 +374,19 @@ def _applied(now: Snapshot, event: Event) -> Snapshot:
     if isinstance(event, ProcessChanged):
         process = event.process
         return dataclasses.replace(now, processes=_with(now.processes, process.name, process))
+    if isinstance(event, AppSampled):
+        return dataclasses.replace(now, app_process=event.process)
     if isinstance(event, ConnectionChanged):
         changed = dataclasses.replace(
             now, connections=_with(now.connections, event.link, event.text)
         )
         return _noted(changed, event.event) if event.event else changed
     if isinstance(event, NodesChanged):
-        nodes = dataclasses.replace(now, nodes=types.MappingProxyType(dict(event.nodes)))
+        nodes = dataclasses.replace(
+            now,
+            nodes=types.MappingProxyType(dict(event.nodes)),
+            node_links=types.MappingProxyType({k: dict(v) for k, v in event.links.items()}),
+        )
         return _noted(nodes, event.event)
     if isinstance(event, AlertRaised):
         alerts = (*now.alerts, event.alert)[-HISTORY_LENGTH:]
@@ -414,14 +441,36 @@ def status_view(snapshot: Snapshot) -> dict[str, Any]:
                 "restarts": process.restarts,
                 "last_exit": process.last_exit,
                 "since": process.since,
+                **usage_view(process),
             }
             for name, process in snapshot.processes.items()
         },
+        # The app process itself: pid and resources (null until the supervisor's first sample).
+        "app_process": (
+            {"pid": snapshot.app_process.pid, **usage_view(snapshot.app_process)}
+            if snapshot.app_process
+            else None
+        ),
         "nodes": dict(snapshot.nodes),
+        "node_links": {name: dict(link) for name, link in snapshot.node_links.items()},
         "collectors": {name: _plain(report) for name, report in snapshot.collectors.items()},
         "connections": dict(snapshot.connections),
         "alerts": [{"kind": alert.kind, "text": alert.text} for alert in snapshot.alerts],
         "events": list(snapshot.events),
+    }
+
+
+MIB = 1 << 20  # "MB" in the views and in [supervisor] memory_warn_mb: 2^20 bytes
+
+
+def usage_view(process: ProcessState) -> dict[str, Any]:
+    """A process's sampled resources for /api/status: RSS in MB, fds, threads, CPU % of a core."""
+    rss = process.rss_bytes
+    return {
+        "rss_mb": round(rss / MIB, 1) if rss is not None else None,
+        "fds": process.fds,
+        "threads": process.threads,
+        "cpu_percent": process.cpu_percent,
     }
 
 

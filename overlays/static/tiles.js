@@ -12,6 +12,7 @@ const ALERT_TITLES = {
   vote: "Vote",
   unstuck: "Unstuck",
   crash_loop: "Crash loop",
+  memory: "Memory",
   error: "Error",
 };
 
