@@ -1,0 +1,437 @@
+"""Endurance soak (issue 19): the default stream for N minutes, what grows, and by how much.
+
+    .venv/bin/python bench/soak.py [--minutes 180] [--every-s 60] [--chat-rate 3]
+                                   [--out DIR]
+
+It runs `charles-stream` on config.toml (two NPC collectors, trainer,
+driver, the built-in game without a window) in a scratch data directory, as
+bench/app.py does, with Debian's chromium showing `/overlay/` and viewers
+chatting `--chat-rate` lines a second through the local Twitch
+(tests/twitch_server.py, in this process; bench/chat.py shows the path):
+plain chat, long lines, unknown commands, commands (most on cooldown) and
+now and then a named moment. Votes are left out: one could switch the model.
+
+Every `--every-s` it records, into `<out>/soak.csv` (one row per sample) and
+`<out>/soak.json` (the rows and the summary):
+
+- per process (app, collectors, trainer, driver): RSS, open file
+  descriptors, threads, CPU % of a core, restarts: /api/status's
+  `processes` and `app_process`, which the supervisor samples every
+  `[supervisor] sample_s`;
+- the data directory by part: samples, checkpoints (models/), TensorBoard,
+  logs, charles.db and its WAL, the rest;
+- the rows of the timeline and moments tables, the overlay's loss history
+  length (/overlay/loss.json), the trainer's batch, the page's errors.
+
+At the end it stops the app (SIGTERM, an ordered shutdown) and prints, per
+figure, the value after warm-up and at the end, the growth per hour and a
+projection for a 5-day stream. Warm-up rule: it ends at the first sample
+that comes after the trainer's first batch and from which the summed RSS of
+all processes never again rises by more than 2% from one sample to the next
+(at least three samples are left to fit; else the last three). Growth per
+hour is the least-squares slope over the samples from there on; CPU % is a
+rate, so it gets its mean instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import logging
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests/: the local Twitch, chromium's flags
+
+from app import free_port, get_status, wait_for_status  # noqa: E402  bench/app.py
+from chat import CHANNEL, store_tokens  # noqa: E402  bench/chat.py
+
+from tests.overlay_helpers import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from tests.twitch_server import FakeTwitch, running_twitch  # noqa: E402
+
+log = logging.getLogger("soak")
+
+PROJECT_H = 5 * 24.0  # the projection: a 5-day stream
+WARM_STEP = 0.02  # warm-up: summed RSS rises by more than this share between samples
+STOP_TIMEOUT_S = 120.0
+VIEWERS = 300
+
+
+def main() -> None:
+    """Run the soak, write the log, print the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=180.0, help="how long the stream runs")
+    parser.add_argument("--every-s", type=float, default=60.0, help="seconds between samples")
+    parser.add_argument("--chat-rate", type=float, default=3.0, help="chat lines per second")
+    parser.add_argument("--out", type=Path, help="folder for soak.csv/soak.json (default: cwd)")
+    args = parser.parse_args()
+    for name, value, low in (("--minutes", args.minutes, 1.0), ("--every-s", args.every_s, 5.0)):
+        if value < low:
+            parser.error(f"{name} {value:g} is too small; accepted: {low:g} or more")
+    if not 0.0 <= args.chat_rate <= 100.0:
+        parser.error(f"--chat-rate {args.chat_rate:g} is not accepted; use 0 to 100 per second")
+    if CHROMIUM is None:
+        raise SystemExit("Debian's chromium is not installed (`make test` installs it)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out = (args.out or Path.cwd()).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="charles-soak-"))
+    try:
+        rows, ending = asyncio.run(soak(scratch, out, args.minutes, args.every_s, args.chat_rate))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary = summarize(rows)
+    (out / "soak.json").write_text(
+        json.dumps({"rows": rows, "ending": ending, "summary": summary}, indent=1),
+        encoding="utf-8",
+    )
+    print_summary(rows, ending, summary, args)
+
+
+async def soak(
+    scratch: Path, out: Path, minutes: float, every_s: float, chat_rate: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The stream, the page and the chat for `minutes`; the samples and how it ended."""
+    from playwright.async_api import async_playwright
+
+    async with running_twitch(channel=CHANNEL) as twitch:
+        data_dir = scratch / "data"
+        config = write_config(scratch, data_dir, twitch)
+        store_tokens(twitch, data_dir)
+        async with running_app(config, out / "soak-app.log") as (port, app):
+            log.info("app pid %d, data %s; waiting for the first prediction", app.pid, data_dir)
+            await wait_for_status(
+                port,
+                lambda s: (
+                    (s["pps"] or 0) > 0 and s["connections"]["twitch"].startswith("connected")
+                ),
+            )
+            await twitch.wait(twitch.subscribed)
+            errors: list[str] = []
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+                )
+                page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+                page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+                page.on(
+                    "console",
+                    lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None,
+                )
+                await page.goto(f"http://127.0.0.1:{port}/overlay/")
+                stop = asyncio.Event()
+                chatting = asyncio.create_task(chat_load(twitch, chat_rate, stop))
+                try:
+                    rows = await sample_for(port, data_dir, minutes, every_s, errors, out)
+                finally:
+                    stop.set()
+                    sent = await chatting
+                await browser.close()
+        ending = {
+            "app_exit_code": app.returncode,
+            "page_errors": errors[:20],
+            "page_error_count": len(errors),
+            "chat_lines": sent,
+            "replies": len(twitch.sent),
+        }
+    return rows, ending
+
+
+async def sample_for(
+    port: int, data_dir: Path, minutes: float, every_s: float, errors: list[str], out: Path
+) -> list[dict[str, Any]]:
+    """A sample now and every `every_s` until `minutes` have passed; each appended to the CSV."""
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    end = started + minutes * 60.0
+    path = out / "soak.csv"
+    writer: csv.DictWriter | None = None
+    async with aiohttp.ClientSession() as session:
+        with path.open("w", newline="", encoding="utf-8") as output:
+            while True:
+                row = await sample(session, port, data_dir, time.monotonic() - started, errors)
+                rows.append(row)
+                if writer is None:
+                    writer = csv.DictWriter(output, fieldnames=list(row), extrasaction="ignore")
+                    writer.writeheader()
+                writer.writerow(row)
+                output.flush()
+                log.info("%s", one_line(row))
+                if time.monotonic() + every_s > end:
+                    break
+                await asyncio.sleep(every_s - (time.monotonic() - started) % every_s)
+    return rows
+
+
+async def sample(
+    session: aiohttp.ClientSession, port: int, data_dir: Path, at_s: float, errors: list[str]
+) -> dict[str, Any]:
+    """One row: per process figures, the data directory by part, table rows, loss history."""
+    status = await get_status(session, port)
+    async with session.get(f"http://127.0.0.1:{port}/overlay/loss.json") as reply:
+        loss = await reply.json()
+    row: dict[str, Any] = {"minute": round(at_s / 60.0, 2), "batch": status["batch"]}
+    processes = dict(status["processes"])
+    if status.get("app_process"):
+        processes["app"] = {**status["app_process"], "restarts": 0, "state": "running"}
+    for name in sorted(processes):
+        figures = processes[name]
+        for key in ("rss_mb", "fds", "threads", "cpu_percent", "restarts"):
+            row[f"{name}.{key}"] = figures.get(key)
+    row.update({f"disk.{part}_mb": round(size / 2**20, 2) for part, size in disk(data_dir).items()})
+    row.update(table_rows(data_dir))
+    row["loss_points"] = len(loss["points"])
+    row["events"] = len(status["events"])
+    row["page_errors"] = len(errors)
+    return row
+
+
+def disk(data_dir: Path) -> dict[str, int]:
+    """Bytes of each part of the data directory."""
+    parts = {
+        "samples": ["samples"],
+        "checkpoints": ["models"],
+        "tensorboard": ["tensorboard"],
+        "logs": ["logs"],
+        "charles_db": ["charles.db"],
+        "charles_db_wal": ["charles.db-wal", "charles.db-shm"],
+    }
+    sizes = {part: sum(size_of(data_dir / name) for name in names) for part, names in parts.items()}
+    total = size_of(data_dir)
+    sizes["other"] = total - sum(sizes.values())
+    sizes["total"] = total
+    return sizes
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder; 0 for what is not there (any more)."""
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            return path.stat().st_size
+        return 0
+    total = 0
+    for item in path.rglob("*"):
+        with contextlib.suppress(OSError):  # a checkpoint pruned or a temp file gone meanwhile
+            if item.is_file():
+                total += item.stat().st_size
+    return total
+
+
+def table_rows(data_dir: Path) -> dict[str, int | None]:
+    """Rows of the timeline and moments tables in charles.db (read-only, beside the writers)."""
+    counts: dict[str, int | None] = {"timeline_rows": None, "moments_rows": None}
+    uri = f"file:{data_dir / 'charles.db'}?mode=ro"
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as db,
+    ):
+        for key, table in (("timeline_rows", "timeline_events"), ("moments_rows", "moments")):
+            with contextlib.suppress(sqlite3.Error):  # not created yet
+                counts[key] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    return counts
+
+
+async def chat_load(twitch: FakeTwitch, rate: float, stop: asyncio.Event) -> int:
+    """Viewers chat `rate` lines a second until `stop`; how many lines went out."""
+    if rate <= 0:
+        await stop.wait()
+        return 0
+    rng = random.Random(19)
+    sent = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not stop.is_set():
+        due = int((loop.time() - started) * rate) - sent
+        for _ in range(due):
+            with contextlib.suppress(Exception):  # a reconnecting bot misses a line: chat does
+                await twitch.chat(f"viewer{rng.randrange(VIEWERS)}", viewer_line(rng))
+            sent += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+    return sent
+
+
+def viewer_line(rng: random.Random) -> str:
+    """What viewers type for hours: chat, commands (most on cooldown), now and then a moment."""
+    kind = rng.random()
+    if kind < 0.75:
+        return rng.choice(("LUL", "go charles go", "nice line", "into the pond again", "PogChamp"))
+    if kind < 0.80:
+        return "w" + "o" * 480 + "w"
+    if kind < 0.85:
+        return f"!nosuch{rng.randrange(100)}"
+    if kind < 0.995:
+        return rng.choice(("!stats", "!model", "!models", "!help", "!timeline"))
+    return "!water"
+
+
+def write_config(scratch: Path, data_dir: Path, twitch: FakeTwitch) -> Path:
+    """config.toml as shipped, but: scratch data, a free port, no game window, the local Twitch."""
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    replacements = {
+        'data_dir = "data"': f'data_dir = "{data_dir}"',
+        "port = 8765": f"port = {free_port()}",
+        'window = "auto"': 'window = "off"',
+        'channel = ""': f'channel = "{CHANNEL}"',
+        'client_id = ""': f'client_id = "{twitch.client_id}"',
+        'helix_url = "https://api.twitch.tv/helix/"': f'helix_url = "{twitch.helix_url}"',
+        'auth_url = "https://id.twitch.tv/"': f'auth_url = "{twitch.auth_url}"',
+        'eventsub_url = "wss://eventsub.wss.twitch.tv/ws"': (
+            f'eventsub_url = "{twitch.eventsub_url}"'
+        ),
+    }
+    for old, new in replacements.items():
+        if old not in text:
+            raise SystemExit(f"config.toml has no {old!r}: update bench/soak.py")
+        text = text.replace(old, new, 1)
+    path = scratch / "soak.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running_app(config: Path, output: Path) -> AsyncIterator[tuple[int, subprocess.Popen]]:
+    """`charles-stream --config PATH`, output to `output`; (hub port, process); SIGTERM at end."""
+    with output.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "--config", str(config)],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            port = int(config.read_text(encoding="utf-8").split("\nport = ", 1)[1].split()[0])
+            yield port, process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.error("the app did not stop within %.0f s: SIGKILL", STOP_TIMEOUT_S)
+                process.kill()
+                process.wait()
+
+
+# -- the summary ------------------------------------------------------------------------------
+
+
+def warm_up_end(rows: list[dict[str, Any]]) -> int:
+    """The first sample from which summed RSS never rises > WARM_STEP per sample (see the top)."""
+    totals = [
+        sum(value for key, value in row.items() if key.endswith(".rss_mb") and value)
+        for row in rows
+    ]
+    last = max(len(rows) - 3, 0)
+    # TensorFlow's first steps (tracing, the allocator's pools) are warm-up, however slow.
+    start = next((i for i, row in enumerate(rows) if (row.get("batch") or 0) > 0), last)
+    for index in range(1, len(totals)):
+        if totals[index - 1] and totals[index] > totals[index - 1] * (1.0 + WARM_STEP):
+            start = index
+    return min(start, last)
+
+
+def slope_per_hour(minutes: list[float], values: list[float]) -> float | None:
+    """Least-squares slope of `values` over time, per hour; None with fewer than two points."""
+    if len(values) < 2:
+        return None
+    mean_t, mean_v = sum(minutes) / len(minutes), sum(values) / len(values)
+    spread = sum((t - mean_t) ** 2 for t in minutes)
+    if spread == 0:
+        return None
+    rise = sum((t - mean_t) * (v - mean_v) for t, v in zip(minutes, values, strict=True))
+    return rise / spread * 60.0
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per numeric figure: after warm-up, at the end, growth per hour, a 5-day projection."""
+    if not rows:
+        return {"warm_up_end_minute": None, "figures": {}}
+    start = warm_up_end(rows)
+    kept = rows[start:]
+    figures: dict[str, dict[str, float | None]] = {}
+    for key in rows[-1]:
+        if key == "minute" or not isinstance(rows[-1][key], int | float):
+            continue
+        points = [(r["minute"], r[key]) for r in kept if isinstance(r.get(key), int | float)]
+        if not points:
+            continue
+        if key.endswith(".cpu_percent"):
+            mean = sum(v for _, v in points) / len(points)
+            figures[key] = {"after_warm_up": points[0][1], "end": mean, "per_hour": None,
+                            "at_5_days": None}  # fmt: skip
+            continue
+        slope = slope_per_hour([t for t, _ in points], [v for _, v in points])
+        end_value = points[-1][1]
+        hours_left = PROJECT_H - rows[-1]["minute"] / 60.0
+        figures[key] = {
+            "after_warm_up": points[0][1],
+            "end": end_value,
+            "per_hour": slope,
+            "at_5_days": None if slope is None else end_value + slope * hours_left,
+        }
+    return {"warm_up_end_minute": rows[start]["minute"], "figures": figures}
+
+
+def print_summary(
+    rows: list[dict[str, Any]], ending: dict[str, Any], summary: dict[str, Any], args: Any
+) -> None:
+    """The figures as a table: the part BENCHMARKS.md takes."""
+    minutes = rows[-1]["minute"] if rows else 0.0
+    print(
+        f"\nsoak: {minutes:.1f} min of the default stream, a sample every {args.every_s:g} s "
+        f"({len(rows)} samples), chromium on /overlay/, {ending['chat_lines']} chat lines "
+        f"({args.chat_rate:g}/s), {ending['replies']} replies"
+    )
+    print(
+        f"warm-up ends at minute {summary['warm_up_end_minute']} (summed RSS rises <= "
+        f"{WARM_STEP:.0%} per sample from there); growth = least-squares slope after it"
+    )
+    print(f"{'figure':32} {'after warm-up':>14} {'end':>10} {'per hour':>10} {'at 5 days':>11}")
+    print("  (cpu_percent: 'end' is the mean after warm-up, % of one core)")
+    for key, figure in summary["figures"].items():
+        per_hour = figure["per_hour"]
+        at_5 = figure["at_5_days"]
+        print(
+            f"{key:32} {figure['after_warm_up']:>14.6g} {figure['end']:>10.6g} "
+            f"{'-' if per_hour is None else f'{per_hour:+.3g}':>10} "
+            f"{'-' if at_5 is None else f'{at_5:.4g}':>11}"
+        )
+    restarts = {k: v for k, v in rows[-1].items() if k.endswith(".restarts") and v} if rows else {}
+    print(
+        f"restarts: {restarts or 'none'}; page errors: {ending['page_error_count']}; "
+        f"app exit code: {ending['app_exit_code']}"
+    )
+    for error in ending["page_errors"][:5]:
+        print(f"  {error}")
+
+
+def one_line(row: dict[str, Any]) -> str:
+    """A sample as one log line: minute, batch, each process's RSS, the data directory's total."""
+    rss = " ".join(
+        f"{key.removesuffix('.rss_mb')} {value:.0f}"
+        for key, value in row.items()
+        if key.endswith(".rss_mb") and value is not None
+    )
+    return (
+        f"min {row['minute']:.1f} batch {row['batch']} | RSS MB: {rss} | "
+        f"data {row['disk.total_mb']:.0f} MB | loss points {row['loss_points']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
