@@ -22,6 +22,7 @@ from pathlib import Path
 from engine.core.cli_args import add_config_argument, add_data_argument, config_from, data_dir_from
 from engine.core.config import TWITCH_LOGIN, HubConfig
 from engine.core.secrets import HUB_TOKEN_FILE, SECRETS_DIR
+from engine.core.tls import local_base_url
 
 log = logging.getLogger("charles.chat")
 
@@ -69,9 +70,8 @@ def run_chat(args: argparse.Namespace) -> int:
 
 def chat_url(hub: HubConfig) -> str:
     """Where the app on this config listens for chat lines."""
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(hub.host, hub.host)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{hub.port}/api/chat"
+    # Plain HTTP on this machine even when the hub serves TLS to other machines.
+    return f"{local_base_url(hub.host, hub.port, hub.local_port)}/api/chat"
 
 
 def say(url: str, token: str, text: str, user: str) -> str | None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from engine.core.config import Config
 from engine.core.errors import ConfigError, DeviceError
+from engine.core.tls import local_base_url, needs_tls
 from engine.games.profile import GameProfile, load_profile, platform_family
 from overlays.layout import CANVAS_HEIGHT, CANVAS_WIDTH, TILES, Tile, tile_url
 from overlays.obs import MODEL_LABEL, ObsSession
@@ -128,19 +129,14 @@ def overlay_base_url(config: Config) -> str:
     """How OBS reaches the overlay pages: [obs] overlay_url, else the hub's own address."""
     if config.obs.overlay_url:
         return config.obs.overlay_url.rstrip("/")
-    if config.hub.port == 0:
+    # Plain HTTP on this machine even when the hub serves TLS to other machines (local_port).
+    key = "local_port" if needs_tls(config.hub.host) else "port"
+    if getattr(config.hub, key) == 0:
         raise ConfigError(
-            "[hub] port = 0 (any free port) gives OBS no fixed address for the overlay pages; "
-            "set [hub] port (e.g. 8765) or [obs] overlay_url"
+            f"[hub] {key} = 0 (any free port) gives OBS no fixed address for the overlay pages; "
+            f"set [hub] {key} (e.g. {8766 if key == 'local_port' else 8765}) or [obs] overlay_url"
         )
-    host = config.hub.host
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "[::1]"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.hub.port}"
+    return local_base_url(config.hub.host, config.hub.port, config.hub.local_port)
 
 
 def setup_scene(session: ObsSession, config: Config, label_text: str = "") -> SetupReport:

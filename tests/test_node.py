@@ -27,7 +27,13 @@ from engine.core.wire import (
     TrainerStatus,
     decode,
 )
-from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV, NodeClient, NodeError
+from engine.node.client import (
+    HUB_FINGERPRINT_ENV,
+    HUB_TOKEN_ENV,
+    HUB_URL_ENV,
+    NodeClient,
+    NodeError,
+)
 from tests.hub_helpers import TOKEN, node_socket, running_hub, small_sets, wait_until
 
 # Only ends a hung test: a passing test never waits this long, and on a busy 2-core machine a
@@ -185,13 +191,54 @@ async def test_start_gives_up_when_no_hub_answers_in_time():
         await started(node, timeout=0.3)
 
 
-def test_from_environment_reads_url_and_token(monkeypatch):
-    monkeypatch.setenv(HUB_URL_ENV, "ws://10.0.0.5:8765/ws/node")
+def test_from_environment_reads_url_token_and_fingerprint(monkeypatch):
+    monkeypatch.setenv(HUB_URL_ENV, "wss://10.0.0.5:8765/ws/node")
     monkeypatch.setenv(HUB_TOKEN_ENV, "secret")
+    monkeypatch.setenv(HUB_FINGERPRINT_ENV, "ab" * 32)
 
     node = NodeClient.from_environment("collector", "collector-7")
 
-    assert (node.url, node.name) == ("ws://10.0.0.5:8765/ws/node", "collector-7")
+    assert (node.url, node.name) == ("wss://10.0.0.5:8765/ws/node", "collector-7")
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "0.0.0.0", "pc-b.lan", "[fd00::1]"])
+def test_the_token_is_never_sent_in_plain_ws_beyond_loopback(host):
+    with pytest.raises(NodeError) as refused:
+        client(f"ws://{host}:8765/ws/node")
+
+    message = str(refused.value)
+    assert "refusing to send the hub token in clear text" in message
+    assert f"use wss://{host}:8765/ws/node" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_plain_ws_to_a_loopback_hub_is_accepted(host):
+    assert client(f"ws://{host}:8765/ws/node").url == f"ws://{host}:8765/ws/node"
+
+
+def test_a_wss_hub_without_a_pinned_fingerprint_is_refused():
+    with pytest.raises(NodeError, match="no certificate fingerprint is pinned"):
+        client("wss://10.0.0.5:8765/ws/node")
+
+
+def test_a_malformed_fingerprint_is_refused_naming_it():
+    with pytest.raises(NodeError, match="fingerprint 'abc' is not accepted; accepted: the 64 hex"):
+        client("wss://10.0.0.5:8765/ws/node", fingerprint="abc")
+
+
+async def test_the_hub_shows_a_nodes_host_name():
+    state = AppState()
+    async with running_hub(state=state) as hub:
+        hello = Hello(role="collector", name="collector-5", host="pc-b")
+        node = await started(NodeClient(hub.url(), TOKEN, hello))
+
+        await wait_until(lambda: "collector-5" in state.snapshot().node_links)
+        link = state.snapshot().node_links["collector-5"]
+        assert (link["host"], link["sets_lost"], link["reconnects"]) == ("pc-b", 0, 0)
+        assert any(
+            "collector-5 (collector) on pc-b connected" in e for e in state.snapshot().events
+        )
+        await asyncio.to_thread(node.close)
 
 
 @pytest.mark.parametrize("missing", [HUB_URL_ENV, HUB_TOKEN_ENV])

@@ -223,5 +223,14 @@ def test_overlay_address_needs_a_fixed_hub_port():
     config = msgspec.structs.replace(Config(), hub=HubConfig(port=0))
     with pytest.raises(ConfigError, match=r"\[obs\] overlay_url"):
         overlay_base_url(config)
-    wildcard = msgspec.structs.replace(Config(), hub=HubConfig(host="0.0.0.0", port=9000))
-    assert overlay_base_url(wildcard) == "http://127.0.0.1:9000"
+    loopback = msgspec.structs.replace(Config(), hub=HubConfig(host="127.0.0.1", port=9000))
+    assert overlay_base_url(loopback) == "http://127.0.0.1:9000"
+
+
+def test_overlays_of_a_hub_serving_tls_beyond_loopback_use_its_plain_local_port():
+    hub = HubConfig(host="0.0.0.0", port=9000, local_port=9001)
+    wildcard = msgspec.structs.replace(Config(), hub=hub)
+    assert overlay_base_url(wildcard) == "http://127.0.0.1:9001"
+    no_local_port = msgspec.structs.replace(wildcard, hub=HubConfig(host="0.0.0.0", local_port=0))
+    with pytest.raises(ConfigError, match=r"\[hub\] local_port = 0"):
+        overlay_base_url(no_local_port)

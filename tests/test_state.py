@@ -56,6 +56,7 @@ STATUS_KEYS = {
     "processes",
     "app_process",
     "nodes",
+    "node_links",
     "collectors",
     "connections",
     "alerts",

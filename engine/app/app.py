@@ -107,7 +107,7 @@ class StreamApp:
         for link in ("obs", "twitch"):
             self.state.apply(ConnectionChanged(link, "not configured"))
         self.token = hub_token(self.data_dir)
-        self.hub = Hub(config.hub, self.token, self.state)
+        self.hub = Hub(config.hub, self.token, self.state, data_dir=self.data_dir)
         self.actions = StreamActions(self.data_dir, self.state, self.hub)
         self.hub.set_action_handler(self.actions)
         # Chat: Twitch when [twitch] is set, else the terminal; POST /api/chat either way.

@@ -7,6 +7,13 @@ Example::
     await hub.send("trainer", SwitchModel(version="model_0003_xception_v2"))
     await hub.stop()
 
+Beyond loopback (`[hub] host` a LAN address or a wildcard) the hub serves
+TLS with `[hub] tls_cert`/`tls_key` or a self-signed certificate made once
+under `<data_dir>/secrets` (engine/core/tls.py), logs its SHA-256
+fingerprint for remote operators to compare, and also listens in plain HTTP
+on 127.0.0.1:`[hub] local_port` for this machine's own processes, OBS and
+chat: `url()` is always that local address, `public_url()` the TLS one.
+
 Routes:
 
 - `/ws/node`: nodes (collectors, trainer, driver; local or remote) with
@@ -40,7 +47,9 @@ import collections
 import json
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -50,10 +59,11 @@ from bot.text import plain_text
 from engine.core.actions import Action
 from engine.core.auth import token_problem
 from engine.core.config import HubConfig
-from engine.core.errors import CharlesError, DeviceError, UsageError
+from engine.core.errors import CharlesError, ConfigError, DeviceError, UsageError
 from engine.core.schema import parse_json_object
 from engine.core.services import HUB, SERVICES, version_problem
 from engine.core.store import AppState, NodesChanged, Received, encode_json, status_view
+from engine.core.tls import HubIdentity, hub_identity, needs_tls
 from engine.core.web import add_security_headers
 from engine.core.wire import (
     Hello,
@@ -105,6 +115,8 @@ class Hub:
         token: str,
         state: AppState,
         on_action: Callable[[Action], Awaitable[dict]] | None = None,
+        *,
+        data_dir: str | Path | None = None,
     ) -> None:
         self.app = web.Application()
         self.app.on_response_prepare.append(add_security_headers)
@@ -114,7 +126,11 @@ class Hub:
         self.app.router.add_post("/api/tag", self._tag)
         self.state = state  # what the hub writes; the app and its views read it
         self.port = 0  # the bound port once started
+        self.local_port = 0  # with TLS: the bound plain port on 127.0.0.1 (else the same as port)
+        # With TLS: the certificate and its fingerprint (None: plain, a loopback hub).
+        self.identity: HubIdentity | None = None
         self._config = config
+        self._data_dir = data_dir
         self._token = token.encode()
         self._on_action = on_action
         self._max_message_bytes = int(config.max_message_mb * 1024 * 1024)
@@ -128,23 +144,64 @@ class Hub:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
-        """Bind `config.host:config.port` and serve; return the bound port (useful with port 0)."""
+        """Bind `config.host:config.port` and serve; return the bound port (useful with port 0).
+
+        Beyond loopback: TLS there, and plain HTTP on 127.0.0.1:`local_port`.
+        """
+        config = self._config
+        if needs_tls(config.host):
+            if self._data_dir is None and not config.tls_cert:
+                raise ConfigError(
+                    f"[hub] host = {config.host!r} is beyond loopback, so the hub serves TLS, and "
+                    "this hub has no data folder for its certificate: set [hub] tls_cert and "
+                    'tls_key, or use host = "127.0.0.1"'
+                )
+            self.identity = hub_identity(config.tls_cert, config.tls_key, self._data_dir or "")
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=STOP_TIMEOUT_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        try:
+            if self.identity is None:
+                self.port = await self._listen(config.host, config.port, "port")
+                self.local_port = self.port
+            else:
+                context = self.identity.server_context()
+                self.port = await self._listen(config.host, config.port, "port", context)
+                self.local_port = await self._listen("127.0.0.1", config.local_port, "local_port")
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        if self.identity is None:
+            log.info("hub listening on %s:%d", config.host, self.port)
+        else:
+            log.info(
+                "hub listening on %s:%d with TLS (for other machines: charles-stream node KIND "
+                "--hub THIS_MACHINE:%d); certificate fingerprint SHA-256 %s; this machine's "
+                "processes, OBS and chat use http://127.0.0.1:%d",
+                config.host,
+                self.port,
+                self.port,
+                self.identity.fingerprint,
+                self.local_port,
+            )
+        return self.port
+
+    async def _listen(
+        self, host: str, port: int, key: str, context: ssl.SSLContext | None = None
+    ) -> int:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, port, ssl_context=context)
+        before = len(self._runner.addresses)
         try:
             await site.start()
         except OSError as error:
-            await self._runner.cleanup()
-            self._runner = None
+            where = f"host = {host!r}, port" if key == "port" else f"{host}, [hub] {key}"
             raise DeviceError(
-                f"the hub cannot listen on [hub] host = {self._config.host!r}, port = "
-                f"{self._config.port}: {error.strerror or error}; use a free port (0 = any) and "
-                "an address of this machine"
+                f"the hub cannot listen on [hub] {where} = {port}: {error.strerror or error}; "
+                "use a free port (0 = any) and an address of this machine"
             ) from None
-        self.port = self._runner.addresses[0][1]
-        log.info("hub listening on %s:%d", self._config.host, self.port)
-        return self.port
+        # The runner lists its sites' sockets in the order they started: this site's come last.
+        return self._runner.addresses[before][1]
 
     async def stop(self) -> None:
         """Close every node connection (1001, going away), then the server."""
@@ -160,8 +217,19 @@ class Hub:
         self._on_action = on_action
 
     def url(self) -> str:
-        """The URL nodes connect to: "ws://host:port/ws/node" (wildcard hosts -> loopback)."""
+        """Where this machine's nodes connect: "ws://host:port/ws/node", plain.
+
+        Wildcard hosts -> loopback; with TLS, the plain listener on 127.0.0.1.
+        """
+        if self.identity is not None:
+            return f"ws://127.0.0.1:{self.local_port}/ws/node"
         return f"ws://{_connectable_host(self._config.host)}:{self.port}/ws/node"
+
+    def public_url(self) -> str:
+        """Where other machines' nodes connect: "wss://host:port/ws/node" with TLS, else url()."""
+        if self.identity is None:
+            return self.url()
+        return f"wss://{_connectable_host(self._config.host)}:{self.port}/ws/node"
 
     def add_receiver(self, role: Role, receive: Receiver) -> None:
         """Hand `receive(type, bytes)` what the services table routes to `role`, in this process.
@@ -301,8 +369,16 @@ class Hub:
             # was first started with catches up with any switch made since.
             link.queue_now("switch_model", encode(SwitchModel(self.state.version)))
         link.role = hello.role
+        link.hello = hello
         link.start_writing()
-        self._note_nodes(f"{hello.name} ({hello.role}) connected from {link.peer}")
+        where = f" on {hello.host}" if hello.host else ""
+        losses = (
+            f" (reconnect {hello.reconnects}; lost so far: {hello.sets_lost} set(s), "
+            f"{hello.bytes_lost} bytes)"
+            if hello.reconnects or hello.sets_lost
+            else ""
+        )
+        self._note_nodes(f"{hello.name} ({hello.role}){where} connected from {link.peer}{losses}")
 
     async def _forget(self, link: _NodeLink) -> None:
         unsent = await link.close(GOING_AWAY, "")
@@ -313,7 +389,8 @@ class Hub:
             for kind, data in unsent:
                 if SERVICES[kind].held_for_absent:
                     self._hold(kind, data)
-        self._note_nodes(f"{link.name} ({link.role}) disconnected")
+        where = f" on {link.hello.host}" if link.hello and link.hello.host else ""
+        self._note_nodes(f"{link.name} ({link.role}){where} disconnected")
 
     async def _reject(self, link: _NodeLink, reason: str) -> None:
         log.warning("closed node connection %s: %s", link.describe(), _short(reason))
@@ -345,7 +422,18 @@ class Hub:
 
     def _note_nodes(self, event: str) -> None:
         nodes = {link.name: link.role for link in self._links if link.role}
-        self.state.apply(NodesChanged(nodes, event))
+        links = {
+            link.name: {
+                "host": link.hello.host,
+                "peer": link.peer,
+                "reconnects": link.hello.reconnects,
+                "sets_lost": link.hello.sets_lost,
+                "bytes_lost": link.hello.bytes_lost,
+            }
+            for link in self._links
+            if link.role and link.hello
+        }
+        self.state.apply(NodesChanged(nodes, event, links))
         log.info("%s", event)
 
     def _authorization_problem(self, request: web.Request) -> str | None:
@@ -397,6 +485,7 @@ class _NodeLink:
         self.peer = peer
         self.role: Role | None = None
         self.name = ""
+        self.hello: Hello | None = None
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()

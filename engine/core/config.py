@@ -329,6 +329,13 @@ class HubConfig(Section):
     port: Annotated[int, Meta(ge=0, le=65535)] = 8765
     # Larger node messages close the connection (a balanced set of 480x270 JPEGs is ~1 MB).
     max_message_mb: Annotated[float, Meta(ge=0.1, le=256.0)] = 8.0
+    # Beyond loopback the hub serves TLS (engine/core/tls.py): with this PEM certificate and
+    # key, or (both empty) a self-signed one made under <data_dir>/secrets on first start.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # With TLS, the app's own processes, OBS's overlay pages and the chat process reach the hub
+    # in plain HTTP on 127.0.0.1 at this port (nothing leaves the machine); 0 = any free port.
+    local_port: Annotated[int, Meta(ge=0, le=65535)] = 8766
 
 
 # A recorder's player name: stored in every sample's source ("human:<player>") and shown.

@@ -62,6 +62,13 @@ class Hello(WireMessage, tag="hello", forbid_unknown_fields=False):
     pid: int = 0
     # A Hello made here speaks this protocol; one decoded without the field is FIRST_PROTOCOL.
     protocol: int = PROTOCOL_VERSION
+    # Optional, so a hub of this protocol ignores them from an older node and an older hub from a
+    # newer one: the node's machine (socket.gethostname(), shown with its name), and what its
+    # link lost so far (engine.node.client.LinkStats), said again on each reconnect.
+    host: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    reconnects: Count = 0
+    sets_lost: Count = 0
+    bytes_lost: Count = 0
 
 
 class SampleSets(WireMessage, tag="sample_sets"):

@@ -15,8 +15,25 @@ work (a game loop, a training step) never waits for the network. While the hub
 restarts, the client reconnects with backoff and keeps what it was asked to
 send; of a type the services table marks `replaceable` (frames, statuses)
 only the newest waits. When it cannot reconnect for `give_up_s` it sets
-`lost`. A 401 and a hub of another protocol version are final: retrying
-would not fix the token or the installed version.
+`lost`. A 401, a hub of another protocol version and a hub certificate
+other than the pinned one are final: retrying would not fix the token, the
+installed version or the certificate.
+
+Security: the token goes in plain `ws://` only to a loopback hub; a hub
+beyond loopback is `wss://` and is trusted by the SHA-256 fingerprint of its
+certificate (pinned by `charles-stream node`, engine/node/cli.py), checked
+on every connection before the token is sent.
+
+Loss: after each message the client sends a websocket ping numbered like
+it; the hub answers a ping only after it has routed every message before it
+(aiohttp answers pings in `receive()`, which the hub calls once per message
+handled), so a pong confirms them. At most `UNCONFIRMED_SETS` sample sets
+are unconfirmed at a time; when the link drops, those are counted as lost
+(`link_stats`: the hub may have routed the last of them), a set whose
+sending failed midway goes again on the next link (the hub discards a
+partial frame), and sets dropped because more than `max_backlog_bytes`
+waited are counted too. The counters travel in the next Hello, so the hub
+shows them.
 """
 
 from __future__ import annotations
@@ -24,20 +41,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
+import msgspec
 
 from engine.core.errors import CharlesError, ProtocolError
 from engine.core.services import PROTOCOL_VERSION, SERVICES
+from engine.core.tls import fingerprint_bytes, needs_tls, parse_fingerprint
 from engine.core.wire import Hello, Message, Role, decode, encode, message_type
 
 HUB_URL_ENV = "CHARLES_HUB_URL"
 HUB_TOKEN_ENV = "CHARLES_HUB_TOKEN"
+# The SHA-256 fingerprint a wss:// hub's certificate must have (set by `charles-stream node`).
+HUB_FINGERPRINT_ENV = "CHARLES_HUB_FINGERPRINT"
+# Seconds without a hub before the node gives up (default GIVE_UP_S; a remote node waits longer).
+HUB_GIVE_UP_ENV = "CHARLES_HUB_GIVE_UP_S"
+GIVE_UP_S = 10.0
 
 # How a hub's close reason starts when it refuses this node's protocol version
 # (engine.core.services.version_problem).
@@ -51,6 +79,9 @@ HEARTBEAT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
 FIRST_RETRY_S = 0.05
 LONGEST_RETRY_S = 1.0
+# Sample sets sent but not yet confirmed by the hub's pong: what a dropped link can lose.
+UNCONFIRMED_SETS = 2
+SETS = "sample_sets"
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +90,20 @@ class NodeError(CharlesError):
     """The hub refused this node (wrong token) or could not be reached: exit 1, restart later."""
 
     exit_code = 1
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """What this node's link to the hub lost since the node started, and how often it dropped.
+
+    `sets_lost`/`bytes_lost`: sample sets (and their encoded bytes) the hub
+    never confirmed: unconfirmed when a link dropped (at most
+    UNCONFIRMED_SETS each time) or dropped from a full backlog.
+    """
+
+    reconnects: int = 0
+    sets_lost: int = 0
+    bytes_lost: int = 0
 
 
 class NodeClient:
@@ -75,17 +120,19 @@ class NodeClient:
         hello: Hello,
         on_message: Callable[[Message], None] | None = None,
         *,
-        give_up_s: float = 10.0,
+        give_up_s: float = GIVE_UP_S,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+        fingerprint: str | None = None,
     ) -> None:
-        if not url.startswith(("ws://", "wss://")):
-            raise NodeError(f"hub URL {url!r} is not accepted: use ws://HOST:PORT/ws/node")
+        self._ssl = _transport_security(url, fingerprint)
         self.url = url
         self.name = hello.name
         self.lost = threading.Event()
         self._token = token
-        self._hello_bytes = encode(hello)
-        decode(self._hello_bytes)  # a bad role or name fails here, naming the field
+        self._hello = hello
+        decode(encode(hello))  # a bad role or name fails here, naming the field
+        self._stats = LinkStats()
+        self._stats_lock = threading.Lock()
         self._on_message = on_message
         self._give_up_s = give_up_s
         self._outbox = _Outbox(max_backlog_bytes)
@@ -110,7 +157,8 @@ class NodeClient:
     ) -> NodeClient:
         """The client described by the environment: the app sets it for its children.
 
-        A remote node's operator sets the same two variables by hand.
+        `charles-stream node` (engine/node/cli.py) sets them on another
+        machine, with the pinned fingerprint of a wss:// hub.
         """
         values = {}
         for variable, what in (
@@ -124,8 +172,30 @@ class NodeClient:
                     f"a remote node sets it to {what}"
                 )
             values[variable] = value
-        hello = Hello(role=role, name=name, pid=os.getpid(), protocol=PROTOCOL_VERSION)
-        return cls(values[HUB_URL_ENV], values[HUB_TOKEN_ENV], hello, on_message)
+        hello = Hello(
+            role=role,
+            name=name,
+            pid=os.getpid(),
+            protocol=PROTOCOL_VERSION,
+            host=socket.gethostname(),
+        )
+        give_up_s = os.environ.get(HUB_GIVE_UP_ENV, "")
+        try:
+            give_up = float(give_up_s) if give_up_s else GIVE_UP_S
+        except ValueError:
+            give_up = -1.0
+        if not 0 < give_up < float("inf"):
+            raise NodeError(
+                f"{HUB_GIVE_UP_ENV} = {give_up_s!r} is not accepted; accepted: seconds above 0"
+            )
+        return cls(
+            values[HUB_URL_ENV],
+            values[HUB_TOKEN_ENV],
+            hello,
+            on_message,
+            give_up_s=give_up,
+            fingerprint=os.environ.get(HUB_FINGERPRINT_ENV) or None,
+        )
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect and say Hello; raise NodeError if that does not happen within `timeout` s."""
@@ -145,6 +215,11 @@ class NodeClient:
                 f"could not connect to the hub at {self.url} within {timeout:g} s"
             )
 
+    def link_stats(self) -> LinkStats:
+        """Reconnects and sets lost so far (thread-safe)."""
+        with self._stats_lock:
+            return self._stats
+
     @property
     def connected(self) -> bool:
         """Whether the link to the hub is up now (messages sent meanwhile wait in the outbox)."""
@@ -162,12 +237,14 @@ class NodeClient:
             return
         kind = message_type(message)
         replaceable = SERVICES[kind].replaceable
-        dropped = self._outbox.put(encode(message), kind=kind if replaceable else None)
+        dropped = self._outbox.put(encode(message), kind, replaceable=replaceable)
         if dropped:
+            sets = [size for dropped_kind, size in dropped if dropped_kind == SETS]
+            self._count_lost(len(sets), sum(sets))
             log.warning(
                 "hub link of %s is backed up: dropped %d old message(s) (%d so far)",
                 self.name,
-                dropped,
+                len(dropped),
                 self._outbox.dropped,
             )
         self._wake_writer()
@@ -212,6 +289,18 @@ class NodeClient:
                     log.error("%s", self._error)
                     self.lost.set()
                     return
+            except aiohttp.ServerFingerprintMismatch as error:
+                self._error = NodeError(
+                    f"the hub at {self.url} presents a certificate with fingerprint "
+                    f"{fingerprint_of_hash(error.got)}, but this node pinned "
+                    f"{fingerprint_of_hash(error.expected)}: someone may be between this node "
+                    "and the hub, or the hub has a new certificate. Compare with the fingerprint "
+                    "the hub printed when it started; if it is the new one, re-pin with "
+                    "charles-stream node ... --fingerprint NEW"
+                )
+                log.error("%s", self._error)
+                self.lost.set()
+                return
             except aiohttp.WSServerHandshakeError as error:
                 if error.status == 401:
                     self._error = NodeError(
@@ -245,26 +334,60 @@ class NodeClient:
             headers={"Authorization": f"Bearer {self._token}"},
             max_msg_size=MAX_INCOMING_BYTES,
             heartbeat=HEARTBEAT_S,
+            autoping=False,  # the hub's pongs confirm what it routed (_Window)
+            ssl=self._ssl,
             compress=0,  # JPEG bytes do not compress; deflate would only cost CPU
         ) as ws:
-            await ws.send_bytes(self._hello_bytes)
+            if self._ever_connected:
+                with self._stats_lock:
+                    self._stats = dataclasses.replace(
+                        self._stats, reconnects=self._stats.reconnects + 1
+                    )
+            stats = self.link_stats()
+            await ws.send_bytes(
+                encode(
+                    msgspec.structs.replace(
+                        self._hello,
+                        reconnects=stats.reconnects,
+                        sets_lost=stats.sets_lost,
+                        bytes_lost=stats.bytes_lost,
+                    )
+                )
+            )
             self._failing_since = None
             self._ever_connected = True
             self._set_connected(True)
             log.info("%s connected to the hub at %s", self.name, self.url)
-            writer = asyncio.create_task(self._write(ws))
+            window = _Window()
+            writer = asyncio.create_task(self._write(ws, window))
             try:
-                await self._read(ws)
+                await self._read(ws, window)
             finally:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
+                sets, size = window.unconfirmed_sets()
+                if sets:
+                    self._count_lost(sets, size)
+                    log.warning(
+                        "hub link of %s dropped with %d set(s) (%d bytes) unconfirmed: counted "
+                        "as lost (%d sets so far)",
+                        self.name,
+                        sets,
+                        size,
+                        self.link_stats().sets_lost,
+                    )
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, window: _Window) -> None:
         while True:
             received = await ws.receive()
             if received.type is aiohttp.WSMsgType.BINARY:
                 self._deliver(received.data)
+            elif received.type is aiohttp.WSMsgType.PONG:
+                window.confirm(received.data)
+            elif received.type is aiohttp.WSMsgType.PING:
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    await ws.pong(received.data)
             elif received.type is aiohttp.WSMsgType.CLOSE:
                 if (received.extra or "").startswith(VERSION_REFUSAL):
                     self._error = NodeError(
@@ -303,24 +426,33 @@ class NodeClient:
         except Exception:  # a broken handler must not cut the node off the hub
             log.exception("%s: on_message failed for a %s", self.name, type(message).__name__)
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse, window: _Window) -> None:
         while True:
-            data = self._outbox.take()
-            if data is None:
+            item = self._outbox.take()
+            if item is None:
                 if self._closing:
+                    await window.all_confirmed()  # what went out was routed: nothing counts lost
                     await ws.close()
                     return
                 self._wake.clear()
                 if self._outbox.empty():
                     await self._wake.wait()
                 continue
+            kind, data = item
             try:
+                if kind == SETS:
+                    await window.room_for_a_set()
                 await ws.send_bytes(data)
             except (aiohttp.ClientError, ConnectionError) as error:
-                self._outbox.put_back(data)
+                self._outbox.put_back(kind, data)
                 log.debug("hub link of %s broke while sending: %r", self.name, error)
                 await ws.close()
                 return
+            except asyncio.CancelledError:
+                self._outbox.put_back(kind, data)  # the link ended: it goes on the next one
+                raise
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await ws.ping(window.sent(kind, len(data)))
 
     def _begin_close(self, timeout: float) -> None:
         self._wake.set()
@@ -330,6 +462,12 @@ class NodeClient:
             return
         assert self._loop is not None
         self._loop.call_later(timeout, self._main_task.cancel)
+
+    def _count_lost(self, sets: int, size: int) -> None:
+        with self._stats_lock:
+            self._stats = LinkStats(
+                self._stats.reconnects, self._stats.sets_lost + sets, self._stats.bytes_lost + size
+            )
 
     def _set_connected(self, connected: bool) -> None:
         with self._settled:
@@ -355,45 +493,134 @@ class _Outbox:
         self.dropped = 0
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self._queued_bytes = 0
         self._newest: dict[str, bytes] = {}
 
-    def put(self, data: bytes, *, kind: str | None = None) -> int:
-        """Queue `data` (the newest of `kind` when given); return how many old ones were dropped."""
+    def put(self, data: bytes, kind: str, *, replaceable: bool = False) -> list[tuple[str, int]]:
+        """Queue `data`; return the (kind, size) of old messages dropped to stay under the bound."""
         with self._lock:
-            if kind is not None:
+            if replaceable:
                 self._newest.pop(kind, None)  # the newest goes last, behind other kinds
                 self._newest[kind] = data
-                return 0
-            self._queue.append(data)
+                return []
+            self._queue.append((kind, data))
             self._queued_bytes += len(data)
-            dropped = 0
+            dropped: list[tuple[str, int]] = []
             while self._queued_bytes > self._max_bytes and len(self._queue) > 1:
-                self._queued_bytes -= len(self._queue.popleft())
-                dropped += 1
-            self.dropped += dropped
+                old_kind, old = self._queue.popleft()
+                self._queued_bytes -= len(old)
+                dropped.append((old_kind, len(old)))
+            self.dropped += len(dropped)
             return dropped
 
-    def put_back(self, data: bytes) -> None:
+    def put_back(self, kind: str, data: bytes) -> None:
         """Return a message whose send failed to the front, to go first on the next link."""
         with self._lock:
-            self._queue.appendleft(data)
+            if SERVICES[kind].replaceable:
+                self._newest.setdefault(kind, data)  # unless a newer one came meanwhile
+                return
+            self._queue.appendleft((kind, data))
             self._queued_bytes += len(data)
 
-    def take(self) -> bytes | None:
-        """The next message to send, or None when nothing waits."""
+    def take(self) -> tuple[str, bytes] | None:
+        """The next message to send and its kind, or None when nothing waits."""
         with self._lock:
             if self._queue:
-                data = self._queue.popleft()
+                kind, data = self._queue.popleft()
                 self._queued_bytes -= len(data)
-                return data
+                return kind, data
             if self._newest:
                 kind = next(iter(self._newest))
-                return self._newest.pop(kind)
+                return kind, self._newest.pop(kind)
             return None
 
     def empty(self) -> bool:
         """Whether nothing waits."""
         with self._lock:
             return not self._queue and not self._newest
+
+
+class _Window:
+    """One connection's messages sent but not yet confirmed by the hub's pong, in order.
+
+    Each message is followed by a ping carrying its sequence number; the pong
+    of number N confirms every message up to N.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._unconfirmed: collections.deque[tuple[int, str, int]] = collections.deque()
+        self._changed = asyncio.Event()
+
+    def sent(self, kind: str, size: int) -> bytes:
+        """Note a message sent; return the payload of the ping that follows it."""
+        self._next += 1
+        self._unconfirmed.append((self._next, kind, size))
+        return self._next.to_bytes(8, "big")
+
+    def confirm(self, payload: bytes) -> None:
+        """A pong arrived: what it confirms leaves the window (heartbeat pongs are empty)."""
+        if len(payload) != 8:
+            return
+        number = int.from_bytes(payload, "big")
+        while self._unconfirmed and self._unconfirmed[0][0] <= number:
+            self._unconfirmed.popleft()
+        self._changed.set()
+
+    async def room_for_a_set(self) -> None:
+        """Wait until fewer than UNCONFIRMED_SETS sets are unconfirmed."""
+        while self.unconfirmed_sets()[0] >= UNCONFIRMED_SETS:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def all_confirmed(self) -> None:
+        """Wait until the hub confirmed everything sent on this connection."""
+        while self._unconfirmed:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def unconfirmed_sets(self) -> tuple[int, int]:
+        """How many sample sets, of how many bytes, the hub has not confirmed yet."""
+        sizes = [size for _, kind, size in self._unconfirmed if kind == SETS]
+        return len(sizes), sum(sizes)
+
+
+def _transport_security(url: str, fingerprint: str | None) -> aiohttp.Fingerprint | bool:
+    """What aiohttp's `ssl` gets for `url`: the pinned fingerprint for wss://; refusals otherwise.
+
+    The token is never sent in clear text beyond this machine: plain ws://
+    is accepted for loopback hubs only.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise NodeError(
+            f"hub URL {url!r} is not accepted: use ws://127.0.0.1:PORT/ws/node (this machine) "
+            "or wss://HOST:PORT/ws/node"
+        )
+    host = parts.hostname
+    if parts.scheme == "ws":
+        if needs_tls(host):
+            raise NodeError(
+                f"refusing to send the hub token in clear text to {host}: plain ws:// is "
+                f"accepted only for a hub on this machine (127.0.0.1, ::1, localhost); a hub "
+                f"beyond loopback serves TLS: use wss://{parts.netloc}/ws/node "
+                f"(charles-stream node ... --hub {parts.netloc} does)"
+            )
+        return True
+    if not fingerprint:
+        raise NodeError(
+            f"the hub at {url} is wss:// but no certificate fingerprint is pinned: set "
+            f"{HUB_FINGERPRINT_ENV} to the fingerprint the hub printed when it started, or "
+            "join with charles-stream node ... (it pins the hub's fingerprint on first contact)"
+        )
+    try:
+        return aiohttp.Fingerprint(fingerprint_bytes(parse_fingerprint(fingerprint)))
+    except ValueError as error:
+        raise NodeError(f"{HUB_FINGERPRINT_ENV}: {error}") from None
+
+
+def fingerprint_of_hash(digest: bytes) -> str:
+    """A SHA-256 digest in the fingerprint form people compare ("AB:CD:...")."""
+    text = digest.hex().upper()
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
