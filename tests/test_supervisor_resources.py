@@ -9,6 +9,7 @@ a child), never a sleep.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -99,26 +100,33 @@ async def test_a_process_past_memory_warn_mb_is_named_once_with_its_size_and_the
         assert state.processes["a"].restarts == 0 and len(reports.pids()) == 1
 
 
-async def test_memory_restart_stops_the_process_gracefully_and_starts_it_again_once(tmp_path):
+async def test_memory_restart_stops_the_process_at_a_safe_point_and_starts_it_again_once(
+    tmp_path,
+):
     settings = msgspec.structs.replace(SAMPLING, memory_warn_mb=1, memory_restart=True)
-    async with (
-        Reports() as reports,
-        supervising([child("a", reports)], settings, tmp_path) as (_, state, _),
-    ):
-        applied = Applied(state)
-        await reports.until(lambda: len(reports.of("a", "ready")) == 2)
-        assert len(reports.of("a", "sigterm")) == 1  # SIGTERM, the node's safe point
-        assert any(
-            event.startswith("a uses ")
-            and event.endswith("restarting it gracefully (memory_restart)")
-            for event in state.events
+    async with Reports() as reports:
+        # Watched, as the nodes are: its first progress report says SIGTERM reaches its handler.
+        spec = dataclasses.replace(
+            child("a", reports, "--progress-every", "0.1"), liveness_s=WAIT_S
         )
-        # The new process passes the bound at once: named again, but no second restart so soon.
-        again = f"(once in {MEMORY_RESTART_GAP_S:.0f} s at most)"
-        await applied.until(lambda: any(event.endswith(again) for event in state.events))
-        assert state.processes["a"].restarts == 1
-        assert state.processes["a"].pid == reports.pids()[1]
-        assert len(reports.of("a", "ready")) == 2
+        async with supervising([spec], settings, tmp_path) as (_, state, _):
+            applied = Applied(state)
+            await reports.until(lambda: len(reports.of("a", "ready")) == 2)
+            assert len(reports.of("a", "sigterm")) == 1  # its handler ran: a graceful stop
+            assert reports.of("a", "progress")[0].stamp_s < reports.of("a", "sigterm")[0].stamp_s
+            assert any(
+                event.startswith("a uses ")
+                and event.endswith(
+                    "restarting it gracefully at its next safe point (memory_restart)"
+                )
+                for event in state.events
+            )
+            # The new process passes the bound at once: named again, no second restart so soon.
+            again = f"(once in {MEMORY_RESTART_GAP_S:.0f} s at most)"
+            await applied.until(lambda: any(event.endswith(again) for event in state.events))
+            assert state.processes["a"].restarts == 1
+            assert state.processes["a"].pid == reports.pids()[1]
+            assert len(reports.of("a", "ready")) == 2
 
 
 @pytest.mark.parametrize(
@@ -150,3 +158,18 @@ def test_a_negative_memory_bound_is_refused_with_the_accepted_range(tmp_path):
         match=r"'supervisor.memory_warn_mb' = -5 is out of range; accepted: 0 to 1048576",
     ):
         load_config(path)
+
+
+async def test_a_log_past_log_max_mb_moves_to_log_1_and_starts_afresh(tmp_path):
+    old_lines = b"an old line of output\n" * 60_000  # 1.3 MB, past a 1 MB cap
+    (tmp_path / "a.log").write_bytes(old_lines)
+    (tmp_path / "a.log.1").write_bytes(b"the oldest lines: replaced\n")
+    settings = msgspec.structs.replace(SAMPLING, log_max_mb=1)
+    async with (
+        Reports() as reports,
+        supervising([child("a", reports)], settings, tmp_path) as (_, state, _),
+    ):
+        await reports.until(lambda: len(reports.pids()) == 1)
+        assert "a.log passed log_max_mb 1: its older lines are in a.log.1" in state.events
+        assert (tmp_path / "a.log.1").read_bytes() == old_lines
+        assert (tmp_path / "a.log").stat().st_size < 1 << 20

@@ -41,7 +41,9 @@ core; psutil, so Windows and macOS too) into its `ProcessState` (the app's:
 passes `memory_warn_mb` is named once (an event line and an alert); with
 `memory_restart` it is also restarted gracefully, as the dock's restart does:
 SIGTERM is each node's safe point (the trainer checkpoints, the driver puts
-the pad neutral), SIGKILL only after `shutdown_timeout_s`.
+the pad neutral), SIGKILL only after `shutdown_timeout_s`. Each child's log
+file is capped at `log_max_mb` (moved to `<name>.log.1`) at its start and
+with each sample.
 
 Children never outlive the app: `stop()` ends them, and on Linux each child
 asks the kernel for SIGTERM when the app dies without cleanup (SIGKILL, a
@@ -320,6 +322,7 @@ class Supervisor:
         try:
             if spec.liveness_s and self._progress_dir is not None:
                 env[PROGRESS_FILE_ENV] = str(self._fresh_progress_file(child))
+            self._cap_log(spec.name)
             with self._output(spec.name) as output:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -350,6 +353,7 @@ class Supervisor:
         self, child: _Child, process: asyncio.subprocess.Process | None, code: int | None
     ) -> None:
         child.process = None
+        child.memory_restart = False  # its next process is judged afresh
         self._watchdog.forget(child.spec.name)
         if process is not None:
             self._meters.pop(process.pid, None)
@@ -449,7 +453,7 @@ class Supervisor:
                 log.exception("sampling the processes' resources failed")
 
     def _sample(self) -> None:
-        for child in self._children.values():
+        for name, child in self._children.items():
             process = child.process
             if process is None or process.returncode is not None:
                 continue
@@ -458,6 +462,12 @@ class Supervisor:
                 continue  # it ended a moment ago; its exit clears the figures
             self._update(child, **usage)
             self._check_memory(child.spec.name, process.pid, usage["rss_bytes"], child)
+            if child.memory_restart and self._at_safe_point(child):
+                child.memory_restart = False
+                task = asyncio.create_task(self._restart_for_memory(child), name=f"{name}-memory")
+                self._restarts.add(task)
+                task.add_done_callback(self._restarts.discard)
+            self._cap_log(child.spec.name)
         pid = os.getpid()
         usage = self._measure(pid)
         if usage is not None:
@@ -505,17 +515,23 @@ class Supervisor:
                 f"(once in {MEMORY_RESTART_GAP_S:.0f} s at most)"
             )
         else:
-            outcome = "restarting it gracefully (memory_restart)"
+            outcome = "restarting it gracefully at its next safe point (memory_restart)"
             alert_text += ": restarting it"
             self._memory_restarts[name] = now
-            task = asyncio.create_task(self._restart_for_memory(child), name=f"{name}-memory")
-            self._restarts.add(task)
-            task.add_done_callback(self._restarts.discard)
+            child.memory_restart = True  # done by _sample, at a safe point
         self._event(logging.WARNING, f"{used}; {outcome}")
         alert = Alert(kind="memory", text=alert_text)
         self._state.apply(AlertRaised(alert))
         if self._on_alert is not None:
             self._on_alert(alert)
+
+    def _at_safe_point(self, child: _Child) -> bool:
+        """Whether SIGTERM now reaches the node's own handler (its checkpoint, its neutral pad).
+
+        A watched node has once it reported progress from its work loop; before
+        that it may still be importing, where SIGTERM would just end it.
+        """
+        return child.progress_file is None or self._watchdog.has_reported(child.spec.name)
 
     async def _restart_for_memory(self, child: _Child) -> None:
         """SIGTERM (the node's safe point), SIGKILL at shutdown_timeout_s, start it again."""
@@ -545,6 +561,31 @@ class Supervisor:
             return
         with open(self._log_dir / f"{name}.log", "ab") as output:
             yield output
+
+    def _cap_log(self, name: str) -> None:
+        """Move `<name>.log` past log_max_mb to `<name>.log.1` and start it afresh.
+
+        Copied, then truncated in place: the child keeps writing to the
+        descriptor it has (opened for appending, so its next line lands at the
+        new end), with no signal and no reopening on its side.
+        """
+        bound = self._settings.log_max_mb
+        if self._log_dir is None or not bound:
+            return
+        path = self._log_dir / f"{name}.log"
+        try:
+            if path.stat().st_size <= bound * MIB:
+                return
+            shutil.copyfile(path, self._log_dir / f"{name}.log.1")
+            os.truncate(path, 0)
+        except OSError as error:  # not there yet, or held in a way this system refuses
+            if not isinstance(error, FileNotFoundError):
+                log.warning("could not cap %s at log_max_mb %d: %s", path, bound, error)
+            return
+        self._event(
+            logging.INFO,
+            f"{name}.log passed log_max_mb {bound:,}: its older lines are in {name}.log.1",
+        )
 
     def _running(self, children: list[_Child]) -> list[_Child]:
         return [child for child in children if child.task is not None and not child.task.done()]
@@ -605,6 +646,11 @@ class Watchdog:
         if watch is not None:
             watch.since = self._clock()
             watch.reported = True
+
+    def has_reported(self, name: str) -> bool:
+        """Whether `name` reported progress since its (watched) start."""
+        watch = self._watched.get(name)
+        return watch is not None and watch.reported
 
     def forget(self, name: str) -> None:
         """Stop watching `name` (it exited, or it is being killed)."""
@@ -672,6 +718,7 @@ class _Child:
     progress_file: Path | None = None  # where its work loop reports (liveness), if watched
     progress_stamp: int = 0  # the file's modification time when last looked at, in ns
     held: bool = False  # stopped on request (stop_process): not restarted until start_process
+    memory_restart: bool = False  # past memory_warn_mb with memory_restart: at its next safe point
 
     def end(self, *, hard: bool) -> None:
         """SIGTERM, or SIGKILL when `hard` (TerminateProcess for both on Windows)."""

@@ -432,6 +432,10 @@ class SupervisorConfig(Section):
     # the driver goes neutral); once per process in 10 minutes at most, so a bound below a
     # process's start-up size cannot restart it in a loop.
     memory_restart: bool = False
+    # Each process's output file (<data_dir>/logs/<name>.log) past this many MB is moved to
+    # <name>.log.1 (replacing the older one) and started afresh: at most twice this per
+    # process on disk. Checked at each start and each sample; 0: no cap.
+    log_max_mb: Annotated[int, Meta(ge=0, le=100_000)] = 50
 
     def __post_init__(self) -> None:
         # Below a second a busy machine's scheduling alone would look like a hang.
