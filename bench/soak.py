@@ -18,8 +18,8 @@ Every `--every-s` it records, into `<out>/soak.csv` (one row per sample) and
   descriptors, threads, CPU % of a core, restarts: /api/status's
   `processes` and `app_process`, which the supervisor samples every
   `[supervisor] sample_s`;
-- the data directory by part: samples, checkpoints (models/), TensorBoard,
-  logs, charles.db and its WAL, the rest;
+- the data directory by part: samples.db and its WAL, checkpoints
+  (models/), TensorBoard, logs, charles.db and its WAL, the rest;
 - the rows of the timeline and moments tables, the overlay's loss history
   length (/overlay/loss.json), the trainer's batch, the page's errors.
 
@@ -204,7 +204,8 @@ async def sample(
 def disk(data_dir: Path) -> dict[str, int]:
     """Bytes of each part of the data directory."""
     parts = {
-        "samples": ["samples"],
+        "samples_db": ["samples/samples.db"],
+        "samples_db_wal": ["samples/samples.db-wal", "samples/samples.db-shm"],
         "checkpoints": ["models"],
         "tensorboard": ["tensorboard"],
         "logs": ["logs"],
