@@ -54,6 +54,8 @@ META_FILE = "checkpoint.json"
 _NAME = re.compile(r"^batch-(\d{12})$")
 _SAVING_PREFIX = ".saving-"
 _REPLACED_PREFIX = ".replaced-"
+# A checkpoint copied from elsewhere (the hub, a remote trainer) is assembled under this prefix.
+_RECEIVING_PREFIX = ".receiving-"
 
 
 class CheckpointError(ModelError):
@@ -110,16 +112,71 @@ def save_checkpoint(
         "sha256": _sha256(staging / WEIGHTS_FILE),
     }
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    for path in (staging / WEIGHTS_FILE, staging / META_FILE, staging):
+    _move_into_place(staging, final, keep)
+    log.info("saved checkpoint %s (batch %d)", final, batch)
+    return Checkpoint(final, batch, saved_at)
+
+
+def checkpoint_path(directory: str | Path, batch: int) -> Path:
+    """Where the checkpoint of `batch` lives in a version's directory (whether or not it exists)."""
+    return Path(directory) / _checkpoint_name(batch)
+
+
+def staging_path(directory: str | Path, batch: int, tag: str) -> Path:
+    """A hidden directory to assemble a checkpoint of `batch` in: loading never looks at it.
+
+    It names this process, so `install_checkpoint` (and the next save) can tell
+    one a killed process left behind from one still being written here.
+    """
+    return Path(directory) / f"{_RECEIVING_PREFIX}{_checkpoint_name(batch)}-{os.getpid()}-{tag}"
+
+
+def install_checkpoint(staging: Path, batch: int, weights_sha256: str, *, keep: int) -> Checkpoint:
+    """Move a checkpoint assembled in `staging` into place as `batch`, atomically; keep `keep`.
+
+    Its `checkpoint.json` must name `batch` and the weights' SHA-256 (which the
+    caller computed from the bytes it wrote): `CheckpointError` otherwise, and
+    nothing is installed. Files are fsynced before the rename, so a crash
+    leaves either the whole checkpoint or none.
+    """
+    try:
+        meta = _read_meta(staging)
+    except (_Damaged, OSError) as error:
+        raise CheckpointError(f"{META_FILE} of batch {batch} is not usable: {error}") from None
+    if meta.batch != batch:
+        raise CheckpointError(f"{META_FILE} says batch {meta.batch}, not batch {batch}")
+    if meta.sha256 != weights_sha256:
+        raise CheckpointError(
+            f"{META_FILE} gives {WEIGHTS_FILE} the SHA-256 {meta.sha256[:12]}..., "
+            f"its bytes have {weights_sha256[:12]}..."
+        )
+    final = staging.parent / _checkpoint_name(batch)
+    _move_into_place(staging, final, keep)
+    log.info("installed checkpoint %s (batch %d)", final, batch)
+    return Checkpoint(final, batch, datetime.fromisoformat(meta.saved_at))
+
+
+def weights_sha256(checkpoint: str | Path) -> str:
+    """The weights' SHA-256 a checkpoint's metadata records (`CheckpointError` if unreadable)."""
+    try:
+        return _read_meta(Path(checkpoint)).sha256
+    except (_Damaged, OSError) as error:
+        raise CheckpointError(f"{checkpoint}: {error}") from None
+
+
+def _move_into_place(staging: Path, final: Path, keep: int) -> None:
+    """fsync the files of `staging`, rename it to `final` (replacing one), prune to `keep`."""
+    for path in (*sorted(staging.iterdir()), staging):
         _fsync(path)
+    directory = final.parent
     if final.exists():
         # A directory cannot be renamed over a non-empty one; move the old one aside first.
-        final.rename(directory / f"{_REPLACED_PREFIX}{final.name}")
+        aside = directory / f"{_REPLACED_PREFIX}{final.name}-{os.getpid()}-{id(staging)}"
+        final.rename(aside)
     staging.rename(final)
     _fsync(directory)
     _prune(directory, keep)
-    log.info("saved checkpoint %s (batch %d)", final, batch)
-    return Checkpoint(final, batch, saved_at)
+    _remove_abandoned(directory)
 
 
 def load_latest_checkpoint(model: keras.Model, directory: str | Path) -> Checkpoint | None:
@@ -227,6 +284,32 @@ def _remove_leftovers(directory: Path) -> None:
             log.warning("removing %s, left by an interrupted save", path)
             shutil.rmtree(path, ignore_errors=True)
     _remove_replaced(directory)
+    _remove_abandoned(directory)
+
+
+def _remove_abandoned(directory: Path) -> None:
+    """Drop staging directories of copies whose process is gone (killed mid-transfer)."""
+    for path in directory.iterdir():
+        if path.name.startswith(_RECEIVING_PREFIX) and not _writer_alive(path.name):
+            log.warning("removing %s, left by an interrupted transfer", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _writer_alive(name: str) -> bool:
+    parts = name.split("-")
+    try:
+        pid = int(parts[-2])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return True  # this process's own transfers clean up after themselves
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_replaced(directory: Path) -> None:

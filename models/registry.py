@@ -209,6 +209,110 @@ class Registry:
             ).rowcount
         return changed == 1
 
+    def import_version(self, version: ModelVersion) -> bool:
+        """Register a version made elsewhere (the hub's registry) under its own name and number.
+
+        A node on another machine trains or drives the hub's versions, so its
+        registry holds copies of them; whether it added one. One already here
+        must be the same (created at the same time from the same spec), else
+        `UsageError`: this data directory holds another model of that name.
+        """
+        with db.transaction(self._connection) as connection:
+            row = connection.execute(
+                "SELECT * FROM model_versions WHERE name = ? OR (line = ? AND number = ?)",
+                (version.name, version.line, version.number),
+            ).fetchone()
+            if row is not None:
+                mine = _version(row)
+                if (mine.name, mine.created, mine.spec_toml) != (
+                    version.name,
+                    version.created,
+                    version.spec_toml,
+                ):
+                    raise UsageError(
+                        f"{self.path} holds another {mine.name} (created "
+                        f"{mine.created.isoformat()}) than the hub's {version.name} (created "
+                        f"{version.created.isoformat()}); accepted: a data directory of "
+                        "this node's own (--data DIR) that only the hub fills"
+                    )
+                return False
+            counts = version.parameters
+            connection.execute(
+                "INSERT INTO model_versions (name, line, number, created, batches_trained,"
+                " params_total, params_trainable, params_non_trainable, spec_toml)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.name,
+                    version.line,
+                    version.number,
+                    version.created.isoformat(),
+                    version.batches_trained,
+                    counts.total if counts else None,
+                    counts.trainable if counts else None,
+                    counts.non_trainable if counts else None,
+                    version.spec_toml,
+                ),
+            )
+        return True
+
+    def mirror_period(self, period: TrainingPeriod) -> TrainingPeriod:
+        """Record a training period as another registry (a remote trainer's) has it.
+
+        The period is known by its version and start time: the first call opens
+        it (closing the version's other open periods where they last recorded,
+        as `open_period` does), later ones move its end batch and end it. So the
+        hub's registry shows a version trained on another machine as it shows
+        one trained here: batches trained, periods, streamed or not.
+        """
+        self.version(period.version)
+        started = period.started.isoformat()
+        recorded = (period.ended or datetime.now(UTC)).isoformat()
+        with db.transaction(self._connection) as connection:
+            row = connection.execute(
+                "SELECT id FROM training_periods WHERE version = ? AND started = ?",
+                (period.version, started),
+            ).fetchone()
+            if row is None:
+                connection.execute(
+                    "UPDATE training_periods SET ended = last_recorded"
+                    " WHERE version = ? AND ended IS NULL",
+                    (period.version,),
+                )
+                period_id = connection.execute(
+                    "INSERT INTO training_periods (version, started, ended, last_recorded,"
+                    " start_batch, end_batch, streamed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        period.version,
+                        started,
+                        period.ended.isoformat() if period.ended else None,
+                        recorded,
+                        period.start_batch,
+                        period.end_batch,
+                        int(period.streamed),
+                    ),
+                ).lastrowid
+            else:
+                period_id = row["id"]
+                connection.execute(
+                    "UPDATE training_periods SET end_batch = ?, last_recorded = ?,"
+                    " ended = COALESCE(?, ended) WHERE id = ?",
+                    (
+                        period.end_batch,
+                        recorded,
+                        period.ended.isoformat() if period.ended else None,
+                        period_id,
+                    ),
+                )
+            (newest,) = connection.execute(
+                "SELECT MAX(id) FROM training_periods WHERE version = ?", (period.version,)
+            ).fetchone()
+            if newest == period_id:
+                connection.execute(
+                    "UPDATE model_versions SET batches_trained = ? WHERE name = ?",
+                    (period.end_batch, period.version),
+                )
+        return self._period(period_id)
+
     def version(self, name: str) -> ModelVersion:
         """A version by name; `ConfigError` listing the line's versions if it does not exist."""
         row = self._connection.execute(

@@ -40,6 +40,7 @@ from engine.app.actions import StreamActions
 from engine.app.consoles import render
 from engine.app.control import ControlDock
 from engine.app.hub import Hub
+from engine.app.model_files import ModelFiles
 from engine.app.processes import check_recorder_games, process_table
 from engine.app.signals import on_stop_signals
 from engine.app.supervisor import Supervisor
@@ -47,6 +48,7 @@ from engine.core.config import Config
 from engine.core.secrets import hub_token
 from engine.core.store import AppState, ConnectionChanged, ProcessState
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
+from engine.node.hub_files import HUB_DATA_DIR_ENV
 from overlays.obs import ObsLink, obs_password
 from overlays.server import OverlayServer
 
@@ -126,6 +128,11 @@ class StreamApp:
             self.token, self.actions, loss=self.overlays.feed.loss, chat=self.chat.router
         )
         self.control.add_routes(self.hub.app)
+        # Versions and checkpoints for trainers and drivers on other machines (their own data dir).
+        self.model_files = ModelFiles(
+            self.data_dir, self.token, self.state, keep=config.models.keep_checkpoints
+        )
+        self.model_files.add_routes(self.hub.app)
         self.supervisor: Supervisor | None = None
         self.log_dir = self.data_dir / "logs"
 
@@ -149,6 +156,8 @@ class StreamApp:
                 {
                     HUB_URL_ENV: self.hub.url(),
                     HUB_TOKEN_ENV: self.token,
+                    # They share the app's data directory: checkpoints need no copying.
+                    HUB_DATA_DIR_ENV: str(self.data_dir.resolve()),
                 },
                 self.state,
                 log_dir=self.log_dir,

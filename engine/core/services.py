@@ -30,8 +30,10 @@ from typing import Literal
 # 4 added `stages` to driver_status (the driver loop's time per stage); 5 renamed a sample's
 # `frame_jpeg` to `frame`, which may hold a raw frame (engine/data/frames.py) an older trainer
 # would discard as corrupt; 6 added `convcam_layers` and `convcam_kernels` to driver_status
-# (the overlay's Convcam caption), which an older hub refuses as unknown fields.
-PROTOCOL_VERSION = 6
+# (the overlay's Convcam caption), which an older hub refuses as unknown fields; 7 added `files`
+# (name, size, SHA-256 of each) to checkpointed, so a node on another machine fetches the
+# checkpoint through the hub and verifies it (an older hub refuses the field).
+PROTOCOL_VERSION = 7
 
 Role = Literal["collector", "trainer", "driver", "sim", "chat", "observer"]
 ROLES: tuple[Role, ...] = ("collector", "trainer", "driver", "sim", "chat", "observer")

@@ -103,12 +103,32 @@ class TrainerStatus(WireMessage, tag="trainer_status"):
     buffers: dict[str, BufferFill] = msgspec.field(default_factory=dict)
 
 
+# A checkpoint file's SHA-256, as lowercase hex.
+Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class CheckpointFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One file of a checkpoint: what a node that copies it checks on arrival."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+    size: Count
+    sha256: Sha256Hex
+
+
 class Checkpointed(WireMessage, tag="checkpointed"):
-    """The trainer saved new weights; players load them at their next unstuck."""
+    """The trainer saved new weights; players load them at their next unstuck.
+
+    `path` is where the trainer saved them, in its own data directory; `files`
+    (name, size, SHA-256 of each) lets a node whose data directory lacks the
+    checkpoint fetch it through the hub and verify every byte
+    (`models.transfer`). A receiver finds it in its own data directory under
+    the same layout (`<data_dir>/models/<version>/batch-<N>/`).
+    """
 
     version: str
     batch: Count
     path: str
+    files: tuple[CheckpointFile, ...] = ()
 
 
 # The driver loop's stages, in the order one turn runs them (engine/driver/driver.py).
@@ -359,6 +379,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "Alert",
     "BufferFill",
+    "CheckpointFile",
     "Checkpointed",
     "CollectorReport",
     "DriverStage",

@@ -14,6 +14,15 @@ Its `DriverStatus`, `Frames` and unstuck `Alert`s go to the hub. From the hub:
   architecture when it has none) is loaded on a side thread, then driven from
   the next frame on; the car keeps driving with the old model meanwhile.
 
+On another machine (its data directory is not the app's: no
+`CHARLES_HUB_DATA_DIR` naming it), a version is first made usable here
+(`models.transfer.sync_version`: the hub's record and newest checkpoint),
+and a `Checkpointed` whose files this data directory lacks is fetched
+through the hub and verified against the trainer's list before it is
+offered; bytes that differ are refused (logged, alerted) and the car keeps
+the weights it drives with. Fetches and switches run in order on the
+model-switch thread, never on the hub link's.
+
 With the built-in game and a display (`[sim] window`: "auto" opens one when a
 display exists, "on" requires it, "off" never), the hood and chase views are
 shown in the game's two desktop windows, fed by the frames the driver sends
@@ -26,6 +35,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +46,17 @@ from engine.core.config import Config
 from engine.core.errors import CharlesError, DeviceError
 from engine.core.wire import Alert, Checkpointed, Frames, Message, SwitchModel
 from engine.data.frames import decode_frame
+from engine.node.hub_files import HubFiles, shares_hub_data
 from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
+from models.registry import version_dir
+from models.transfer import (
+    HubHttp,
+    TransferError,
+    TransferRefused,
+    fetch_checkpoint,
+    local_copy,
+    sync_version,
+)
 
 if TYPE_CHECKING:
     from engine.driver.driver import Driver
@@ -72,8 +92,10 @@ def drive(config: Config, version: str) -> int:
     from engine.node.client import NodeClient
 
     window = window_wanted(config)
-    switches = ModelSwitcher(config)
+    hub = None if shares_hub_data(config.app.data_dir) else HubFiles.from_environment()
+    switches = ModelSwitcher(config, hub=hub)
     client = NodeClient.from_environment("driver", "driver", on_message=switches.receive)
+    switches.sync(version)
     try:
         with open_driver_parts(config, load_version(config.app.data_dir, version)) as parts:
             game = getattr(parts.capture.source, "game", None)
@@ -127,14 +149,37 @@ def window_wanted(config: Config) -> bool:
 
 
 class ModelSwitcher:
-    """Hands hub messages to the driver; loads switched-to versions on its own thread."""
+    """Hands hub messages to the driver; loads switched-to versions and new weights on its thread.
 
-    def __init__(self, config: Config) -> None:
+    `hub` is the hub's model files for a driver on another machine (None: it
+    shares the app's data directory, where the trainer's files already are).
+    """
+
+    def __init__(self, config: Config, *, hub: HubHttp | None = None) -> None:
         self.config = config
+        self.hub = hub
+        self.data_dir = Path(config.app.data_dir)
+        # Checkpoints fetched through the hub, and refused on arrival (bytes unlike their list).
+        self.fetched = 0
+        self.refused = 0
         self._driver: Driver | None = None
         self._send: Callable[[Message], None] = lambda message: None
-        self._requests: queue.Queue[str | None] = queue.Queue()
+        self._requests: queue.Queue[str | Checkpointed | None] = queue.Queue()
         self._thread = threading.Thread(target=self._load_switches, name="model-switch")
+
+    def sync(self, version: str) -> None:
+        """On another machine: the hub's record and newest checkpoint of `version`, here."""
+        if self.hub is None:
+            return
+        try:
+            copied = sync_version(
+                self.hub, self.data_dir, version, keep=self.config.models.keep_checkpoints
+            )
+        except OSError as error:
+            raise TransferError(f"cannot fetch {version} from the hub: {error}") from None
+        if copied is not None:
+            self.fetched += 1
+            log.info("fetched %s batch %d from the hub", version, copied)
 
     def start(self, driver: Driver, send: Callable[[Message], None]) -> None:
         """Begin serving `driver` (before the hub link delivers); alerts go to `send`."""
@@ -146,7 +191,7 @@ class ModelSwitcher:
         if self._driver is None:
             return
         if isinstance(message, Checkpointed):
-            self._driver.offer_weights(message.version, message.batch, message.path)
+            self._requests.put(message)
         elif isinstance(message, SwitchModel):
             self._requests.put(message.version)
 
@@ -164,17 +209,70 @@ class ModelSwitcher:
         assert driver is not None
         driving = driver.parts.weights.version
         while (version := self._requests.get()) is not None:
+            if isinstance(version, Checkpointed):
+                if version.version == driving:
+                    self._offer(driver, version)
+                continue
             if version == driving:
                 log.info("already driving %s", version)
                 continue
             try:
-                loaded = load_version(Path(self.config.app.data_dir), version)
+                self.sync(version)
+                loaded = load_version(self.data_dir, version)
                 driver.switch_model(model_parts(self.config, loaded))
             except (CharlesError, OSError) as error:
                 log.error("cannot drive %s, driving on with %s: %s", version, driving, error)
                 self._send(Alert(kind="error", text=f"cannot drive {version}: {error}"))
                 continue
             driving = version
+
+    def _offer(self, driver: Driver, checkpoint: Checkpointed) -> None:
+        """Offer a checkpoint's weights: from this data directory, or fetched and verified first."""
+        if not checkpoint.files:  # from a trainer that lists no files: its path is ours
+            driver.offer_weights(checkpoint.version, checkpoint.batch, checkpoint.path)
+            return
+        directory = version_dir(self.data_dir, checkpoint.version)
+        path = local_copy(directory, checkpoint.batch, checkpoint.files)
+        if path is None and self.hub is not None:
+            try:
+                started = time.monotonic()
+                path = fetch_checkpoint(
+                    self.hub,
+                    self.data_dir,
+                    checkpoint.version,
+                    checkpoint.batch,
+                    checkpoint.files,
+                    keep=self.config.models.keep_checkpoints,
+                )
+                self.fetched += 1
+                log.info(
+                    "fetched %s batch %d from the hub in %.2f s",
+                    checkpoint.version,
+                    checkpoint.batch,
+                    time.monotonic() - started,
+                )
+            except TransferRefused as error:
+                self.refused += 1
+                log.error("%s; driving on with the weights loaded", error)
+                self._send(Alert(kind="error", text=f"checkpoint refused: {error}"))
+                return
+            except (CharlesError, OSError) as error:
+                log.warning(
+                    "%s batch %d not fetched (%s); driving on with the weights loaded",
+                    checkpoint.version,
+                    checkpoint.batch,
+                    error,
+                )
+                return
+        if path is None:
+            log.warning(
+                "%s batch %d is not in %s: not offered",
+                checkpoint.version,
+                checkpoint.batch,
+                directory,
+            )
+            return
+        driver.offer_weights(checkpoint.version, checkpoint.batch, path)
 
 
 class GameView:

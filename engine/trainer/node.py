@@ -22,6 +22,14 @@ the node exits 0. From the hub:
 To the hub: `TrainerStatus` (starting, then the trainer's own reports: twice a
 second while waiting for data, every `trainer.log_every` batches while
 training) and `Checkpointed` for every checkpoint, which the driver loads.
+
+On another machine (its data directory is not the app's: no
+`CHARLES_HUB_DATA_DIR` naming it), the node first makes each version it
+trains usable here (`models.transfer.sync_version`: the hub's record and
+newest checkpoint), and a `CheckpointShipper` thread gives each checkpoint to
+the hub (verified there, stored where a local trainer would have saved it)
+with its training period before `Checkpointed` goes out; only the newest
+waiting checkpoint travels, and the last one is shipped before the node exits.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,8 +56,18 @@ from engine.core.wire import (
 )
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
+from engine.node.hub_files import HubFiles, shares_hub_data
 from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
 from engine.node.progress import report_progress
+from models.transfer import (
+    HubHttp,
+    TransferError,
+    TransferRefused,
+    checkpoint_files,
+    send_period,
+    sync_version,
+    upload_checkpoint,
+)
 
 if TYPE_CHECKING:
     from engine.trainer.trainer import NewCheckpoint, Trainer
@@ -78,10 +97,12 @@ def train(config: Config, version: str) -> int:
     from engine.trainer.trainer import configure_process
 
     configure_process(config.trainer)
-    node = TrainerNode(config, version)
+    hub = None if shares_hub_data(config.app.data_dir) else HubFiles.from_environment()
+    node = TrainerNode(config, version, hub=hub)
     client = NodeClient.from_environment("trainer", "trainer", on_message=node.receive)
     client.start()
     when_set(client.lost, node.stop, "hub-lost-watch")
+    node.start_shipping(client.send)
     training = threading.Thread(target=node.run, args=(client.send,), name="training")
     training.start()
     try:
@@ -100,9 +121,12 @@ def train(config: Config, version: str) -> int:
 class TrainerNode:
     """One streamed `Trainer` at a time, fed from the hub and switched by `SwitchModel`."""
 
-    def __init__(self, config: Config, version: str) -> None:
+    def __init__(self, config: Config, version: str, *, hub: HubHttp | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.app.data_dir)
+        # The hub's model files when this node's data directory is not the app's (None: shared).
+        self.hub = hub
+        self.shipper: CheckpointShipper | None = None
         self.finished = threading.Event()
         self.failure: BaseException | None = None
         self._target = version
@@ -157,8 +181,15 @@ class TrainerNode:
             self._stopping = True
             self._run_stop.set()
 
+    def start_shipping(self, send: Send) -> None:
+        """For a node on another machine: start the thread that gives checkpoints to the hub."""
+        if self.hub is not None:
+            self.shipper = CheckpointShipper(self.hub, self.data_dir, send)
+
     def close(self) -> None:
-        """Release the report storage (after `run` returned)."""
+        """Ship the last checkpoint, release the report storage (after `run` returned)."""
+        if self.shipper is not None:
+            self.shipper.close()
         with self._lock:
             self._closed = True
             self._reports.close()
@@ -191,13 +222,15 @@ class TrainerNode:
 
         send(TrainerStatus(version=version, status="starting"))
         report_progress()  # a switch builds a model next: its liveness bound starts here
+        if self.hub is not None:
+            self._sync(version)
         trainer = Trainer(
             self.config,
             version,
             streamed=True,
             data_dir=self.data_dir,
             on_status=send,
-            on_checkpoint=lambda checkpoint: send(_checkpointed(checkpoint)),
+            on_checkpoint=self._announcer(send),
         )
         try:
             with self._lock:
@@ -213,6 +246,26 @@ class TrainerNode:
             with self._lock:
                 self._trainer = None
             trainer.close()
+            if self.shipper is not None:
+                self.shipper.period_ended(version)
+
+    def _sync(self, version: str) -> None:
+        """A remote node: the hub's record of `version` and its newest checkpoint, here."""
+        assert self.hub is not None
+        try:
+            copied = sync_version(
+                self.hub, self.data_dir, version, keep=self.config.models.keep_checkpoints
+            )
+        except OSError as error:
+            raise TransferError(f"cannot fetch {version} from the hub: {error}") from None
+        if copied is not None:
+            log.info("resuming %s from the hub's checkpoint of batch %d", version, copied)
+
+    def _announcer(self, send: Send) -> Callable[[NewCheckpoint], None]:
+        """What a new checkpoint does: announced at once (shared data), or shipped first."""
+        if self.shipper is not None:
+            return self.shipper.ship
+        return lambda checkpoint: send(_checkpointed(checkpoint))
 
     def _refuse_switch(self, version: str, previous: str, error: CharlesError, send: Send) -> None:
         log.error("cannot train %s, going on with %s: %s", version, previous, error)
@@ -222,9 +275,103 @@ class TrainerNode:
                 self._target = previous
 
 
+class CheckpointShipper:
+    """Gives a remote trainer's checkpoints and periods to the hub, on its own thread.
+
+    The training thread only queues: a checkpoint waiting to go is replaced by
+    a newer one (older ones may already be pruned, and the driver wants the
+    newest), a period update always goes, in order. `Checkpointed` follows a
+    checkpoint the hub took; one it refused (bytes unlike their list) is
+    logged and alerted and never announced.
+    """
+
+    # How long `close` waits for the last checkpoint to reach the hub.
+    CLOSE_TIMEOUT_S = 120.0
+
+    def __init__(self, hub: HubHttp, data_dir: Path, send: Send) -> None:
+        self.hub = hub
+        self.data_dir = data_dir
+        self.shipped = 0
+        self._send = send
+        self._jobs: collections.deque[NewCheckpoint | str] = collections.deque()
+        self._changed = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="checkpoint-shipper", daemon=True)
+        self._thread.start()
+
+    def ship(self, checkpoint: NewCheckpoint) -> None:
+        """Queue a new checkpoint (any thread), replacing a waiting one of the same version."""
+        with self._changed:
+            for job in list(self._jobs):
+                if not isinstance(job, str) and job.version == checkpoint.version:
+                    self._jobs.remove(job)
+                    log.info(
+                        "batch %d of %s not shipped: a newer one is ready", job.batch, job.version
+                    )
+            self._jobs.append(checkpoint)
+            self._changed.notify()
+
+    def period_ended(self, version: str) -> None:
+        """Queue the closed training period of `version` (after its last checkpoint)."""
+        with self._changed:
+            self._jobs.append(version)
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Ship what is queued (up to CLOSE_TIMEOUT_S), then stop the thread."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join(self.CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.error("the hub did not take the last checkpoint within %g s", self.CLOSE_TIMEOUT_S)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._jobs or self._closing)
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            try:
+                if isinstance(job, str):
+                    send_period(self.hub, self.data_dir, job)
+                else:
+                    self._ship(job)
+            except TransferRefused as error:
+                log.error("%s", error)
+                self._send(Alert(kind="error", text=f"checkpoint refused: {error}"))
+            except (CharlesError, OSError) as error:
+                log.warning("could not give the hub %s: %s", _what(job), error)
+
+    def _ship(self, checkpoint: NewCheckpoint) -> None:
+        started = time.monotonic()
+        sent = upload_checkpoint(self.hub, checkpoint.version, checkpoint.batch, checkpoint.path)
+        send_period(self.hub, self.data_dir, checkpoint.version)
+        self.shipped += 1
+        log.info(
+            "%s batch %d %s in %.2f s",
+            checkpoint.version,
+            checkpoint.batch,
+            "shipped to the hub" if sent else "was on the hub already",
+            time.monotonic() - started,
+        )
+        self._send(_checkpointed(checkpoint))
+
+
+def _what(job: NewCheckpoint | str) -> str:
+    return f"the period of {job}" if isinstance(job, str) else f"{job.version} batch {job.batch}"
+
+
 def _checkpointed(checkpoint: NewCheckpoint) -> Checkpointed:
+    try:
+        files = checkpoint_files(checkpoint.path)
+    except (CharlesError, OSError) as error:
+        # Announced without its list: a driver sharing this data directory still loads it.
+        log.warning("checkpoint %s not listed: %s", checkpoint.path, error)
+        files = ()
     return Checkpointed(
-        version=checkpoint.version, batch=checkpoint.batch, path=str(checkpoint.path)
+        version=checkpoint.version, batch=checkpoint.batch, path=str(checkpoint.path), files=files
     )
 
 
