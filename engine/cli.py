@@ -26,6 +26,7 @@ from engine.data import cli as data_cli
 from engine.driver import cli as drive_cli
 from engine.driver import convcam_cli, eval_cli, npc_cli
 from engine.games import cli as games_cli
+from engine.node import cli as node_cli
 from engine.recorder import cli as record_cli
 from engine.records import cli as timeline_cli
 from engine.sim import cli as sim_cli
@@ -52,6 +53,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     eval_cli.add_command,
     games_cli.add_command,
     train_cli.add_command,
+    node_cli.add_command,
     timeline_cli.add_command,
     obs_cli.add_command,
     chat_cli.add_command,
