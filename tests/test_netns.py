@@ -10,6 +10,8 @@ import pytest
 
 from tests.netns import network_lab
 
+pytestmark = pytest.mark.slow
+
 SERVE = [sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8000"]
 
 
