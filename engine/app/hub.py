@@ -84,6 +84,9 @@ WAITING_SETS = 64
 # Messages queued per node before the sender waits: a slow trainer slows the collectors
 # instead of growing the hub's memory. At least WAITING_SETS, so a new trainer takes them all.
 NODE_QUEUE_LENGTH = WAITING_SETS
+# ...and bytes, so 64 messages of the largest size (max_message_mb) cannot take 512 MB per slow
+# node: past this a sender waits too (one message more may always go in).
+NODE_QUEUE_BYTES = 64 * 1024 * 1024
 HELLO_TIMEOUT_S = 10.0
 HEARTBEAT_S = 10.0
 STOP_TIMEOUT_S = 2.0
@@ -487,6 +490,7 @@ class _NodeLink:
         self.name = ""
         self.hello: Hello | None = None
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queued_bytes = 0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._closed = False
@@ -503,11 +507,12 @@ class _NodeLink:
     def queue_now(self, kind: str, data: bytes) -> None:
         """Queue without waiting: only for a link that is not routable yet (its queue has room)."""
         self._queue.append((kind, data))
+        self._queued_bytes += len(data)
         self._ready.set()
 
     async def put(self, kind: str, data: bytes) -> bool:
-        """Queue a message, waiting while the queue is full; False if the link closed."""
-        while len(self._queue) >= NODE_QUEUE_LENGTH and not self._closed:
+        """Queue a message, waiting while the queue is full (messages or bytes); False if closed."""
+        while self._full() and not self._closed:
             self._room.clear()
             await self._room.wait()
         if self._closed:
@@ -528,7 +533,13 @@ class _NodeLink:
             )
         unsent = list(self._queue)
         self._queue.clear()
+        self._queued_bytes = 0
         return unsent
+
+    def _full(self) -> bool:
+        return len(self._queue) >= NODE_QUEUE_LENGTH or (
+            bool(self._queue) and self._queued_bytes >= NODE_QUEUE_BYTES
+        )
 
     async def _write(self) -> None:
         while True:
@@ -542,6 +553,7 @@ class _NodeLink:
                 log.info("sending to %s failed: %r", self.describe(), error)
                 return
             self._queue.popleft()
+            self._queued_bytes -= len(data)
             self._room.set()
 
 
