@@ -15,7 +15,7 @@ import time
 import pytest
 
 from engine.core.samples import BalanceStats
-from engine.core.services import SERVICES
+from engine.core.services import PROTOCOL_VERSION, SERVICES
 from engine.core.store import AppState
 from engine.core.wire import (
     Alert,
@@ -124,7 +124,25 @@ async def test_a_hub_of_another_protocol_version_is_final_and_names_the_side_to_
         assert await asyncio.to_thread(old.lost.wait, HANG_S)
         await asyncio.to_thread(old.close)
         assert "upgrade the node (pip install -U charles-stream)" in caplog.text
+        assert f"speaks protocol {PROTOCOL_VERSION} and this node 1: upgrade this node" in (
+            caplog.text
+        )
         assert "old" not in hub.state.nodes
+
+
+async def test_a_node_newer_than_the_hub_is_told_to_upgrade_the_hub(caplog):
+    async with running_hub() as hub:
+        newer = PROTOCOL_VERSION + 1
+        node = NodeClient(hub.url(), TOKEN, Hello(role="collector", name="new", protocol=newer))
+        with contextlib.suppress(NodeError):
+            await started(node)
+
+        assert await asyncio.to_thread(node.lost.wait, HANG_S)
+        await asyncio.to_thread(node.close)
+        assert (
+            f"speaks protocol {PROTOCOL_VERSION} and this node {newer}: upgrade the hub "
+            "(on the streaming PC)"
+        ) in caplog.text
 
 
 async def test_hub_messages_arrive_on_the_client_thread():

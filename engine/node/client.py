@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -390,9 +391,7 @@ class NodeClient:
                     await ws.pong(received.data)
             elif received.type is aiohttp.WSMsgType.CLOSE:
                 if (received.extra or "").startswith(VERSION_REFUSAL):
-                    self._error = NodeError(
-                        f"the hub at {self.url} refused {self.name}: {received.extra}"
-                    )
+                    self._error = self._version_refused(received.extra)
                     return
                 level = logging.INFO if received.data in (1000, 1001) else logging.WARNING
                 log.log(
@@ -412,6 +411,20 @@ class NodeClient:
                 log.warning(
                     "hub sent a %s frame; only binary messages are expected", received.type.name
                 )
+
+    def _version_refused(self, reason: str) -> NodeError:
+        """The hub's refusal of this protocol version, said from this side: which to upgrade."""
+        mine = self._hello.protocol
+        spoken = re.search(r"this hub speaks (\d+)", reason)
+        if spoken is None:
+            return NodeError(f"the hub at {self.url} refused {self.name}: {reason}")
+        theirs = int(spoken[1])
+        side = "this node" if theirs > mine else "the hub (on the streaming PC)"
+        return NodeError(
+            f"the hub at {self.url} speaks protocol {theirs} and this node {mine}: upgrade "
+            f"{side} (pip install -U charles-stream) so both speak the same; the hub said: "
+            f"{reason}"
+        )
 
     def _deliver(self, data: bytes) -> None:
         try:
