@@ -154,6 +154,7 @@ def test_eval_json_without_hard_keeps_its_shape(tmp_path, capsys):
         "seconds",
         "version",
         "batch",
+        "engine",
         "model",
         "npc",
         "untrained",

@@ -269,10 +269,15 @@ class CaptureConfig(Section):
 
 
 class DriverConfig(Section):
-    """The driver process: its TensorFlow threads, reporting rates, Convcam and weight reloads."""
+    """The driver process: its inference engine and threads, reports, Convcam, weight reloads."""
 
+    # What runs the one-pass model (engine/driver/engines.py): "auto" = the fastest installed
+    # (OpenVINO, then ONNX Runtime, then TensorFlow on a CPU; a GPU engine first where there is
+    # one). "openvino" and "onnxruntime" are extras: pip install 'charles-stream[openvino]'.
+    engine: Literal["auto", "tensorflow", "openvino", "onnxruntime"] = "auto"
     # One intra-op and one inter-op thread keep the demo line near 1 ms a prediction and leave
-    # the other cores to the trainer; 0 = TensorFlow's default (one per core).
+    # the other cores to the trainer; 0 = the engine's default (one per core). Every engine's
+    # prediction threads (OpenVINO: inference_num_threads; ONNX Runtime: intra/inter op).
     intra_op_threads: Annotated[int, Meta(ge=0, le=1024)] = 1
     inter_op_threads: Annotated[int, Meta(ge=0, le=1024)] = 1
     # Player Console reports (DriverStatus) per second.

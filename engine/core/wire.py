@@ -160,7 +160,8 @@ class DriverStatus(WireMessage, tag="driver_status"):
     Predictions are reported as the model made them, NaN included (viewers see a
     diverged model); every other number is finite, as the controller applies it.
     `stages` holds each loop stage the driver has run, with its p50/p95 duration.
-    `convcam_layers` and `convcam_kernels` caption the Convcam image.
+    `convcam_layers` and `convcam_kernels` caption the Convcam image; `engine`
+    names the inference engine and device ("" from a driver that predates it).
     """
 
     version: str
@@ -176,6 +177,8 @@ class DriverStatus(WireMessage, tag="driver_status"):
     # What the Convcam image shows, for its caption: the layer(s) and their kernels in all.
     convcam_layers: tuple[str, ...] = ()
     convcam_kernels: Count = 0
+    # What runs the predictions and on which device, e.g. "openvino CPU" ([driver] engine).
+    engine: str = ""
 
 
 class Frames(WireMessage, tag="frames"):

@@ -5,10 +5,11 @@ Example::
     live.update(player_table(driver_status))
 
 The reference's Player Console (raw predictions, controller values, FPS,
-PPS, the loaded version and batch, unstucks), drawn from one `DriverStatus`,
-and below it where a turn of the loop spends its time: p50 / p95 per stage
-(`engine.driver.stage_times`), so a streamer sees at a glance whether the
-model, the capture or the overlay's JPEGs hold the car back.
+PPS, the loaded version and batch, unstucks) and the inference engine it runs
+on, drawn from one `DriverStatus`, and below it where a turn of the loop
+spends its time: p50 / p95 per stage (`engine.driver.stage_times`), so a
+streamer sees at a glance whether the model, the capture or the overlay's
+JPEGs hold the car back.
 `charles-stream drive` shows it alone; the app shows it beside the Trainer
 Console (`engine/app/consoles.py`).
 """
@@ -41,6 +42,8 @@ def player_table(status: DriverStatus | None) -> Table:
     for name, value in status.pad.items():
         table.add_row(f"pad {name}", f"{value:.3f}")
     table.add_row("FPS / PPS", f"{status.fps:.1f} / {status.pps:.1f}")
+    if status.engine:
+        table.add_row("engine", status.engine)
     table.add_row("unstucks", str(status.unstucks))
     table.add_row("distance / off-road", f"{status.distance_m:,.0f} m / {status.offroad_events}")
     if status.stages:

@@ -11,7 +11,8 @@ The image is resized (INTER_AREA) to the model's input, run through the same
 one-pass model the driver uses, and the layer's activations are tiled into
 one image (see `engine/driver/convcam.py`). Two `--layer`s of a two-backbone model
 are drawn in two colours. `--gradcam` also writes the Grad-CAM heat map of
-the steering output over the input image.
+the steering output over the input image (always on TensorFlow: it needs
+gradients). `--engine` runs the one pass on another engine than `[driver] engine`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from engine.core.cli_args import (
     data_dir_from,
 )
 from engine.core.errors import UsageError
+from engine.driver.engines import add_engine_argument, driver_config_with_engine
 
 log = logging.getLogger("charles.convcam")
 
@@ -57,6 +59,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "--normalise", choices=("tile", "global"), help="default: [driver] convcam_normalise"
     )
     parser.add_argument("--gradcam", metavar="HEAT.png", help="also write a Grad-CAM heat map")
+    add_engine_argument(parser)
     parser.add_argument("--json", action="store_true", help="--list-layers as JSON")
     add_data_argument(parser)
     add_config_argument(parser)
@@ -74,9 +77,9 @@ def run_convcam(args: argparse.Namespace) -> int:
     config = config_from(args)
     from engine.driver.inference import (
         GradCam,
-        OnePassModel,
         feature_map_layers,
         load_version,
+        one_pass_model,
         set_tensorflow_threads,
     )
 
@@ -98,19 +101,23 @@ def run_convcam(args: argparse.Namespace) -> int:
     layers = tuple(args.layer or (spec.convcam,))
     image = resize_frame(_read_rgb(args.image), (spec.input.width, spec.input.height))
     frame = np.concatenate([image] * spec.input.frames, axis=-1)
-    prediction = OnePassModel(loaded.model, spec.output_names, layers).predict(frame)
+    driver = driver_config_with_engine(config, args.engine)
+    model = one_pass_model(driver, loaded.model, spec.output_names, layers)
+    prediction = model.predict(frame)
     normalise = args.normalise or config.driver.convcam_normalise
     render = render_convcam_dual if len(layers) == 2 else render_convcam
     convcam = render(*prediction.activations, columns=args.columns, normalise=normalise)
     _write_rgb(args.out, convcam)
     log.info(
-        "Convcam of %s (%s) written to %s; predictions: %s",
+        "Convcam of %s (%s, on %s) written to %s; predictions: %s",
         ", ".join(layers),
         "x".join(map(str, prediction.activations[0].shape)),
+        model.engine,
         args.out,
         {name: round(value, 4) for name, value in prediction.outputs.items()},
     )
     if args.gradcam:
+        # Gradients: TensorFlow, whatever engine rendered the Convcam.
         heat = GradCam(loaded.model, "steering", layers[0]).overlay(frame, image)
         _write_rgb(args.gradcam, heat)
         log.info("Grad-CAM of steering written to %s", args.gradcam)

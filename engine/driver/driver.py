@@ -20,7 +20,10 @@ capture thread runs ahead and drops what the driver had no time for):
 5. Convcam: the activations tiled into the overlay's image (after the pad, so
    the car never waits for it);
 6. watch: an unstuck when the car has not moved; pending new weights are
-   loaded then (or after `reload_interval_s`, whichever first);
+   loaded then (or after `reload_interval_s`, whichever first); on an engine
+   other than TensorFlow they are converted on a thread and swapped in once
+   they agree with TensorFlow on the newest frame (`OnePassModel.reload_in_background`),
+   the car driving on the old model meanwhile;
 7. report: status and overlay JPEGs to the sink when due.
 
 Each stage is timed (`engine.driver.stage_times`: one clock read per stage,
@@ -73,7 +76,13 @@ from models.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     # Only types: the loop itself never needs TensorFlow, whoever wires the parts does.
-    from engine.driver.inference import GradCam, LoadedModel, OnePassModel, Prediction
+    from engine.driver.inference import (
+        GradCam,
+        LoadedModel,
+        OnePassModel,
+        Prediction,
+        ReloadOutcome,
+    )
 
 log = logging.getLogger("charles.driver")
 
@@ -119,11 +128,12 @@ class ModelParts:
 
 
 def model_parts(config: Config, loaded: LoadedModel) -> ModelParts:
-    """Wrap a loaded version for driving: one-pass model (heads + Convcam), Grad-CAM if on."""
-    from engine.driver.inference import GradCam, OnePassModel
+    """Wrap a loaded version for driving: one-pass model (heads + Convcam) on `[driver] engine`,
+    Grad-CAM if on (on TensorFlow, whatever the engine: it needs gradients)."""
+    from engine.driver.inference import GradCam, one_pass_model
 
     layers = config.driver.convcam_layers or (loaded.spec.convcam,)
-    model = OnePassModel(loaded.model, loaded.spec.output_names, layers)
+    model = one_pass_model(config.driver, loaded.model, loaded.spec.output_names, layers)
     gradcam = GradCam(loaded.model, "steering", layers[0]) if config.driver.gradcam_hz > 0 else None
     return ModelParts(model, loaded, gradcam)
 
@@ -226,6 +236,7 @@ class Driver:
         self._started: float | None = None
         self._counts_at_start = (0, 0)
         self._last_frame: Frame | None = None
+        self._last_input: np.ndarray | None = None
         self._last_prediction: Prediction | None = None
         self.last_pad = NEUTRAL_PAD
         self.unstucks = 0
@@ -307,6 +318,7 @@ class Driver:
         mark = times.lap("preprocess", mark)
         prediction = parts.model.predict(model_input)
         mark = times.lap("predict", mark)
+        self._last_input = model_input
         steering = prediction.outputs["steering"]
         pad = parts.translator.translate(steering, self._throttle_from(prediction.outputs))
         mark = times.lap("translate", mark)
@@ -380,6 +392,7 @@ class Driver:
             stages=self.stage_times.summary(),
             convcam_layers=self.parts.model.convcam_layers,
             convcam_kernels=self._convcam_kernels,
+            engine=self.parts.model.engine,
         )
 
     def _take_switched_model(self) -> None:
@@ -419,6 +432,9 @@ class Driver:
         parts.watch.reset(self._clock())
 
     def _apply_offered_weights(self, why: str) -> None:
+        if self.parts.model.converts_checkpoints:
+            self._convert_offered_weights(why)
+            return
         with self._offer_lock:
             offered, self._offered = self._offered, None
         self._last_load = self._clock()
@@ -445,6 +461,50 @@ class Driver:
             weights.batch,
             before,
             offered[1],
+        )
+
+    def _convert_offered_weights(self, why: str) -> None:
+        """Another engine: load and convert on a thread, the car driving on the old model.
+
+        The newest model input is the probe the conversion must agree with TensorFlow on.
+        An offer made while a conversion runs waits for the next unstuck or interval.
+        """
+        self._last_load = self._clock()
+        with self._offer_lock:
+            offered = self._offered
+            if offered is None or self._last_input is None:
+                return
+            weights, model = self.parts.weights, self.parts.model
+            started = model.reload_in_background(weights, self._last_input, self._converted)
+            if started:
+                self._offered = None
+        if started:
+            log.info("weights of %s at %s: converting for %s", offered[0], why, model.engine)
+
+    def _converted(self, outcome: ReloadOutcome) -> None:
+        """A background conversion ended (its thread): count it, or alert and keep the old."""
+        if outcome.refused is not None:
+            log.error(
+                "new weights of %s not taken, driving on with batch %d: %s",
+                outcome.version,
+                outcome.before,
+                outcome.refused,
+            )
+            self._sink(
+                Alert(
+                    kind="error",
+                    text=f"new weights of {outcome.version} refused, driving on with batch "
+                    f"{outcome.before}: {outcome.refused}",
+                )
+            )
+            return
+        self.reloads += 1
+        log.info(
+            "now predicting with %s batch %d (was %d): converted and checked in %.1f s",
+            outcome.version,
+            outcome.batch,
+            outcome.before,
+            outcome.seconds,
         )
 
     def _report(self, now: float, frame: Frame) -> None:

@@ -4,12 +4,15 @@ Example::
 
     charles-stream eval --model model_0000_demo_v1 --seeds 101,202,303 --seconds 60 --json
     charles-stream eval --model model_0000_demo_v1 --hard      # + minutes per seed, off-line starts
+    charles-stream eval --model model_0000_demo_v1 --engine openvino   # not [driver] engine
 
 Each policy drives the built-in game headless (game time, as fast as the
 machine goes) on the same track seeds; the score is the mean metres of road
 progress per off-road event (see `engine/driver/evaluation.py`). `--json` prints
-{"seeds", "seconds", "model", "npc", "untrained", "ratio_to_npc"}; the
-acceptance figure is `ratio_to_npc`.
+{"seeds", "seconds", "engine", "model", "npc", "untrained", "ratio_to_npc"};
+the acceptance figure is `ratio_to_npc`. The models run as the driver runs
+them: the one-pass model (heads and Convcam layer) on `[driver] engine` (or
+`--engine`), so the score of a version is the same on every engine.
 
 `--hard` adds the harder test (`engine/driver/hard_test.py`: 240 game seconds
 on each of its own seeds, starts off the racing line, mean speed and lap times
@@ -36,6 +39,7 @@ from engine.core.cli_args import (
     data_dir_from,
 )
 from engine.core.errors import UsageError
+from engine.driver.engines import add_engine_argument, driver_config_with_engine
 from engine.driver.hard_test import DEFAULT_SECONDS as HARD_SECONDS
 from engine.driver.hard_test import DEFAULT_SEEDS as HARD_SEEDS
 from engine.driver.hard_test import MAX_SECONDS, HardComparison, HardTest
@@ -86,6 +90,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"the hard test's game seconds per seed (default: {HARD_SECONDS:g})",
     )
+    add_engine_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line")
     add_data_argument(parser)
     add_config_argument(parser)
@@ -103,18 +108,25 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from engine.driver.evaluation import AutopilotPolicy, ModelPolicy, evaluate
     from engine.driver.hard_test import compare, run_hard_test
-    from engine.driver.inference import OnePassModel, load_version
+    from engine.driver.inference import load_version, one_pass_model
     from models.build import build_architecture
 
+    driver = driver_config_with_engine(config, args.engine)
     loaded = load_version(data_dir_from(args, config), args.model)
     outputs = loaded.spec.output_names
     keras.utils.set_random_seed(UNTRAINED_SEED)
     untrained = build_architecture(loaded.spec)
+    # The one-pass model the driver drives with, its Convcam layer included, on the engine.
+    layers = driver.convcam_layers or (loaded.spec.convcam,)
+    model = one_pass_model(driver, loaded.model, outputs, layers)
     policies = (
-        ModelPolicy("model", OnePassModel(loaded.model, outputs, ()), config.controller),
+        ModelPolicy("model", model, config.controller),
         AutopilotPolicy(config),
-        ModelPolicy("untrained", OnePassModel(untrained, outputs, ()), config.controller),
+        ModelPolicy(
+            "untrained", one_pass_model(driver, untrained, outputs, layers), config.controller
+        ),
     )
+    log.info("eval: %s predicts on %s", loaded.version, model.engine)
 
     def progress(name: str, seed: int) -> None:
         log.info("eval: %s on seed %d (%g game seconds)", name, seed, args.seconds)
@@ -132,6 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "version": loaded.version,
         "batch": loaded.batch,
+        "engine": model.engine,
         **{name: result.as_dict() for name, result in results.items()},
         "ratio_to_npc": round(ratio, 3),
     }

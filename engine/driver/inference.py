@@ -4,10 +4,12 @@ Example::
 
     set_tensorflow_threads(config.driver)                 # before anything touches TensorFlow
     loaded = load_version(config.app.data_dir, "model_0000_demo_v1")
-    model = OnePassModel(loaded.model, loaded.spec.output_names, [loaded.spec.convcam])
+    model = one_pass_model(config.driver, loaded.model, loaded.spec.output_names,
+                           [loaded.spec.convcam])       # on [driver] engine
     result = model.predict(frame)          # frame: (H, W, C) raw 0-255 pixels
     result.outputs["steering"]             # a float
     result.activations[0]                  # (h, w, kernels): what the Convcam tiles
+    model.engine                           # "openvino CPU": what the Player Console names
 
 The trained model is wrapped in a multi-output Keras model whose outputs are
 the heads plus the chosen Convcam layer(s), traced once into a `tf.function`
@@ -17,19 +19,30 @@ activations out: there is no second pass, ever. The wrapper shares the trained
 model's layers, so loading new weights into the trained model (a reload at an
 unstuck) changes what the next prediction uses without rebuilding anything.
 
+On another engine (`[driver] engine`: OpenVINO, ONNX Runtime; see
+`engine.driver.engines`) that trace is converted and compiled once, and must
+agree with TensorFlow on a probe frame before it drives. Its weights are
+frozen in, so new weights mean a new conversion: `reload_in_background`
+loads and converts them on a thread while the car drives on the old model,
+and swaps only a converted model that agrees with TensorFlow on a frame the
+car saw (else the old weights stay, and the caller alerts).
+
 `GradCam` (optional, off by default) does need gradients, so it is a separate
-pass; the driver runs it a few times a second at most.
+pass on TensorFlow whatever the engine; the driver runs it a few times a
+second at most.
 
 Only the driver, `convcam` and `eval` import this module. TensorFlow is imported
 where it is used, so the one-pass model also runs where only another Keras
 backend is installed (`bench/driver.py --gpu` on a machine without TensorFlow);
-`GradCam` needs TensorFlow.
+`GradCam` and the other engines need TensorFlow.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +53,16 @@ import numpy as np
 
 from engine.core.config import DriverConfig
 from engine.core.errors import ModelError
+from engine.driver.engines import (
+    CompiledEngine,
+    EngineMismatch,
+    EngineName,
+    EngineUnavailable,
+    Tolerance,
+    check_parity,
+    compile_engine,
+    resolve_engine,
+)
 from models.build import build_architecture, parameter_counts
 from models.checkpoints import Checkpoint, load_latest_checkpoint
 from models.registry import Registry, version_dir
@@ -118,11 +141,34 @@ def feature_map_layers(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
     ]
 
 
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """How a background reload went: the batch now driven, and why not when it was refused."""
+
+    version: str
+    batch: int
+    before: int
+    seconds: float
+    refused: str | None = None
+
+
 class OnePassModel:
-    """Predictions and Convcam activations from one compiled forward pass per frame."""
+    """Predictions and Convcam activations from one compiled forward pass per frame.
+
+    On an engine other than TensorFlow the traced pass is converted and
+    compiled for it, then checked against TensorFlow on a probe frame
+    (`engine.driver.engines.check_parity`) before it serves a prediction.
+    """
 
     def __init__(
-        self, model: keras.Model, outputs: Sequence[str], convcam_layers: Sequence[str]
+        self,
+        model: keras.Model,
+        outputs: Sequence[str],
+        convcam_layers: Sequence[str],
+        *,
+        engine: str = "tensorflow",
+        intra_threads: int = 0,
+        inter_threads: int = 0,
     ) -> None:
         self.output_names = tuple(outputs)
         self.convcam_layers = tuple(convcam_layers)
@@ -134,12 +180,14 @@ class OnePassModel:
                 f"it has: {', '.join(heads)}"
             )
         maps = [_convcam_layer(model, name).output for name in self.convcam_layers]
+        self._model = model
         self._inference = keras.Model(
             model.inputs,
             [heads[name] for name in self.output_names] + maps,
             name=f"{model.name}_one_pass",
         )
         self.input_shape = tuple(model.inputs[0].shape[1:])
+        self._threads = (intra_threads, inter_threads)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -149,22 +197,156 @@ class OnePassModel:
             self._forward = self._inference.predict_on_batch
         # Trace now, not on the first frame: tracing takes far longer than a frame lasts.
         self._forward(np.zeros((1, *self.input_shape), np.float32))
+        # How far a converted model may be from TensorFlow before it is refused.
+        self.tolerance = Tolerance()
+        self._engine = self._compile(engine)
+        self._reloading = threading.Lock()
+
+    @property
+    def engine(self) -> str:
+        """The engine the predictions run on, and its device (e.g. "openvino CPU")."""
+        return self._engine.label
+
+    @property
+    def converts_checkpoints(self) -> bool:
+        """Whether new weights need a conversion (every engine but TensorFlow)."""
+        return self._engine.name != "tensorflow"
 
     def predict(self, frame: np.ndarray) -> Prediction:
         """Run the model on one (H, W, C) frame of raw 0-255 pixels."""
         if frame.shape != self.input_shape:
             raise ValueError(f"frame of shape {frame.shape}; the model takes {self.input_shape}")
-        results = self._forward(frame[np.newaxis].astype(np.float32))
+        results = self._engine.run(frame[np.newaxis].astype(np.float32))
         count = len(self.output_names)
-        results = [np.asarray(value) for value in results]
         outputs = {
             name: float(value[0, 0])
             for name, value in zip(self.output_names, results[:count], strict=True)
         }
         return Prediction(outputs, tuple(value[0] for value in results[count:]))
 
+    def reload_in_background(
+        self,
+        weights: LoadedModel,
+        probe: np.ndarray,
+        done: Callable[[ReloadOutcome], None],
+    ) -> bool:
+        """Load the newest checkpoint and convert it on a thread while the old one drives.
+
+        The converted model replaces the driving one only once it is compiled and
+        agrees with TensorFlow on `probe` (a frame the car saw); otherwise the old
+        weights are put back, so TensorFlow (Grad-CAM, the next check) and the
+        engine stay the same model. `done` gets the outcome on that thread.
+        Returns False, starting nothing, while an earlier reload still runs.
+        """
+        if not self._reloading.acquire(blocking=False):
+            return False
+        threading.Thread(
+            target=self._reload, args=(weights, probe, done), name="engine-reload", daemon=True
+        ).start()
+        return True
+
+    def _reload(
+        self, weights: LoadedModel, probe: np.ndarray, done: Callable[[ReloadOutcome], None]
+    ) -> None:
+        started = time.perf_counter()
+        before = weights.batch
+        kept = self._model.get_weights()
+        try:
+            try:
+                if weights.reload_latest() is None:
+                    raise ModelError(f"no checkpoint of {weights.version} to load")
+                candidate = self._convert(self._engine.name)
+                frames = probe[np.newaxis].astype(np.float32)
+                check_parity(
+                    self._reference(frames),
+                    candidate.run(frames),
+                    len(self.output_names),
+                    self.tolerance,
+                )
+            # A failed conversion must never stop the car: anything raised here keeps it driving.
+            except Exception as error:
+                self._model.set_weights(kept)
+                weights.batch = before
+                refused = f"{type(error).__name__}: {error}" if str(error) else repr(error)
+                done(ReloadOutcome(weights.version, before, before, _since(started), refused))
+                return
+            self._engine = candidate  # one store: the next predict() uses it
+            done(ReloadOutcome(weights.version, weights.batch, before, _since(started)))
+        finally:
+            self._reloading.release()
+
+    def _compile(self, requested: str) -> CompiledEngine:
+        """The engine for `requested`, checked; "auto" falls back to TensorFlow on a failure."""
+        if keras.backend.backend() != "tensorflow":
+            if requested not in ("auto", "tensorflow"):
+                raise EngineUnavailable(
+                    f"inference engine {requested!r} converts TensorFlow graphs; Keras runs on "
+                    f"{keras.backend.backend()} here: accepted: 'auto' or 'tensorflow'"
+                )
+            return CompiledEngine("tensorflow", keras.backend.backend(), self._reference, 0.0)
+        name = resolve_engine(requested)
+        if name == "tensorflow":
+            return self._convert(name)
+        probe = probe_frame(self.input_shape)
+        try:
+            compiled = self._convert(name)
+            check_parity(
+                self._reference(probe), compiled.run(probe), len(self.output_names), self.tolerance
+            )
+        except EngineUnavailable:
+            raise
+        # A converter's own failure (any type) is a refusal here, or TensorFlow for "auto".
+        except Exception as error:
+            why = f"{name} cannot drive {self._model.name}: {type(error).__name__}: {error}"
+            if requested != "auto":
+                kind = EngineMismatch if isinstance(error, EngineMismatch) else ModelError
+                raise kind(f'{why} (set [driver] engine = "tensorflow")') from error
+            log.warning("%s; driving on TensorFlow", why)
+            return self._convert("tensorflow")
+        log.info(
+            "%s: %s compiled in %.1f s, agrees with TensorFlow",
+            self._model.name,
+            compiled.label,
+            compiled.seconds_to_build,
+        )
+        return compiled
+
+    def _convert(self, name: EngineName) -> CompiledEngine:
+        intra, inter = self._threads
+        example = np.zeros((1, *self.input_shape), np.float32)
+        return compile_engine(
+            name, self._forward, example, intra_threads=intra, inter_threads=inter
+        )
+
+    def _reference(self, frames: np.ndarray) -> list[np.ndarray]:
+        """TensorFlow's outputs for a batch: what every engine is checked against."""
+        return [np.asarray(value) for value in self._forward(frames)]
+
     def _call(self, frames: tf.Tensor) -> list[tf.Tensor]:
         return self._inference(frames, training=False)
+
+
+def one_pass_model(
+    config: DriverConfig, model: keras.Model, outputs: Sequence[str], layers: Sequence[str]
+) -> OnePassModel:
+    """The one-pass model on `[driver] engine` with the driver's thread counts."""
+    return OnePassModel(
+        model,
+        outputs,
+        layers,
+        engine=config.engine,
+        intra_threads=config.intra_op_threads,
+        inter_threads=config.inter_op_threads,
+    )
+
+
+def probe_frame(shape: tuple[int, ...], seed: int = 18) -> np.ndarray:
+    """A (1, *shape) float32 batch of random 0-255 pixels: the probe before any game frame."""
+    return np.random.default_rng(seed).uniform(0, 255, (1, *shape)).astype(np.float32)
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 class GradCam:

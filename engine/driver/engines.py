@@ -1,0 +1,324 @@
+"""Inference engines for the driver's one-pass model: TensorFlow, OpenVINO, ONNX Runtime.
+
+Example::
+
+    name = resolve_engine(config.driver.engine)          # "auto" -> the fastest installed
+    runner = compile_engine(name, one_pass_fn, example, threads=2)
+    results = runner(frames)                             # [heads..., Convcam maps...] as numpy
+    check_parity(reference(frames), results, heads=2)    # raises EngineMismatch when they differ
+
+TensorFlow stays the training engine and the reference for correctness: the
+traced one-pass `tf.function` (`engine.driver.inference.OnePassModel`) is what
+the other engines convert, and every converted model is compared with it on
+a probe frame before it drives (`check_parity`, tolerances below).
+
+"auto" is a fixed preference order, from the issue 18 measurements of
+model_0003_xception at 270x480 on two CPU cores (TensorFlow 80.9 ms, ONNX
+Runtime 61.7 ms, OpenVINO 31.0 ms a pass): a GPU ONNX Runtime provider (CUDA,
+DirectML) first, then TensorFlow when it sees a GPU (Linux with CUDA), then
+OpenVINO, then ONNX Runtime on the CPU, then TensorFlow. The GPU rows cannot
+be measured here; they are ordered so a GPU is never passed over for a CPU.
+
+OpenVINO and ONNX Runtime are extras (`pip install charles-stream[openvino]`,
+`charles-stream[onnxruntime]`); asking for one that is not installed is an
+`EngineUnavailable` naming the extra. Both are imported only here, on first
+use, so the default install runs with TensorFlow alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+from engine.core.config import Config, DriverConfig
+from engine.core.errors import DeviceError, ModelError
+
+log = logging.getLogger("charles.engines")
+
+EngineName = Literal["tensorflow", "openvino", "onnxruntime"]
+ENGINES: tuple[EngineName, ...] = ("tensorflow", "openvino", "onnxruntime")
+ENGINE_CHOICES = ("auto", *ENGINES)
+# The Python module each engine imports and the extra that installs it.
+_MODULES = {"tensorflow": "tensorflow", "openvino": "openvino", "onnxruntime": "onnxruntime"}
+_EXTRAS = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+# ONNX Runtime's providers in the order "auto" prefers them (the CPU one is always there).
+ORT_GPU_PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider")
+# tf2onnx's opset: ONNX Runtime >= 1.14 and every DirectML build in use run opset 17.
+ONNX_OPSET = 17
+
+# Tolerances of an engine against TensorFlow on the same frame. A head: 1e-3 absolute, 0.05% of
+# the pad's full lock (issue 18 measured 2e-6 on Xception). A Convcam layer: 1e-3 of its largest
+# activation, under half a level of the 0-255 tile it becomes (measured 3e-4 raw on Xception,
+# whose activations reach ~10).
+HEAD_TOLERANCE = 1e-3
+CONVCAM_TOLERANCE = 1e-3
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+class EngineUnavailable(DeviceError):
+    """An engine that was asked for by name is not installed (or cannot run here)."""
+
+
+class EngineMismatch(ModelError):
+    """A converted model whose outputs differ from TensorFlow's beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an engine may be from TensorFlow: heads absolute, Convcam relative to its peak."""
+
+    heads: float = HEAD_TOLERANCE
+    convcam: float = CONVCAM_TOLERANCE
+
+
+@dataclass(frozen=True)
+class CompiledEngine:
+    """One compiled one-pass model: `run(frames)` -> [heads..., maps...]; `label` for people."""
+
+    name: EngineName
+    device: str
+    run: Runner
+    seconds_to_build: float
+
+    @property
+    def label(self) -> str:
+        """What the Player Console shows, e.g. "openvino CPU"."""
+        return f"{self.name} {self.device}"
+
+
+def installed_engines() -> tuple[EngineName, ...]:
+    """The engines whose Python package is importable here."""
+    return tuple(name for name in ENGINES if _importable(_MODULES[name]))
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or half-removed package
+        return False
+
+
+def resolve_engine(requested: str) -> EngineName:
+    """The engine for `requested` ("auto" or a name); a refusal naming the extra if absent."""
+    if requested not in ENGINE_CHOICES:
+        raise EngineUnavailable(
+            f"inference engine {requested!r} is unknown; accepted: {', '.join(ENGINE_CHOICES)}"
+        )
+    installed = installed_engines()
+    if requested != "auto":
+        if requested not in installed:
+            raise EngineUnavailable(
+                f"inference engine {requested!r} is not installed: "
+                f"pip install 'charles-stream[{_EXTRAS.get(requested, requested)}]' "
+                f'(or set [driver] engine = "auto"; installed: {", ".join(installed)})'
+            )
+        return requested  # type: ignore[return-value]
+    return _fastest(installed)
+
+
+def _fastest(installed: Sequence[EngineName]) -> EngineName:
+    """The preference order of the module docstring, over what is installed."""
+    if set(installed) <= {"tensorflow"}:
+        return "tensorflow"
+    if "onnxruntime" in installed and ort_providers()[0] in ORT_GPU_PROVIDERS:
+        return "onnxruntime"
+    if "tensorflow" in installed and _tensorflow_sees_gpu():
+        return "tensorflow"
+    for name in ("openvino", "onnxruntime"):
+        if name in installed:
+            return name  # type: ignore[return-value]
+    return "tensorflow"
+
+
+def _tensorflow_sees_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def ort_providers(available: Sequence[str] | None = None) -> list[str]:
+    """ONNX Runtime's providers to ask for, best first: a GPU one if built in, then the CPU.
+
+    `available` defaults to what the installed onnxruntime package offers
+    (onnxruntime-gpu: CUDA; onnxruntime-directml on Windows: DirectML).
+    """
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    chosen = [name for name in ORT_GPU_PROVIDERS if name in available]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def ort_session_options(providers: Sequence[str], intra_threads: int, inter_threads: int):
+    """SessionOptions for the driver: its thread counts (0 = ORT's default, one per core).
+
+    DirectML cannot run with memory patterns or parallel execution (its documented
+    requirement), so those are off whenever it is among the providers.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_threads
+    options.inter_op_num_threads = inter_threads
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if "DmlExecutionProvider" in providers:
+        options.enable_mem_pattern = False
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def compile_engine(
+    name: EngineName,
+    function: Callable,
+    example: np.ndarray,
+    *,
+    intra_threads: int = 0,
+    inter_threads: int = 0,
+) -> CompiledEngine:
+    """Convert and compile a traced one-pass `tf.function` for `name`, inputs like `example`.
+
+    `function` (a `tf.function` with an input signature) takes a (1, H, W, C) float32
+    batch and returns the heads then the Convcam maps; the compiled runner returns the
+    same list as numpy arrays. Conversion freezes the weights the model holds now.
+    """
+    started = time.perf_counter()
+    if name == "openvino":
+        device, run = _openvino(function, example, intra_threads)
+    elif name == "onnxruntime":
+        device, run = _onnxruntime(function, example, intra_threads, inter_threads)
+    elif name == "tensorflow":
+        device, run = "CPU/GPU", lambda frames: [np.asarray(value) for value in function(frames)]
+    else:
+        raise EngineUnavailable(
+            f"inference engine {name!r} is unknown; accepted: {', '.join(ENGINES)}"
+        )
+    run(example)  # the first call allocates; not on the first frame the car waits for
+    return CompiledEngine(name, device, run, time.perf_counter() - started)
+
+
+def _openvino(function: Callable, example: np.ndarray, threads: int) -> tuple[str, Runner]:
+    import openvino
+
+    core = openvino.Core()
+    # An Intel GPU where OpenVINO finds one (untested here), else the CPU.
+    device = "GPU" if "GPU" in core.available_devices else "CPU"
+    converted = openvino.convert_model(function, example_input=example)
+    properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if device == "CPU":
+        properties["PERFORMANCE_HINT"] = "LATENCY"
+        if threads > 0:
+            properties["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(converted, device, properties)
+    request = compiled.create_infer_request()
+    outputs = list(compiled.outputs)
+
+    def run(frames: np.ndarray) -> list[np.ndarray]:
+        results = request.infer([frames])
+        # The request reuses its output buffers: copy before the next call overwrites them.
+        return [np.array(results[output]) for output in outputs]
+
+    return device, run
+
+
+def _onnxruntime(
+    function: Callable, example: np.ndarray, intra: int, inter: int
+) -> tuple[str, Runner]:
+    import onnxruntime
+    import tensorflow as tf
+
+    try:
+        import tf2onnx
+
+        # Its INFO lines (opset, optimiser passes) would fill the driver's log at every checkpoint.
+        logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    except ImportError as error:
+        raise EngineUnavailable(
+            "inference engine 'onnxruntime' needs tf2onnx to convert the model: "
+            "pip install 'charles-stream[onnxruntime]'"
+        ) from error
+    # A fresh trace with a named input: tf2onnx binds the signature by name.
+    signature = [tf.TensorSpec(example.shape, tf.float32, name="frames")]
+    proto, _ = tf2onnx.convert.from_function(
+        tf.function(function.python_function),
+        input_signature=signature,
+        opset=ONNX_OPSET,
+    )
+    providers = ort_providers()
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(),
+        ort_session_options(providers, intra, inter),
+        providers=providers,
+    )
+    input_name = session.get_inputs()[0].name
+    device = session.get_providers()[0].removesuffix("ExecutionProvider")
+
+    def run(frames: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, {input_name: frames})
+
+    return device, run
+
+
+def check_parity(
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    heads: int,
+    tolerance: Tolerance = Tolerance(),
+) -> tuple[float, float]:
+    """Largest head and Convcam differences; EngineMismatch when over the tolerances.
+
+    Heads are compared absolutely, each Convcam layer relative to its largest activation.
+    """
+    if len(reference) != len(candidate):
+        raise EngineMismatch(
+            f"the converted model has {len(candidate)} outputs, TensorFlow's {len(reference)}"
+        )
+    head_error, map_error = 0.0, 0.0
+    for index, (expected, got) in enumerate(zip(reference, candidate, strict=True)):
+        if expected.shape != got.shape:
+            raise EngineMismatch(
+                f"output {index} has shape {got.shape} on the engine, "
+                f"{expected.shape} on TensorFlow"
+            )
+        difference = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+        if not np.isfinite(difference):
+            difference = float("inf")
+        if index < heads:
+            head_error = max(head_error, difference)
+        else:
+            scale = max(1.0, float(np.max(np.abs(expected))))
+            map_error = max(map_error, difference / scale)
+    if head_error > tolerance.heads or map_error > tolerance.convcam:
+        raise EngineMismatch(
+            f"outputs differ from TensorFlow's: heads by {head_error:.2e} "
+            f"(tolerance {tolerance.heads:g}), Convcam by {map_error:.2e} of its peak "
+            f"(tolerance {tolerance.convcam:g})"
+        )
+    return head_error, map_error
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """`--engine`: the inference engine for this command, instead of `[driver] engine`."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=None,
+        help="what runs the model (default: [driver] engine); openvino and onnxruntime are "
+        "extras: pip install 'charles-stream[openvino]'",
+    )
+
+
+def driver_config_with_engine(config: Config, engine: str | None) -> DriverConfig:
+    """`[driver]` with `--engine` applied when given."""
+    if engine is None:
+        return config.driver
+    return msgspec.structs.replace(config.driver, engine=engine)
