@@ -196,7 +196,16 @@ class TrainerConfig(Section):
     """How the trainer process trains: devices, its CPU share, checkpoint and log cadence."""
 
     # "mirrored": tf.distribute.MirroredStrategy over every GPU (one CPU replica without GPUs).
-    strategy: Literal["default", "mirrored"] = "default"
+    # "multi_worker": tf.distribute.MultiWorkerMirroredStrategy over the trainers in `workers`.
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    # multi_worker: every trainer of the cluster as "host:port" (the port its collectives listen
+    # on), the chief first; the same list on every box. TF_CONFIG is not read.
+    workers: tuple[str, ...] = ()
+    # multi_worker: this trainer's place in `workers` (0 = the chief); `--worker-index` overrides.
+    worker_index: Annotated[int, Meta(ge=0, le=1023)] = 0
+    # multi_worker: seconds a collective waits for a peer before this trainer gives up (a dead
+    # or cut-off worker); longer than the chief's slowest turn (a checkpoint save).
+    collective_timeout_s: Annotated[float, Meta(ge=1.0, le=3600.0)] = 60.0
     # TensorFlow intra- and inter-op threads; 0 = TensorFlow's default (one per core).
     threads: Annotated[int, Meta(ge=0, le=1024)] = 0
     # Added to the process's nice value, so a driver on the same cores keeps its frame rate.
@@ -205,6 +214,45 @@ class TrainerConfig(Section):
     checkpoint_every: Annotated[int, Meta(ge=1, le=100_000_000)] = 500
     # Mean losses go to TensorBoard and a status report every this many batches.
     log_every: Annotated[int, Meta(ge=1, le=1_000_000)] = 20
+
+    def __post_init__(self) -> None:
+        if self.strategy != "multi_worker":
+            return
+        if len(self.workers) < 2:
+            raise ConfigError(
+                f"'trainer.workers' = {list(self.workers)} with 'trainer.strategy' = "
+                '"multi_worker"; accepted: two or more "host:port" addresses, the chief first'
+            )
+        for address in self.workers:
+            _check_worker_address(address)
+        if len(set(self.workers)) != len(self.workers):
+            raise ConfigError(
+                f"'trainer.workers' = {list(self.workers)} names an address twice; accepted: "
+                "one distinct host:port per trainer"
+            )
+        if self.worker_index >= len(self.workers):
+            raise ConfigError(
+                f"'trainer.worker_index' = {self.worker_index} is out of range; accepted: 0 to "
+                f"{len(self.workers) - 1} (a place in 'trainer.workers')"
+            )
+
+
+def _check_worker_address(address: str) -> None:
+    """Refuse a cluster address that is not host:port (a bracketed IPv6 host is allowed)."""
+    host, colon, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if (
+        not colon
+        or not host
+        or any(c.isspace() or c in "/[]" for c in host)
+        or not port.isdigit()
+        or not 1 <= int(port) <= 65535
+    ):
+        raise ConfigError(
+            f"'trainer.workers' holds {address!r}, which is not host:port; accepted: e.g. "
+            '"10.0.0.2:12345" or "[fd00::2]:12345" (port 1-65535)'
+        )
 
 
 class ControllerConfig(Section):

@@ -4,6 +4,7 @@ Example::
 
     charles-stream train --model model_0000_demo_v1 --batches 2000
     charles-stream train --model model_0000_demo_v1 --wait --json   # while `collect` runs
+    charles-stream train --model model_0000_demo_v1 --worker-index 1  # [trainer] multi_worker
 
 It trains from the sample storage of the data directory (filled by
 `charles-stream collect`), resumes from the version's latest checkpoint and
@@ -12,8 +13,13 @@ stops when a buffer falls below `data.ready_threshold`, unless `--wait` makes
 it wait for samples another process stores. SIGTERM or Ctrl-C finishes the
 current step, saves a checkpoint, closes the period and exits 0.
 
+With `[trainer] strategy = "multi_worker"` every box of the cluster runs this
+with the same config and its own `--worker-index` (0, the chief, trains from
+its stored samples; the others need only the version in their data directory).
+
 Exit codes: 0 trained (or stopped as asked); 1 the data is not ready and
-`--wait` was not given, or no checkpoint of the version can be loaded; 2 bad
+`--wait` was not given, no checkpoint of the version can be loaded, or a
+multi-worker collective failed (a peer died: start every worker again); 2 bad
 input (unknown version, bad flag or config).
 """
 
@@ -29,6 +35,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -48,6 +55,7 @@ log = logging.getLogger("charles.train")
 
 EXIT_NOT_READY = 1
 EXIT_NO_CHECKPOINT = 1
+EXIT_CLUSTER_FAILED = 1
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -74,6 +82,20 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         help="wait for samples (e.g. from a running `collect`) while a buffer is below "
         "data.ready_threshold, instead of stopping",
     )
+    parser.add_argument(
+        "--worker-index",
+        type=int,
+        metavar="N",
+        help='[trainer] strategy = "multi_worker": this box\'s place in trainer.workers '
+        "(0 = the chief), instead of trainer.worker_index",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the random draws from the buffers and of a new version's first weights, "
+        "for a reproducible run",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary line at the end")
     parser.set_defaults(handler=run_train)
 
@@ -88,20 +110,36 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from(args)
+    if args.worker_index is not None:
+        from engine.trainer.cluster import with_worker_index
+
+        config = msgspec.structs.replace(
+            config, trainer=with_worker_index(config.trainer, args.worker_index)
+        )
     data_dir = data_dir_from(args, config)
     # An unknown version fails here, in a second, before TensorFlow loads.
     with Registry(data_dir) as registry:
         registry.version(args.model)
+    from engine.trainer.cluster import ClusterError
     from engine.trainer.trainer import Trainer, configure_process
     from models.checkpoints import CheckpointError
 
     configure_process(config.trainer)
+    if args.seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(args.seed)
     progress = _TrainingProgress(args.batches)
     try:
         trainer = Trainer(
-            config, args.model, streamed=False, data_dir=data_dir, on_status=progress.update
+            config,
+            args.model,
+            streamed=False,
+            data_dir=data_dir,
+            on_status=progress.update,
+            seed=args.seed,
         )
-    except CheckpointError as error:
+    except (CheckpointError, ClusterError) as error:
         log.error("%s", error)
         return EXIT_NO_CHECKPOINT
     with trainer:
@@ -115,7 +153,11 @@ def _train(args: argparse.Namespace, stop: threading.Event) -> int:
             )
             return EXIT_NOT_READY
         with progress.shown(trainer.batch):
-            result = trainer.run(max_batches=args.batches, stop=stop, wait_for_data=args.wait)
+            try:
+                result = trainer.run(max_batches=args.batches, stop=stop, wait_for_data=args.wait)
+            except ClusterError as error:
+                log.error("%s", error)
+                return EXIT_CLUSTER_FAILED
         if result.stopped_because == "data_below_threshold":
             log.info(
                 "stopped after %d batches: buffers hold %s samples (held/needed); samples are "

@@ -17,6 +17,14 @@ benchmark's bare baseline call the same `TrainStep`, so they time the same step.
 Losses are Keras' running means: reading them with `mean_losses` resets them,
 so each reading is the mean over the steps since the previous one, without a
 device-to-host copy after every step.
+
+Under `tf.distribute.MultiWorkerMirroredStrategy` (`engine/trainer/cluster.py`)
+each call takes this worker's own slice of the global batch, and the step is
+`model.train_step` run by the strategy in our own `tf.function`: Keras 3's
+compiled train function reduces its scalar logs with `axis=0` there and fails
+(tensorflow/tensorflow#72388). The losses stay Keras' own trackers, summed over
+every worker when read, so reading them is a collective: every worker reads at
+the same turn.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-StrategyName = Literal["default", "mirrored"]
+StrategyName = Literal["default", "mirrored", "multi_worker"]
 
 
 def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
@@ -36,7 +44,10 @@ def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
 
     "mirrored" replicates the model on every GPU and splits each batch between
     them; on a machine without GPUs it runs one replica on the CPU.
+    "multi_worker" needs the cluster's addresses: `engine.trainer.cluster.join_cluster`.
     """
+    if name == "multi_worker":
+        raise ValueError("the multi_worker strategy comes from engine.trainer.cluster.join_cluster")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -52,6 +63,33 @@ class TrainStep:
         self.strategy = strategy
         self.outputs = tuple(outputs)
         self.replicas = strategy.num_replicas_in_sync
+        self.multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self._slice_step: tf.types.experimental.GenericFunction | None = None
+
+    def build(self, frame_shape: tuple[int, int, int]) -> None:
+        """Multi-worker: create the optimizer's and losses' variables before any step.
+
+        Every worker must hold all of them before the chief's are copied to the
+        others (`Cluster.sync_state`), and a replica context cannot create them.
+        """
+        x = np.zeros((1, *frame_shape), np.float32)
+        targets = {name: np.zeros((1, 1), np.float32) for name in self.outputs}
+        with self.strategy.scope():
+            self.model._maybe_symbolic_build(data_batch=(x, targets, None))
+        strategy, model = self.strategy, self.model
+
+        @tf.function(reduce_retracing=True)
+        def slice_step(data: object) -> None:
+            strategy.run(model.train_step, args=(data,))
+
+        self._slice_step = slice_step
+
+    def train_slice(self, x: np.ndarray, y: Mapping[str, np.ndarray]) -> None:
+        """Multi-worker: train this worker's slice of a global batch (every worker at once)."""
+        if self._slice_step is None:
+            raise RuntimeError("TrainStep.build first")
+        data = (x, {name: np.reshape(y[name], (-1, 1)) for name in self.outputs})
+        self._slice_step(self.strategy.experimental_distribute_values_from_function(lambda _: data))
 
     def __call__(self, x: np.ndarray, y: Mapping[str, np.ndarray]) -> None:
         """Train on one batch: raw 0-255 frames and one target per sample and output."""

@@ -28,6 +28,15 @@ period of the version in the registry, streamed or off-stream.
 An off-stream trainer (`charles-stream train`) has no sets coming in; while it
 waits for data it picks up samples that another process (`charles-stream
 collect`) stores.
+
+With `[trainer] strategy = "multi_worker"` several trainer processes (boxes)
+train one model together (`engine/trainer/cluster.py`): the chief (worker 0)
+alone holds sample buffers, draws each global batch, checkpoints, writes
+TensorBoard, records the training period and reports status; every other
+worker takes its slice of the chief's batch, starts from the chief's weights
+and batch counter, and writes nothing (its data directory only needs the
+version). A dead peer ends every worker's run with `ClusterError` and no
+checkpoint; started again, they resume from the chief's latest one.
 """
 
 from __future__ import annotations
@@ -48,10 +57,11 @@ import tensorflow as tf
 from engine.core.config import Config, DataConfig, TrainerConfig
 from engine.core.errors import ModelError
 from engine.core.wire import BufferFill, TrainerState, TrainerStatus
-from engine.data.batches import BatchSource, DataPathCosts
+from engine.data.batches import Batch, BatchSource, DataPathCosts
 from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
 from engine.node.progress import report_progress
+from engine.trainer.cluster import Cluster, ClusterError, join_cluster
 from engine.trainer.train_step import TrainStep, make_strategy
 from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.checkpoints import list_checkpoints, load_latest_checkpoint, save_checkpoint
@@ -138,9 +148,17 @@ class Trainer:
         self.spec = model_version.spec()
         _check_trainable(self.spec, config.data, self.version)
         self.checkpoint_dir = version_dir(self.data_dir, self.version)
-        self.strategy = make_strategy(config.trainer.strategy)
+        settings = config.trainer
+        self.cluster: Cluster | None = (
+            join_cluster(settings) if settings.strategy == "multi_worker" else None
+        )
+        # The chief (or a lone trainer) draws, checkpoints, writes curves and reports.
+        self.is_chief = self.cluster is None or self.cluster.is_chief
+        self.strategy = (
+            self.cluster.strategy if self.cluster is not None else make_strategy(settings.strategy)
+        )
         self.model, self.batch = self._load_model(model_version.batches_trained)
-        if model_version.parameters is None:  # created by the app, which builds no model
+        if model_version.parameters is None and self.is_chief:  # created by the app
             with Registry(self.data_dir) as registry:
                 registry.record_parameters(self.version, parameter_counts(self.model))
         self.step = TrainStep(self.model, self.strategy, self.spec.output_names)
@@ -150,7 +168,23 @@ class Trainer:
                 f"smaller than the {self.step.replicas} replicas of the mirrored strategy; "
                 f"accepted: {self.step.replicas} or more"
             )
-        self.buffers = SampleBuffers.from_config(config, data_dir=self.data_dir, seed=seed)
+        self.frame_shape = (self.spec.input.height, self.spec.input.width, 3)
+        if self.cluster is not None:
+            if self.spec.training.batch_size % self.cluster.size:
+                raise ModelError(
+                    f"{self.version}: training.batch_size = {self.spec.training.batch_size} does "
+                    f"not split evenly between the {self.cluster.size} workers of "
+                    f"trainer.workers; accepted: a multiple of {self.cluster.size}"
+                )
+            self.step.build(self.frame_shape)
+            variables = [*self.model.weights, *self.model.optimizer.variables]
+            self.batch = self.cluster.sync_state(variables, self.batch)
+        # Only the chief draws batches; the other workers get their slices from it.
+        self.buffers: SampleBuffers | None = (
+            SampleBuffers.from_config(config, data_dir=self.data_dir, seed=seed)
+            if self.is_chief
+            else None
+        )
         # The batch prefetch thread's CPU per part, over every run of this trainer.
         self.data_costs = DataPathCosts()
         self._saved_batch = self.batch
@@ -164,19 +198,30 @@ class Trainer:
 
     def close(self) -> None:
         """Close the sample storage (what it holds is already safe on disk)."""
-        self.buffers.storage.close()
+        if self.buffers is not None:
+            self.buffers.storage.close()
 
     def add_sets(self, sample_sets: Iterable[SampleSet]) -> None:
-        """Store balanced sets and add them to their buffers; safe from any thread."""
+        """Store balanced sets and add them to their buffers; safe from any thread.
+
+        A worker that is not the chief has no buffers: the chief's draw feeds it.
+        """
+        if self.buffers is None:
+            return
         for sample_set in sample_sets:
             self.buffers.add_set(sample_set)
 
     def ready(self) -> bool:
-        """Whether every buffer is full enough to train (the reference's 90% rule)."""
-        return self.buffers.ready()
+        """Whether every buffer is full enough to train (the reference's 90% rule).
+
+        Always true on a worker that is not the chief: the chief's buffers decide.
+        """
+        return self.buffers is None or self.buffers.ready()
 
     def fill(self) -> dict[str, BufferFill]:
-        """Each buffer's samples, against the number training needs."""
+        """Each buffer's samples, against the number training needs (none off the chief)."""
+        if self.buffers is None:
+            return {}
         needed = math.ceil(self.buffers.ready_threshold * self.buffers.capacity)
         return {
             name: BufferFill(fill=held, capacity=self.buffers.capacity, needed=needed)
@@ -200,6 +245,9 @@ class Trainer:
         start_batch = self.batch
         if stop.is_set():
             return TrainingRun(self.version, start_batch, start_batch, "stop_requested", None, None)
+        if not self.is_chief:
+            return self._run_worker(max_batches, stop)
+        assert self.buffers is not None  # the chief's
         batch_size = self.spec.training.batch_size
         try:
             source = BatchSource(
@@ -242,6 +290,16 @@ class Trainer:
             self.version, start_batch, self.batch, reason, samples_per_s, self._last_checkpoint
         )
 
+    def _run_worker(self, max_batches: int | None, stop: threading.Event) -> TrainingRun:
+        """A worker other than the chief: step with the cluster, write nothing."""
+        start_batch = self.batch
+        log.info("training %s from batch %d as a worker", self.version, start_batch)
+        loop = _Loop(self, None, None, None, 0)
+        reason, samples_per_s = loop.train(max_batches, stop, True)
+        loop.finish()
+        log.info("stopped %s at batch %d: %s", self.version, self.batch, reason.replace("_", " "))
+        return TrainingRun(self.version, start_batch, self.batch, reason, samples_per_s, None)
+
     def _save(self, registry: Registry, period_id: int) -> None:
         """Checkpoint the current batch, record it in the period, and announce it."""
         self._report("saving", None, None)
@@ -262,6 +320,8 @@ class Trainer:
         losses: dict[str, float] | None,
         samples_per_s: float | None,
     ) -> None:
+        if not self.is_chief:
+            return  # the chief reports for the cluster
         self._on_status(
             TrainerStatus(
                 version=self.version,
@@ -275,6 +335,12 @@ class Trainer:
 
     def _load_model(self, batches_recorded: int) -> tuple[keras.Model, int]:
         """The version's model under the strategy, with its latest checkpoint and batch counter."""
+        if not self.is_chief:
+            # The chief's weights and batch counter replace these (Cluster.sync_state).
+            with self.strategy.scope():
+                model = build_architecture(self.spec)
+                compile_model(model, self.spec)
+            return model, 0
         resuming = bool(list_checkpoints(self.checkpoint_dir))
         with self.strategy.scope():
             # Only a brand-new version starts from ImageNet weights; a checkpoint replaces them.
@@ -319,11 +385,12 @@ class _Loop:
     def __init__(
         self,
         trainer: Trainer,
-        source: BatchSource,
-        registry: Registry,
-        curves: LossLog,
+        source: BatchSource | None,
+        registry: Registry | None,
+        curves: LossLog | None,
         period_id: int,
     ) -> None:
+        # None on a worker other than the chief, which draws, records and writes nothing.
         self.trainer = trainer
         self.source = source
         self.registry = registry
@@ -341,6 +408,13 @@ class _Loop:
         self, max_batches: int | None, stop: threading.Event, wait_for_data: bool
     ) -> tuple[StopReason, float | None]:
         """Step until done; return why it stopped and the samples/s while training."""
+        cluster = self.trainer.cluster
+        if cluster is not None:
+            try:
+                return self._train_in_cluster(cluster, max_batches, stop, wait_for_data)
+            except tf.errors.OpError as error:  # a collective inside the step or a loss read
+                raise ClusterError(cluster.failure("training", error)) from None
+        assert self.source is not None and self.registry is not None
         trainer = self.trainer
         settings = trainer.config.trainer
         end = None if max_batches is None else trainer.batch + max_batches
@@ -382,12 +456,79 @@ class _Loop:
         speed = self._samples_trained / self._training_s if self._training_s else None
         return reason, speed
 
+    def _train_in_cluster(
+        self, cluster: Cluster, max_batches: int | None, stop: threading.Event, wait_for_data: bool
+    ) -> tuple[StopReason, float | None]:
+        """`train` for a multi-worker cluster: every worker takes every turn together."""
+        trainer = self.trainer
+        settings = trainer.config.trainer
+        end = None if max_batches is None else trainer.batch + max_batches
+        held: Batch | None = None  # the chief's drawn batch, until a turn trains it
+        waiting = False
+        while True:
+            report_progress()
+            started = time.perf_counter()
+            # A worker whose --batches are done ends the run of all.
+            done = end is not None and trainer.batch >= end
+            rows, out_of_data = 0, False
+            if cluster.is_chief and not stop.is_set() and not done:
+                assert self.source is not None and trainer.buffers is not None
+                if held is None:
+                    held = self.source.next_batch(timeout=_POLL_S)
+                if held is not None:
+                    # A batch short of corrupt samples still splits evenly.
+                    rows = len(held.x) - len(held.x) % cluster.size
+                    if not rows:
+                        held = None
+                elif not trainer.buffers.ready():
+                    out_of_data = not wait_for_data
+                    if wait_for_data:
+                        self._wait(announce=not waiting)
+                        waiting = True
+            log_due = (trainer.batch + 1) % settings.log_every == 0 or (
+                time.monotonic() - self._logged_at >= _STATUS_EVERY_S
+            )
+            turn = cluster.agree(rows=rows, stop=stop.is_set() or out_of_data or done, log=log_due)
+            if turn.stop:
+                reason: StopReason = (
+                    "batches_done"
+                    if done
+                    else "data_below_threshold"
+                    if out_of_data
+                    else "stop_requested"
+                )
+                break
+            if not turn.rows:
+                continue
+            waiting = False
+            drawn = (held.x, held.y) if held is not None else None
+            x, y = cluster.share_batch(drawn, turn.rows, trainer.frame_shape, trainer.step.outputs)
+            held = None
+            trainer.step.train_slice(x, y)
+            trainer.batch += 1
+            elapsed = time.perf_counter() - started
+            self._interval_training_s += elapsed
+            self._training_s += elapsed
+            self._interval_samples += turn.rows
+            self._samples_trained += turn.rows
+            if turn.log:
+                self._log_interval()
+            if trainer.batch % settings.checkpoint_every == 0 and self.registry is not None:
+                trainer._save(self.registry, self.period_id)
+        speed = self._samples_trained / self._training_s if self._training_s else None
+        return reason, speed
+
     def finish(self) -> None:
         """Log the last partial interval and checkpoint what was trained since the last save."""
         trainer = self.trainer
-        if trainer.batch != self._logged_batch:
-            self._log_interval()
-        if trainer.batch != trainer._saved_batch:
+        try:
+            if trainer.batch != self._logged_batch:
+                self._log_interval()  # in a cluster every worker gets here at the same batch
+        except tf.errors.OpError as error:
+            if trainer.cluster is None:
+                raise
+            raise ClusterError(trainer.cluster.failure("reading the losses", error)) from None
+        if trainer.batch != trainer._saved_batch and self.registry is not None:
             trainer._save(self.registry, self.period_id)
 
     def _log_interval(self) -> None:
@@ -398,7 +539,8 @@ class _Loop:
             if self._interval_training_s
             else None
         )
-        self.curves.write(trainer.batch, losses, samples_per_s)
+        if self.curves is not None:
+            self.curves.write(trainer.batch, losses, samples_per_s)
         self.last_losses = losses
         self._logged_batch = trainer.batch
         self._logged_at = time.monotonic()
@@ -412,7 +554,8 @@ class _Loop:
         if announce:
             fill = ", ".join(f"{name} {f.fill}/{f.needed}" for name, f in trainer.fill().items())
             log.info("waiting for data: buffers %s (held/needed)", fill)
-            self.curves.flush()
-        if not trainer.streamed:
+            if self.curves is not None:
+                self.curves.flush()
+        if not trainer.streamed and trainer.buffers is not None:
             trainer.buffers.load_new()
         trainer._report("waiting_for_data", self.last_losses, None)

@@ -1,0 +1,294 @@
+"""`[trainer] strategy = "multi_worker"`: two CPU trainer processes train the demo line together.
+
+Each worker is a real `charles-stream train` process with its own data directory
+(a "box"); the chief's holds the stored sample stream, the other's only the
+version. They meet over gRPC on 127.0.0.1 at distinct ports.
+
+- Same trajectory: the cluster trains the very global batches one trainer with
+  the same store and seed trains (the chief draws, each worker takes its half),
+  so the per-batch losses differ only by float32 rounding: the gradient is
+  summed from two half-batch sums over the network instead of one, and Adam
+  carries those differences on. Tolerance: relative 2e-3 per batch over 12
+  batches (measured: about 1e-6; a wrong split, a missed half or unsynced
+  weights differ by 1e-2 or more from the first batches on).
+- Kill and resume: worker 1 is killed with SIGKILL mid-run; the chief notices
+  in its next collective (within `collective_timeout_s`), exits 1 naming the
+  failed collective, and saves nothing more; started again (the test is the
+  supervisor), both resume from the chief's latest checkpoint and its batch
+  counter, on samples never drawn before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
+
+from engine.core.config import load_config
+from engine.core.errors import ConfigError
+from engine.data.storage import SampleStorage, default_storage_path
+from models.checkpoints import list_checkpoints
+from models.registry import Registry
+from tests.data_helpers import full_set
+
+pytestmark = pytest.mark.tf
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = "model_0000_demo"
+VERSION = f"{LINE}_v1"
+OUTPUTS = ("steering", "throttle_brake")
+# Two CPU workers of the demo line on a busy 2-core machine: minutes, not seconds.
+RUN_TIMEOUT_S = 600.0
+TRAJECTORY_BATCHES = 12
+TOLERANCE = 2e-3
+# Per buffer: a 32-sample batch takes 16 from each; 40 sets of 21-23 samples last ~55 batches.
+SETS_PER_BUFFER = 40
+CAPACITY = 2000
+
+
+def test_two_workers_follow_one_workers_loss_trajectory(tmp_path):
+    single = make_box(tmp_path / "single", samples=True)
+    run_train(single, ["--batches", str(TRAJECTORY_BATCHES)])
+    chief, worker = make_cluster(tmp_path)
+    results = run_cluster(chief, worker, ["--batches", str(TRAJECTORY_BATCHES)])
+    assert [r["end_batch"] for r in results] == [TRAJECTORY_BATCHES] * 2
+    expected, got = losses(single), losses(chief)
+    assert len(expected) == len(got) == TRAJECTORY_BATCHES
+    difference = np.abs(np.array(got) - np.array(expected)) / np.array(expected)
+    print(f"largest relative loss difference: {difference.max():.2e}")
+    assert difference.max() < TOLERANCE, (expected, got)
+    # The chief checkpoints, writes curves and records the period; the worker writes nothing.
+    assert list_checkpoints(chief / "data" / "models" / VERSION)
+    assert not (worker / "data" / "models" / VERSION).exists()
+    assert not (worker / "data" / "tensorboard").exists()
+    with Registry(worker / "data") as registry:
+        assert registry.version(VERSION).batches_trained == 0
+
+
+def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp_path):
+    chief, worker = make_cluster(
+        tmp_path, trainer="checkpoint_every = 3\ncollective_timeout_s = 20"
+    )
+    chief_run = start_train(chief, ["--worker-index", "0"])
+    worker_run = start_train(worker, ["--worker-index", "1"])
+    try:
+        wait_for(lambda: newest_checkpoint(chief) >= 6, "a chief checkpoint at batch 6")
+        worker_run.send_signal(signal.SIGKILL)
+        worker_run.wait(timeout=RUN_TIMEOUT_S)
+        # The survivor's next collective fails: it exits 1 with the reason, no hang.
+        _, chief_err = chief_run.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        for process in (chief_run, worker_run):
+            if process.poll() is None:
+                process.kill()
+    assert chief_run.returncode == 1, chief_err
+    assert "a collective failed" in chief_err and "start every worker again" in chief_err
+    resume_from = newest_checkpoint(chief)
+    assert resume_from >= 6
+    fresh_before = undrawn_samples(chief)
+    results = run_cluster(chief, worker, ["--batches", "4"])
+    assert [(r["start_batch"], r["end_batch"]) for r in results] == [
+        (resume_from, resume_from + 4)
+    ] * 2
+    assert newest_checkpoint(chief) == resume_from + 4
+    # The resumed run trained on samples no earlier draw had taken: 4 batches of 32 at least.
+    assert fresh_before - undrawn_samples(chief) >= 4 * 32
+
+
+@pytest.mark.parametrize(
+    ("trainer", "wording"),
+    [
+        ('strategy = "multi_worker"', "'trainer.workers' = [] with"),
+        (
+            'strategy = "multi_worker"\nworkers = ["127.0.0.1", "127.0.0.1:2"]',
+            "'127.0.0.1', which is not host:port",
+        ),
+        (
+            'strategy = "multi_worker"\nworkers = ["a:1", "b:99999"]',
+            "'b:99999', which is not host:port",
+        ),
+        (
+            'strategy = "multi_worker"\nworkers = ["a:1", "b:2"]\nworker_index = 2',
+            "'trainer.worker_index' = 2 is out of range; accepted: 0 to 1",
+        ),
+    ],
+)
+def test_a_bad_cluster_is_refused_naming_the_value(tmp_path, trainer, wording):
+    path = tmp_path / "config.toml"
+    path.write_text(f"[trainer]\n{trainer}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="accepted") as refused:
+        load_config(path)
+    assert wording in str(refused.value)
+
+
+def test_a_worker_index_flag_out_of_range_is_refused(tmp_path):
+    cluster = 'strategy = "multi_worker"\nworkers = ["a:1", "b:2"]'
+    box = make_box(tmp_path / "box", samples=False, trainer=cluster)
+    done = subprocess.run(
+        train_command(box, ["--worker-index", "5", "--batches", "1"]),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        cwd=ROOT,
+        env=environment(),
+    )
+    assert done.returncode == 2
+    assert "'trainer.worker_index' = 5 is out of range; accepted: 0 to 1" in done.stderr
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def make_cluster(tmp_path: Path, trainer: str = "") -> tuple[Path, Path]:
+    """Two boxes: the chief with the stored stream, worker 1 with the version only."""
+    ports = free_ports(2)
+    workers = json.dumps([f"127.0.0.1:{port}" for port in ports])
+    cluster = f'strategy = "multi_worker"\nworkers = {workers}\n{trainer}'
+    return (
+        make_box(tmp_path / "chief", samples=True, trainer=cluster),
+        make_box(tmp_path / "worker", samples=False, trainer=cluster),
+    )
+
+
+def make_box(box: Path, *, samples: bool, trainer: str = "") -> Path:
+    """A data directory with the demo version (and, for a chief, the stored stream)."""
+    box.mkdir(parents=True)
+    (box / "config.toml").write_text(
+        f'[app]\ndata_dir = "{box / "data"}"\n'
+        f"[data]\nbuffer_capacity = {CAPACITY}\nready_threshold = 0.01\n"
+        f"[trainer]\nthreads = 1\nlog_every = 1\n{trainer}\n",
+        encoding="utf-8",
+    )
+    spec = (ROOT / "models" / f"{LINE}.toml").read_text(encoding="utf-8")
+    with Registry(box / "data") as registry:
+        registry.create_version(LINE, spec_toml=spec)
+    if samples:
+        store_stream(box)
+    return box
+
+
+def store_stream(box: Path) -> None:
+    """The same stored sample stream in every box that gets one (copied from a template)."""
+    template = box.parent / "stream-template.db"
+    target = default_storage_path(load_config(box / "config.toml"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not template.exists():
+        rng = np.random.default_rng(3)
+        with SampleStorage(template, capacity=CAPACITY) as storage:
+            for _ in range(SETS_PER_BUFFER):
+                for output in OUTPUTS:
+                    storage.insert_set(full_set(output, throttle_brake=float(rng.uniform(-1, 1))))
+    shutil.copyfile(template, target)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def environment() -> dict[str, str]:
+    return os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def train_command(box: Path, args: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "train",
+        "--model",
+        VERSION,
+        "--config",
+        str(box / "config.toml"),
+        "--seed",
+        "7",
+        "--json",
+        *args,
+    ]
+
+
+def start_train(box: Path, args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        train_command(box, args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environment(),
+    )
+
+
+def run_train(box: Path, args: list[str]) -> dict:
+    done = subprocess.run(
+        train_command(box, args),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        cwd=ROOT,
+        env=environment(),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_cluster(chief: Path, worker: Path, args: list[str]) -> list[dict]:
+    """Both workers to the end; their JSON summaries, chief first."""
+    runs = [
+        start_train(box, [*args, "--worker-index", str(i)]) for i, box in enumerate((chief, worker))
+    ]
+    try:
+        outputs = [run.communicate(timeout=RUN_TIMEOUT_S) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    for run, (_, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+
+
+def losses(box: Path) -> list[float]:
+    """The total loss of each batch, from the box's TensorBoard curves (log_every = 1)."""
+    # size_guidance 0: every point (the default keeps a sample of 10).
+    events = EventAccumulator(
+        str(box / "data" / "tensorboard" / VERSION), size_guidance={"tensors": 0}
+    )
+    events.Reload()
+    points = {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors("loss/total")}
+    return [points[step] for step in sorted(points)]
+
+
+def newest_checkpoint(box: Path) -> int:
+    checkpoints = list_checkpoints(box / "data" / "models" / VERSION)
+    return max((c.batch for c in checkpoints), default=0)
+
+
+def undrawn_samples(box: Path) -> int:
+    path = default_storage_path(load_config(box / "config.toml"))
+    with SampleStorage(path, capacity=CAPACITY) as storage:
+        return len(storage.load())
+
+
+def wait_for(condition, what: str, timeout: float = RUN_TIMEOUT_S) -> None:
+    """Await a condition the processes bring about (checked twice a second)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f} s")
+        time.sleep(0.5)
