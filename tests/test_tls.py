@@ -28,7 +28,7 @@ from engine.core.tls import (
 )
 from engine.core.wire import Hello
 from engine.node.client import NodeClient, NodeError
-from tests.hub_helpers import TOKEN
+from tests.hub_helpers import TOKEN, wait_until
 
 HANG_S = 60.0
 
@@ -127,6 +127,7 @@ async def test_a_node_with_the_right_pin_joins_over_tls(tmp_path):
         )
         await asyncio.to_thread(node.start, HANG_S)
         try:
+            await wait_until(lambda: "collector-9" in state.snapshot().node_links)
             assert state.nodes == {"collector-9": "collector"}
             assert state.snapshot().node_links["collector-9"]["host"] == "pc-b"
         finally:
