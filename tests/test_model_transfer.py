@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,10 +27,13 @@ import pytest_asyncio
 
 from engine.app.hub import Hub
 from engine.app.model_files import ModelFiles
-from engine.core.config import HubConfig
+from engine.core.config import HubConfig, default_config
 from engine.core.errors import UsageError
 from engine.core.store import AppState
+from engine.core.wire import Alert, Checkpointed
+from engine.driver.node import ModelSwitcher
 from engine.node.hub_files import HubFiles
+from engine.trainer.node import CheckpointShipper
 from models.checkpoints import (
     META_FILE,
     WEIGHTS_FILE,
@@ -343,3 +347,88 @@ def test_a_mirrored_period_closes_the_versions_older_open_period(tmp_path):
         (100, 250, True),
     ]
     assert trained == 250
+
+
+# -- the nodes' side: the driver's model-switch thread and the trainer's shipper --------------
+
+
+@dataclass(frozen=True)
+class _NewCheckpoint:
+    """What the trainer hands its `on_checkpoint` (engine.trainer.trainer.NewCheckpoint)."""
+
+    version: str
+    batch: int
+    path: Path
+
+
+class _Driver:
+    """Records the weights offered to it, as `Driver.offer_weights` receives them."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[str, int, Path]] = []
+
+    def offer_weights(self, version: str, batch: int, path: str | Path) -> None:
+        self.offered.append((version, batch, Path(path)))
+
+
+def _switcher(machines: Machines, sent: list) -> ModelSwitcher:
+    config = default_config()
+    config = msgspec.structs.replace(
+        config, app=msgspec.structs.replace(config.app, data_dir=str(machines.driver_dir))
+    )
+    switcher = ModelSwitcher(config, hub=machines.http)
+    switcher._send = sent.append
+    return switcher
+
+
+async def test_the_driver_node_offers_a_fetched_checkpoint_from_its_own_data_directory(machines):
+    path = await remote_trainer_checkpoint(machines, 40)
+    await asyncio.to_thread(upload_checkpoint, machines.http, machines.version, 40, path)
+    announced = Checkpointed(machines.version, 40, str(path), files=checkpoint_files(path))
+    driver, sent = _Driver(), []
+
+    await asyncio.to_thread(_switcher(machines, sent)._offer, driver, announced)
+
+    mine = version_dir(machines.driver_dir, machines.version) / "batch-000000000040"
+    assert driver.offered == [(machines.version, 40, mine)]
+    assert sent == []
+
+
+async def test_the_driver_node_refuses_a_corrupted_checkpoint_alerts_and_offers_nothing(machines):
+    path = await remote_trainer_checkpoint(machines, 40)
+    await asyncio.to_thread(upload_checkpoint, machines.http, machines.version, 40, path)
+    hub_weights = version_dir(machines.hub_dir, machines.version) / "batch-000000000040"
+    flipped = bytearray((hub_weights / WEIGHTS_FILE).read_bytes())
+    flipped[0] ^= 0x01
+    (hub_weights / WEIGHTS_FILE).write_bytes(bytes(flipped))
+    announced = Checkpointed(machines.version, 40, str(path), files=checkpoint_files(path))
+    driver, sent = _Driver(), []
+    switcher = _switcher(machines, sent)
+
+    await asyncio.to_thread(switcher._offer, driver, announced)
+
+    assert driver.offered == [] and switcher.refused == 1
+    (alert,) = sent
+    assert alert.kind == "error" and "checkpoint refused" in alert.text
+    assert machines.checkpoints(machines.driver_dir) == []
+
+
+async def test_the_trainer_nodes_shipper_announces_only_what_the_hub_took(machines):
+    good = await remote_trainer_checkpoint(machines, 10)
+    bad = make_checkpoint(machines.trainer_dir, machines.version, 20)
+    with (bad / WEIGHTS_FILE).open("r+b") as weights:  # the disk flipped a bit after the save
+        weights.write(b"\x00")
+    sent: list = []
+    shipper = CheckpointShipper(machines.http, machines.trainer_dir, sent.append)
+
+    shipper.ship(_NewCheckpoint(machines.version, 10, good))
+    await asyncio.to_thread(shipper.close)
+    shipper = CheckpointShipper(machines.http, machines.trainer_dir, sent.append)
+    shipper.ship(_NewCheckpoint(machines.version, 20, bad))
+    await asyncio.to_thread(shipper.close)
+
+    announced, refused = sent
+    assert isinstance(announced, Checkpointed) and announced.batch == 10
+    assert announced.files == checkpoint_files(good)
+    assert isinstance(refused, Alert) and "refused" in refused.text
+    assert machines.checkpoints(machines.hub_dir) == [10]

@@ -29,6 +29,7 @@ from engine.core.store import AppState, VersionStreamed
 from engine.core.wire import SwitchModel
 from engine.data.storage import SampleStorage
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
+from engine.node.hub_files import HUB_DATA_DIR_ENV
 from models.checkpoints import list_checkpoints
 from models.registry import Registry, version_dir
 from tests.driver_helpers import create_version
@@ -90,7 +91,13 @@ async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
     state.apply(VersionStreamed(versions[0], created=""))
     hub = Hub(HubConfig(port=0), TOKEN, state)
     await hub.start()
-    env = {**os.environ, HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: TOKEN}
+    # The app's own children: they share its data directory, so checkpoints are not copied.
+    env = {
+        **os.environ,
+        HUB_URL_ENV: hub.url(),
+        HUB_TOKEN_ENV: TOKEN,
+        HUB_DATA_DIR_ENV: str(data_dir),
+    }
     logs = root / "logs"
     logs.mkdir()
     commands = {

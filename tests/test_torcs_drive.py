@@ -34,6 +34,7 @@ from playwright.async_api import async_playwright
 
 from engine.core.store import AppState, VersionStreamed
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
+from engine.node.hub_files import HUB_DATA_DIR_ENV
 from tests.driver_helpers import create_version, save_constant_checkpoint
 from tests.hub_helpers import TOKEN, wait_until
 from tests.overlay_helpers import launch_chromium, needs_chromium, overlay_hub
@@ -226,6 +227,7 @@ async def test_the_overlay_pages_show_torcs_and_convcam_from_the_driver_node(tor
                     "DISPLAY": torcs.display,
                     HUB_URL_ENV: hub.url(),
                     HUB_TOKEN_ENV: TOKEN,
+                    HUB_DATA_DIR_ENV: str(data_dir),  # the hub's machine: no copies
                 },
                 stdout=output,
                 stderr=subprocess.STDOUT,

@@ -33,10 +33,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV, NodeError
+from engine.core.tls import fingerprint_bytes, needs_tls, parse_fingerprint
+from engine.node.client import HUB_FINGERPRINT_ENV, HUB_TOKEN_ENV, HUB_URL_ENV, NodeError
 
-# The pinned certificate of a wss:// hub, as the node's link reads it (engine.node.client).
-HUB_FINGERPRINT_ENV = "CHARLES_HUB_FINGERPRINT"
 # Set by the app for the processes it starts: its data directory, which they share.
 HUB_DATA_DIR_ENV = "CHARLES_HUB_DATA_DIR"
 TIMEOUT_S = 30.0
@@ -57,6 +56,11 @@ class HubFiles:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.scheme == "https" else 80)
         self._token = token
+        if self.scheme == "http" and needs_tls(self.host):
+            raise NodeError(
+                f"hub URL {url!r} is not accepted: the token would cross the network in clear; "
+                "use wss:// with the hub's pinned fingerprint (charles-stream node ...)"
+            )
         if self.scheme == "https" and fingerprint is None:
             raise NodeError(
                 f"the hub at {url} is wss:// but no certificate fingerprint is pinned: set "
@@ -161,17 +165,10 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 def _digest(fingerprint: str) -> bytes:
     """'AB:CD:...' (or plain hex) -> the 32 bytes of a SHA-256 fingerprint; NodeError if not."""
-    text = fingerprint.replace(":", "").strip().lower()
     try:
-        digest = bytes.fromhex(text)
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise NodeError(
-            f"{HUB_FINGERPRINT_ENV} = {fingerprint[:80]!r} is not accepted; accepted: a SHA-256 "
-            "fingerprint, 32 hex pairs (AB:CD:...)"
-        )
-    return digest
+        return fingerprint_bytes(parse_fingerprint(fingerprint))
+    except ValueError as error:
+        raise NodeError(f"{HUB_FINGERPRINT_ENV}: {error}") from None
 
 
 def shares_hub_data(data_dir: str | Path) -> bool:
