@@ -6,6 +6,7 @@
     .venv/bin/python bench/driver.py --keyboard [--threads 1] [--line L] [--max-fps N]  # only 4.
     .venv/bin/python bench/driver.py --stages [--threads 1] [--line L] [--tick-hz 30]  # only 5.
     .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
+    .venv/bin/python bench/driver.py --engine openvino [--size 270x480] [--threads 2]  # only 7.
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -80,6 +81,24 @@
    XTest request and its sync), sent -> read by the game (its next event
    poll); next to the physical floor, one frame time plus the bare forward
    pass measured with the game running.
+7. Inference engines (issue 18), with --engine NAME (auto, tensorflow,
+   openvino, onnxruntime): model_0003_xception (or --line) at 270x480 (or
+   --size) converted for the engine with --threads prediction threads.
+   a. Conversion: seconds to convert and compile, and how far the heads and
+      the Convcam are from TensorFlow's on a game frame (the tolerances).
+   b. Loop vs bare: the full driver loop (the built-in game rendered in the
+      driver's process, captured at its [sim] tick_hz of 30 fps, preprocess,
+      the one pass on the engine, a Convcam render per prediction,
+      translate, pad, status and overlay JPEGs) against the bare engine call
+      (the compiled model's infer on one constant frame, outputs copied out)
+      in the same run: PPS >= 30 and ratio >= 0.9. Then the same with the
+      game at 60 fps (what the loop could do).
+   c. Checkpoint swap: in a running loop (game at 30 fps), a checkpoint is
+      written and offered; times from written to the conversion starting
+      (the next reload check: [driver] reload_interval_s set to 1 s here),
+      to the converted model predicting (a child process converts, this one
+      compiles and checks), and the loop's PPS, longest turn and dropped
+      frames while it converts, against the --seconds of driving before.
 """
 
 from __future__ import annotations
@@ -88,6 +107,7 @@ import argparse
 import bisect
 import contextlib
 import dataclasses
+import itertools
 import multiprocessing
 import os
 import random
@@ -113,6 +133,7 @@ from engine.data.frames import resize_frame
 from engine.driver.capture import Capture, Frame, MssSource, SimSource
 from engine.driver.controller import Controller, GamepadState
 from engine.driver.convcam import render_convcam
+from engine.driver.engines import ENGINE_CHOICES, check_parity
 from engine.driver.inference import OnePassModel, set_tensorflow_threads
 from engine.driver.stage_times import NoStageTimes, StageTimes
 from engine.sim.game import NEUTRAL, Controls, Game
@@ -155,6 +176,12 @@ def main() -> None:
         action="store_true",
         help="only 6., decision latency of the game in its own window (marker pixels)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=None,
+        help="only 7., the driver on this inference engine: loop vs bare call, checkpoint swap",
+    )
     args = parser.parse_args()
     config = load_config("config.toml")
     if args.gpu:
@@ -173,6 +200,11 @@ def main() -> None:
     tick_hz = args.tick_hz or config.sim.tick_hz
     if args.window_latency:
         bench_window_latency(config, args.line or "model_0000_demo", args.seconds, tick_hz)
+        return
+    if args.engine:
+        height, width = (int(part) for part in (args.size or "270x480").split("x"))
+        line = args.line or "model_0003_xception"
+        bench_engine(config, args.engine, line, (height, width), args.threads, args.seconds)
         return
     if args.stages:
         bench_stages(config, args.line or "model_0000_demo", args.seconds, tick_hz)
@@ -693,11 +725,13 @@ def drive(
     *,
     controller: Controller | None = None,
     stage_times: StageTimes | None = None,
+    one_pass: OnePassModel | None = None,
 ):
     """Run the real driver loop on `capture` for `seconds`; its summary.
 
     The pad goes to `controller`, by default a `SimController` of the capture's game
-    (or of a game nobody ticks: sending costs what it costs, nothing moves).
+    (or of a game nobody ticks: sending costs what it costs, nothing moves). The
+    model runs as `one_pass` when given (another engine), else on TensorFlow.
     """
     from engine.driver.controller import SimController, Translator
     from engine.driver.driver import Driver, DriverParts
@@ -709,7 +743,7 @@ def drive(
         controller = SimController(idle_game)
     parts = DriverParts(
         capture=capture,
-        model=OnePassModel(model, spec.output_names, (spec.convcam,)),
+        model=one_pass or OnePassModel(model, spec.output_names, (spec.convcam,)),
         translator=Translator(config.controller),
         controller=controller,
         watch=StuckWatch(UnstuckConfig(window_s=600.0, offroad_s=0.0)),
@@ -1220,6 +1254,211 @@ def report_window_latency(
         f"ms ({bare_rate:.0f}/s, the game running) = {floor_ms:.2f} ms; p50 / floor "
         f"{p50 / floor_ms:.2f}, p95 / floor {p95 / floor_ms:.2f}"
     )
+
+
+# -- 7. inference engines: loop vs bare engine call, checkpoint swap -------------------------
+
+
+def bench_engine(
+    config, engine: str, line: str, size: tuple[int, int], threads: int, seconds: float
+) -> None:
+    """7. The driver on `engine`: conversion, loop vs the bare engine call, checkpoint swap."""
+    from engine.driver.inference import LoadedModel
+    from models.build import build_architecture
+    from models.checkpoints import save_checkpoint
+    from models.spec import load_spec
+
+    height, width = size
+    spec = load_spec(line)
+    spec = msgspec.structs.replace(
+        spec, input=msgspec.structs.replace(spec.input, height=height, width=width)
+    )
+    model = build_architecture(spec)
+    print(f"7. {line} at {height}x{width} on {engine}, {threads} prediction threads")
+    started = time.perf_counter()
+    one_pass = OnePassModel(
+        model,
+        spec.output_names,
+        (spec.convcam,),
+        engine=engine,
+        intra_threads=threads,
+        inter_threads=1,
+    )
+    built_s = time.perf_counter() - started
+    frame = game_input(config, (width, height))
+    heads, maps = check_parity(
+        one_pass._reference(frame), one_pass._engine.run(frame), len(spec.output_names)
+    )
+    print(
+        f"  a. {one_pass.engine}: converted, compiled and checked in {built_s:.1f} s; on a game "
+        f"frame heads differ from TensorFlow's by {heads:.1e}, the Convcam by {maps:.1e} of its "
+        f"peak (tolerances {one_pass.tolerance.heads:g}, {one_pass.tolerance.convcam:g})"
+    )
+    for tick_hz in (config.sim.tick_hz, 60.0):
+        load = os.getloadavg()[0]
+        bare = bare_engine_rate(one_pass, frame, seconds)
+        sim = msgspec.structs.replace(config.sim, tick_hz=tick_hz, window="off")
+        capture = Capture(SimSource(Game(sim, seed=3)), size=(width, height), max_fps=tick_hz)
+        summary = drive(config, model, spec, capture, seconds, one_pass=one_pass)
+        print(
+            f"  b. game at {tick_hz:.0f} fps (load {load:.2f} before): full loop "
+            f"{summary.pps:.1f} PPS ({summary.frames_dropped} of {summary.frames_captured} "
+            f"frames dropped) vs bare {one_pass.engine} call {bare:.1f}/s: ratio "
+            f"{summary.pps / bare:.2f} (targets >= {TARGET_PPS:.0f} PPS, >= {TARGET_RATIO})"
+        )
+        print(
+            "     stages p50 / p95 ms: "
+            + ", ".join(
+                f"{stage} {took.p50_ms:.2f} / {took.p95_ms:.2f}"
+                for stage, took in summary.stages.items()
+            )
+        )
+    if not one_pass.converts_checkpoints:
+        print("  c. TensorFlow loads new weights in place: no conversion, nothing to swap")
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        weights = LoadedModel(spec.line, spec, model, Path(directory), batch=0)
+        swap = SwapDrive(config, one_pass, weights, (width, height), seconds)
+
+        def save() -> None:
+            save_checkpoint(model, Path(directory), 1, keep=2)
+
+        swap.run(save)
+    swap.report()
+
+
+def game_input(config, size: tuple[int, int]) -> np.ndarray:
+    """A (1, h, w, 3) float32 batch of the built-in game's hood frame at the model's size."""
+    game = Game(msgspec.structs.replace(config.sim, window="off"), seed=3)
+    for _ in range(60):
+        game.tick()
+    return resize_frame(game.render_hood(), size)[np.newaxis].astype(np.float32)
+
+
+def bare_engine_rate(one_pass: OnePassModel, frame: np.ndarray, seconds: float) -> float:
+    """Calls per second of the engine's compiled model on one constant frame, outputs copied."""
+    run = one_pass._engine.run
+    for _ in range(5):
+        run(frame)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        run(frame)
+        calls += 1
+    return calls / (time.perf_counter() - started)
+
+
+class SwapDrive:
+    """7.c: the driver loop in a thread; a checkpoint written, offered, converted, swapped."""
+
+    def __init__(self, config, one_pass, weights, size, seconds: float) -> None:
+        from engine.driver.controller import SimController, Translator
+        from engine.driver.driver import Driver, DriverParts
+        from engine.driver.unstuck import AlertOnly, StuckWatch
+
+        sim = msgspec.structs.replace(config.sim, window="off")
+        source = SimSource(Game(sim, seed=3))
+        self.capture = Capture(source, size=size, max_fps=sim.tick_hz)
+        self.seconds = seconds
+        self.weights = weights
+        self.marks: dict[str, float] = {}
+        self.turns: list[float] = []  # each turn's end, perf_counter
+        self.dropped: dict[str, int] = {}
+        self.outcome = None
+        self.converted = threading.Event()
+        bench = self
+
+        class SwapTimedDriver(Driver):
+            def _convert_offered_weights(self, why: str) -> None:
+                if self._offered is not None and "conversion" not in bench.marks:
+                    bench.marks["conversion"] = time.perf_counter()
+                    bench.dropped["conversion"] = bench.capture.frames_dropped
+                super()._convert_offered_weights(why)
+
+            def _converted(self, outcome) -> None:
+                bench.marks["swapped"] = time.perf_counter()
+                bench.dropped["swapped"] = bench.capture.frames_dropped
+                bench.outcome = outcome
+                super()._converted(outcome)
+                bench.converted.set()
+
+        parts = DriverParts(
+            capture=self.capture,
+            model=one_pass,
+            translator=Translator(config.controller),
+            controller=SimController(source.game),
+            watch=StuckWatch(UnstuckConfig(window_s=600.0, offroad_s=0.0)),
+            unstuck=AlertOnly(),
+            weights=weights,
+        )
+        driver_config = msgspec.structs.replace(config.driver, reload_interval_s=1.0)
+        self.driver = SwapTimedDriver(
+            parts, driver_config, stage_times=TurnEnds(self.turns), sink=lambda message: None
+        )
+
+    def run(self, save) -> None:
+        """Drive; after `seconds` write a checkpoint with `save`, offer it, wait for the swap."""
+        with self.capture:
+            first = self.capture.next_frame(after=-1, timeout=60.0)
+            self.capture.next_frame(after=first.index, timeout=60.0)
+            loop = threading.Thread(target=self.driver.run, name="bench-driver")
+            loop.start()
+            self.marks["driving"] = time.perf_counter()
+            try:
+                time.sleep(self.seconds)  # the span before, to compare with
+                self.marks["before"] = time.perf_counter()
+                self.dropped["before"] = self.capture.frames_dropped
+                save()
+                self.marks["written"] = time.perf_counter()
+                self.driver.offer_weights(self.weights.version, 1, "unused")
+                if not self.converted.wait(600.0):
+                    print("  c. no swap within 600 s")
+                time.sleep(1.0)  # a second on the new model
+            finally:
+                self.driver.stop()
+                loop.join()
+
+    def report(self) -> None:
+        """One line: the swap's times, and the loop while converting against before."""
+        marks, outcome = self.marks, self.outcome
+        if outcome is None or "conversion" not in marks:
+            return
+        before = self._span(marks["driving"], marks["before"])
+        during = self._span(marks["conversion"], marks["swapped"])
+        result = "swapped" if outcome.refused is None else f"REFUSED ({outcome.refused})"
+        print(
+            f"  c. checkpoint swap ({result}, load {os.getloadavg()[0]:.2f}): written in "
+            f"{marks['written'] - marks['before']:.2f} s; written -> conversion started "
+            f"{marks['conversion'] - marks['written']:.2f} s (the reload check); converted, "
+            f"compiled, checked and swapped in {marks['swapped'] - marks['conversion']:.2f} s; "
+            f"written -> predicting with it {marks['swapped'] - marks['written']:.2f} s"
+        )
+        print(
+            f"     while converting: {during[0]:.1f} PPS, longest turn {during[1] * 1000:.0f} ms, "
+            f"{self.dropped['swapped'] - self.dropped['conversion']} frames dropped; the "
+            f"{self.seconds:g} s before: {before[0]:.1f} PPS, longest turn "
+            f"{before[1] * 1000:.0f} ms, {self.dropped['before']} frames dropped"
+        )
+
+    def _span(self, start: float, end: float) -> tuple[float, float]:
+        """PPS and the longest gap between turn ends within [start, end]."""
+        ends = [t for t in self.turns if start <= t <= end]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(ends)]
+        return len(ends) / max(end - start, 1e-9), max(gaps, default=float("nan"))
+
+
+class TurnEnds(StageTimes):
+    """Stage times that also note when each turn ends (its report stage), for 7.c."""
+
+    def __init__(self, ends: list[float]) -> None:
+        super().__init__()
+        self._ends = ends
+
+    def lap(self, stage: DriverStage, mark: int) -> int:
+        """A stage ends; the report stage ends a turn."""
+        end = super().lap(stage, mark)
+        if stage == "report":
+            self._ends.append(time.perf_counter())
+        return end
 
 
 if __name__ == "__main__":

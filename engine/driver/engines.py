@@ -30,9 +30,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -192,12 +194,15 @@ def compile_engine(
     same list as numpy arrays. Conversion freezes the weights the model holds now.
     """
     started = time.perf_counter()
-    if name == "openvino":
-        device, run = _openvino(function, example, intra_threads)
-    elif name == "onnxruntime":
-        device, run = _onnxruntime(function, example, intra_threads, inter_threads)
-    elif name == "tensorflow":
-        device, run = "CPU/GPU", lambda frames: [np.asarray(value) for value in function(frames)]
+    if name == "tensorflow":
+        device = "CPU/GPU"
+
+        def run(frames: np.ndarray) -> list[np.ndarray]:
+            return [np.asarray(value) for value in function(frames)]
+    elif name in ("openvino", "onnxruntime"):
+        device, run = _compiled(
+            name, _converted(name, function, example), intra_threads, inter_threads
+        )
     else:
         raise EngineUnavailable(
             f"inference engine {name!r} is unknown; accepted: {', '.join(ENGINES)}"
@@ -206,34 +211,48 @@ def compile_engine(
     return CompiledEngine(name, device, run, time.perf_counter() - started)
 
 
-def _openvino(function: Callable, example: np.ndarray, threads: int) -> tuple[str, Runner]:
-    import openvino
+def export_engine_model(
+    name: EngineName, function: Callable, example: np.ndarray, directory: Path
+) -> Path:
+    """Convert like `compile_engine`, but write the engine's model file into `directory`.
 
-    core = openvino.Core()
-    # An Intel GPU where OpenVINO finds one (untested here), else the CPU.
-    device = "GPU" if "GPU" in core.available_devices else "CPU"
-    converted = openvino.convert_model(function, example_input=example)
-    properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
-    if device == "CPU":
-        properties["PERFORMANCE_HINT"] = "LATENCY"
-        if threads > 0:
-            properties["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(converted, device, properties)
-    request = compiled.create_infer_request()
-    outputs = list(compiled.outputs)
+    What a conversion child process hands back (`convert_checkpoint_in_child`): an
+    OpenVINO IR (.xml beside its .bin) or an .onnx file.
+    """
+    converted = _converted(name, function, example)
+    if name == "openvino":
+        import openvino
 
-    def run(frames: np.ndarray) -> list[np.ndarray]:
-        results = request.infer([frames])
-        # The request reuses its output buffers: copy before the next call overwrites them.
-        return [np.array(results[output]) for output in outputs]
-
-    return device, run
+        path = directory / "one_pass.xml"
+        openvino.save_model(converted, str(path), compress_to_fp16=False)
+        return path
+    path = directory / "one_pass.onnx"
+    path.write_bytes(converted)
+    return path
 
 
-def _onnxruntime(
-    function: Callable, example: np.ndarray, intra: int, inter: int
-) -> tuple[str, Runner]:
-    import onnxruntime
+def load_engine_model(
+    name: EngineName, path: Path, example: np.ndarray, *, intra_threads: int, inter_threads: int
+) -> CompiledEngine:
+    """Compile a model file `export_engine_model` wrote: a fraction of a second."""
+    started = time.perf_counter()
+    if name == "openvino":
+        import openvino
+
+        model: object = openvino.Core().read_model(str(path))
+    else:
+        model = path.read_bytes()
+    device, run = _compiled(name, model, intra_threads, inter_threads)
+    run(example)
+    return CompiledEngine(name, device, run, time.perf_counter() - started)
+
+
+def _converted(name: EngineName, function: Callable, example: np.ndarray) -> object:
+    """OpenVINO's model object, or the ONNX model's bytes."""
+    if name == "openvino":
+        import openvino
+
+        return openvino.convert_model(function, example_input=example)
     import tensorflow as tf
 
     try:
@@ -249,15 +268,46 @@ def _onnxruntime(
     # A fresh trace with a named input: tf2onnx binds the signature by name.
     signature = [tf.TensorSpec(example.shape, tf.float32, name="frames")]
     proto, _ = tf2onnx.convert.from_function(
-        tf.function(function.python_function),
-        input_signature=signature,
-        opset=ONNX_OPSET,
+        tf.function(function.python_function), input_signature=signature, opset=ONNX_OPSET
     )
+    return proto.SerializeToString()
+
+
+def _compiled(name: EngineName, model: object, intra: int, inter: int) -> tuple[str, Runner]:
+    if name == "openvino":
+        return _openvino(model, intra)
+    return _onnxruntime(model, intra, inter)
+
+
+def _openvino(model: object, threads: int) -> tuple[str, Runner]:
+    import openvino
+
+    core = openvino.Core()
+    # An Intel GPU where OpenVINO finds one (untested here), else the CPU.
+    device = "GPU" if "GPU" in core.available_devices else "CPU"
+    properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if device == "CPU":
+        properties["PERFORMANCE_HINT"] = "LATENCY"
+        if threads > 0:
+            properties["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(model, device, properties)
+    request = compiled.create_infer_request()
+    outputs = list(compiled.outputs)
+
+    def run(frames: np.ndarray) -> list[np.ndarray]:
+        results = request.infer([frames])
+        # The request reuses its output buffers: copy before the next call overwrites them.
+        return [np.array(results[output]) for output in outputs]
+
+    return device, run
+
+
+def _onnxruntime(model: object, intra: int, inter: int) -> tuple[str, Runner]:
+    import onnxruntime
+
     providers = ort_providers()
     session = onnxruntime.InferenceSession(
-        proto.SerializeToString(),
-        ort_session_options(providers, intra, inter),
-        providers=providers,
+        model, ort_session_options(providers, intra, inter), providers=providers
     )
     input_name = session.get_inputs()[0].name
     device = session.get_providers()[0].removesuffix("ExecutionProvider")
@@ -266,6 +316,84 @@ def _onnxruntime(
         return session.run(None, {input_name: frames})
 
     return device, run
+
+
+# A conversion child that has not answered by then is killed and the checkpoint refused.
+CONVERSION_TIMEOUT_S = 600.0
+# Added to a conversion child's nice value: the driving loop's turns come first.
+CONVERSION_NICE = 10
+
+
+def convert_checkpoint_in_child(
+    name: EngineName,
+    spec: object,
+    checkpoints: Path,
+    outputs: Sequence[str],
+    layers: Sequence[str],
+    directory: Path,
+) -> tuple[Path, int]:
+    """Convert the newest checkpoint in `checkpoints` for `name` in a child process.
+
+    A conversion is seconds of Python and C++ that would hold the driver's GIL
+    (issue 18 measured turns of 300-600 ms while converting in a thread), so a
+    fresh, niced interpreter builds the model from `spec`, loads the checkpoint,
+    traces the one pass and writes the engine's model file into `directory`.
+    Returns the file and the batch it holds; ModelError when the child fails.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_convert_in_child,
+        args=(send, name, spec, str(checkpoints), tuple(outputs), tuple(layers), str(directory)),
+        name=f"convert-{name}",
+        daemon=True,
+    )
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(CONVERSION_TIMEOUT_S):
+            raise ModelError(f"converting for {name} took over {CONVERSION_TIMEOUT_S:g} s")
+        try:
+            answer = receive.recv()
+        except EOFError:
+            raise ModelError(f"the {name} conversion process died") from None
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.join(timeout=10.0)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if isinstance(answer, str):
+        raise ModelError(answer)
+    path, batch = answer
+    return Path(path), batch
+
+
+def _convert_in_child(send, name, spec, checkpoints, outputs, layers, directory) -> None:
+    """The child's side: build, load, trace, convert, write; send (path, batch) or an error."""
+    try:
+        os.nice(CONVERSION_NICE)
+        from engine.driver.inference import OnePassModel
+        from models.build import build_architecture
+        from models.checkpoints import load_latest_checkpoint
+
+        model = build_architecture(spec)
+        checkpoint = load_latest_checkpoint(model, checkpoints)
+        if checkpoint is None:
+            send.send(f"no checkpoint in {checkpoints}")
+            return
+        one_pass = OnePassModel(model, outputs, layers)
+        example = np.zeros((1, *one_pass.input_shape), np.float32)
+        path = export_engine_model(name, one_pass._forward, example, Path(directory))
+        send.send((str(path), checkpoint.batch))
+    # Whatever went wrong goes back as text: the driver refuses the checkpoint and drives on.
+    except Exception as error:
+        send.send(f"{type(error).__name__}: {error}")
+    finally:
+        send.close()
 
 
 def check_parity(

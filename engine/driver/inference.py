@@ -23,9 +23,9 @@ On another engine (`[driver] engine`: OpenVINO, ONNX Runtime; see
 `engine.driver.engines`) that trace is converted and compiled once, and must
 agree with TensorFlow on a probe frame before it drives. Its weights are
 frozen in, so new weights mean a new conversion: `reload_in_background`
-loads and converts them on a thread while the car drives on the old model,
-and swaps only a converted model that agrees with TensorFlow on a frame the
-car saw (else the old weights stay, and the caller alerts).
+loads them and has a child process convert them while the car drives on the
+old model, and swaps only a converted model that agrees with TensorFlow on a
+frame the car saw (else the old weights stay, and the caller alerts).
 
 `GradCam` (optional, off by default) does need gradients, so it is a separate
 pass on TensorFlow whatever the engine; the driver runs it a few times a
@@ -40,6 +40,8 @@ backend is installed (`bench/driver.py --gpu` on a machine without TensorFlow);
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +56,7 @@ import numpy as np
 from engine.core.config import DriverConfig
 from engine.core.errors import ModelError
 from engine.driver.engines import (
+    CONVERSION_NICE,
     CompiledEngine,
     EngineMismatch,
     EngineName,
@@ -61,6 +64,8 @@ from engine.driver.engines import (
     Tolerance,
     check_parity,
     compile_engine,
+    convert_checkpoint_in_child,
+    load_engine_model,
     resolve_engine,
 )
 from models.build import build_architecture, parameter_counts
@@ -230,12 +235,14 @@ class OnePassModel:
         probe: np.ndarray,
         done: Callable[[ReloadOutcome], None],
     ) -> bool:
-        """Load the newest checkpoint and convert it on a thread while the old one drives.
+        """Load the newest checkpoint and convert it beside the loop while the old one drives.
 
-        The converted model replaces the driving one only once it is compiled and
-        agrees with TensorFlow on `probe` (a frame the car saw); otherwise the old
-        weights are put back, so TensorFlow (Grad-CAM, the next check) and the
-        engine stay the same model. `done` gets the outcome on that thread.
+        A thread loads it into TensorFlow; a child process converts it
+        (`engines.convert_checkpoint_in_child`: no GIL shared with the loop); the
+        thread compiles the result. It replaces the driving model only once it
+        agrees with TensorFlow on `probe` (a frame the car saw); otherwise the
+        old weights are put back, so TensorFlow (Grad-CAM, the next check) and
+        the engine stay the same model. `done` gets the outcome on that thread.
         Returns False, starting nothing, while an earlier reload still runs.
         """
         if not self._reloading.acquire(blocking=False):
@@ -248,6 +255,7 @@ class OnePassModel:
     def _reload(
         self, weights: LoadedModel, probe: np.ndarray, done: Callable[[ReloadOutcome], None]
     ) -> None:
+        _lower_this_threads_priority()
         started = time.perf_counter()
         before = weights.batch
         kept = self._model.get_weights()
@@ -255,7 +263,7 @@ class OnePassModel:
             try:
                 if weights.reload_latest() is None:
                     raise ModelError(f"no checkpoint of {weights.version} to load")
-                candidate = self._convert(self._engine.name)
+                candidate = self._convert_checkpoint(weights)
                 frames = probe[np.newaxis].astype(np.float32)
                 check_parity(
                     self._reference(frames),
@@ -274,6 +282,30 @@ class OnePassModel:
             done(ReloadOutcome(weights.version, weights.batch, before, _since(started)))
         finally:
             self._reloading.release()
+
+    def _convert_checkpoint(self, weights: LoadedModel) -> CompiledEngine:
+        """The checkpoint TensorFlow just loaded, converted in a child process and compiled here."""
+        name = self._engine.name
+        intra, inter = self._threads
+        example = np.zeros((1, *self.input_shape), np.float32)
+        # ignore_cleanup_errors: on Windows a compiled model may keep its file open.
+        with tempfile.TemporaryDirectory(
+            prefix="charles-convert-", ignore_cleanup_errors=True
+        ) as directory:
+            path, batch = convert_checkpoint_in_child(
+                name,
+                weights.spec,
+                weights.directory,
+                self.output_names,
+                self.convcam_layers,
+                Path(directory),
+            )
+            if batch != weights.batch:
+                raise ModelError(
+                    f"the conversion holds batch {batch} but TensorFlow loaded {weights.batch} "
+                    "(a newer checkpoint came meanwhile; the next reload takes it)"
+                )
+            return load_engine_model(name, path, example, intra_threads=intra, inter_threads=inter)
 
     def _compile(self, requested: str) -> CompiledEngine:
         """The engine for `requested`, checked; "auto" falls back to TensorFlow on a failure."""
@@ -347,6 +379,20 @@ def probe_frame(shape: tuple[int, ...], seed: int = 18) -> np.ndarray:
 
 def _since(started: float) -> float:
     return time.perf_counter() - started
+
+
+def _lower_this_threads_priority() -> None:
+    """Make the calling thread (and the threads it starts) yield the CPU to the driving loop.
+
+    On Linux a thread is a task with its own nice value, inherited by the threads it
+    creates (a converter's workers); elsewhere the conversion runs at the driver's priority.
+    """
+    native_id = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, native_id)
+        os.setpriority(os.PRIO_PROCESS, native_id, min(19, current + CONVERSION_NICE))
+    except (AttributeError, OSError) as error:
+        log.debug("conversion thread keeps the driver's priority: %s", error)
 
 
 class GradCam:
