@@ -10,6 +10,7 @@ their metadata and checksum), so no TensorFlow is needed here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -24,14 +25,17 @@ from pathlib import Path
 import msgspec
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from engine.app.hub import Hub
 from engine.app.model_files import ModelFiles
 from engine.core.config import HubConfig, default_config
 from engine.core.errors import UsageError
 from engine.core.store import AppState
+from engine.core.tls import hub_identity
 from engine.core.wire import Alert, Checkpointed
 from engine.driver.node import ModelSwitcher
+from engine.node.client import NodeError
 from engine.node.hub_files import HubFiles
 from engine.trainer.node import CheckpointShipper
 from models.checkpoints import (
@@ -432,3 +436,48 @@ async def test_the_trainer_nodes_shipper_announces_only_what_the_hub_took(machin
     assert announced.files == checkpoint_files(good)
     assert isinstance(refused, Alert) and "refused" in refused.text
     assert machines.checkpoints(machines.hub_dir) == [10]
+
+
+# -- over TLS, as a node on another machine reaches a hub beyond loopback ---------------------
+
+
+@contextlib.asynccontextmanager
+async def _tls_model_files(tmp_path: Path) -> AsyncIterator[tuple[int, str, str]]:
+    """The hub's model files served with TLS on 127.0.0.1: (port, fingerprint, version)."""
+    identity = hub_identity("", "", tmp_path / "secrets-home")
+    version = create_version(tmp_path / "streaming-pc")
+    hub = Hub(HubConfig(host="127.0.0.1", port=0), TOKEN, AppState())
+    ModelFiles(tmp_path / "streaming-pc", TOKEN, hub.state, keep=3).add_routes(hub.app)
+    runner = web.AppRunner(hub.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=identity.server_context())
+    await site.start()
+    try:
+        yield runner.addresses[0][1], identity.fingerprint, version
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_node_fetches_over_tls_from_the_hub_it_pinned(tmp_path):
+    async with _tls_model_files(tmp_path) as (port, fingerprint, version):
+        http = HubFiles(
+            f"wss://127.0.0.1:{port}/ws/node",
+            TOKEN,
+            fingerprint=bytes.fromhex(fingerprint.replace(":", "")),
+        )
+        await asyncio.to_thread(sync_version, http, tmp_path / "gpu-box", version, keep=3)
+
+    with Registry(tmp_path / "gpu-box") as registry:
+        assert registry.version(version).name == version
+
+
+async def test_a_node_refuses_a_hub_with_another_certificate_before_the_token_goes(tmp_path):
+    async with _tls_model_files(tmp_path) as (port, _, version):
+        http = HubFiles(f"wss://127.0.0.1:{port}/ws/node", TOKEN, fingerprint=b"\xab" * 32)
+        with pytest.raises(ConnectionRefusedError, match="is not the pinned one"):
+            await asyncio.to_thread(http.request, "GET", f"/api/models/{version}")
+
+
+def test_plain_http_to_a_hub_beyond_loopback_is_refused():
+    with pytest.raises(NodeError, match="would cross the network in clear"):
+        HubFiles("ws://192.168.1.10:8765/ws/node", TOKEN)
