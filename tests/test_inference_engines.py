@@ -15,7 +15,13 @@ import msgspec
 import numpy as np
 import pytest
 
-from engine.core.config import ControllerConfig, DriverConfig, UnstuckConfig, load_config
+from engine.core.config import (
+    ControllerConfig,
+    DriverConfig,
+    UnstuckConfig,
+    default_config,
+    load_config,
+)
 from engine.core.errors import ConfigError
 from engine.core.wire import Alert, DriverStatus
 from engine.data.frames import resize_frame
@@ -327,6 +333,20 @@ def test_eval_scores_the_same_on_every_engine(tmp_path, capsys):
     for engine in CONVERTED:
         for policy in ("model", "untrained"):
             assert reports[engine][policy] == reports["tensorflow"][policy], (engine, policy)
+
+
+def test_gradcam_stays_on_tensorflow_whatever_the_engine(data_dir):
+    from engine.driver.driver import model_parts
+
+    config = msgspec.structs.replace(
+        default_config(), driver=DriverConfig(engine="openvino", gradcam_hz=2.0)
+    )
+    parts = model_parts(config, load_version(data_dir, VERSION))
+    assert parts.model.engine == "openvino CPU"
+    frame = game_frame(parts.model.input_shape)
+    heat = parts.gradcam.heat_map(frame)  # gradients: TensorFlow's tape, beside the engine
+    assert heat.shape == parts.model.predict(frame).activations[0].shape[:2]
+    assert 0.0 <= float(heat.min()) <= float(heat.max()) <= 1.0
 
 
 def test_the_player_console_names_the_engine():

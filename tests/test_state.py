@@ -46,6 +46,7 @@ STATUS_KEYS = {
     "checkpoint",
     "driver_version",
     "driver_batch",
+    "driver_engine",
     "pps",
     "fps",
     "predictions",
@@ -101,7 +102,12 @@ def test_status_view_before_any_status_is_valid_json_with_every_key():
 def test_applied_statuses_show_in_the_status_view():
     state = streaming()
     state.apply(training(12, 0.5))
-    state.apply(Received(DriverStatus(version="m_v1", batch=10, fps=30.0, pps=29.5), "driver"))
+    state.apply(
+        Received(
+            DriverStatus(version="m_v1", batch=10, fps=30.0, pps=29.5, engine="openvino CPU"),
+            "driver",
+        )
+    )
     state.apply(ProcessChanged(ProcessState(name="trainer", state="running", pid=42, restarts=1)))
     state.apply(ConnectionChanged("obs", "off"))
 
@@ -111,6 +117,7 @@ def test_applied_statuses_show_in_the_status_view():
     assert (body["batch"], body["loss"]) == (12, {"total": 0.5})
     assert (body["buffers"]["steering"]["fill"], body["buffers"]["steering"]["capacity"]) == (3, 9)
     assert (body["fps"], body["pps"]) == (30.0, 29.5)
+    assert body["driver_engine"] == "openvino CPU"
     assert body["processes"]["trainer"]["pid"] == 42
     assert body["processes"]["trainer"]["restarts"] == 1
     assert body["connections"] == {"obs": "off"}

@@ -426,6 +426,8 @@ def status_view(snapshot: Snapshot) -> dict[str, Any]:
         ),
         "driver_version": driver.version if driver else None,
         "driver_batch": driver.batch if driver else None,
+        # What runs the driver's predictions, e.g. "openvino CPU" ([driver] engine).
+        "driver_engine": driver.engine if driver else None,
         "pps": driver.pps if driver else None,
         "fps": driver.fps if driver else None,
         "predictions": dict(driver.predictions) if driver else {},
