@@ -99,6 +99,10 @@
       to the converted model predicting (a child process converts, this one
       compiles and checks), and the loop's PPS, longest turn and dropped
       frames while it converts, against the --seconds of driving before.
+   d. With --beside-trainer: the demo line's driver ([driver] threads, the
+      game at 60 fps) on TensorFlow and on the engine, each while a trainer
+      trains at full speed with its own process settings (as in 3.): PPS and
+      the trainer's samples/s, TensorFlow's driver first, in the same run.
 """
 
 from __future__ import annotations
@@ -182,6 +186,11 @@ def main() -> None:
         default=None,
         help="only 7., the driver on this inference engine: loop vs bare call, checkpoint swap",
     )
+    parser.add_argument(
+        "--beside-trainer",
+        action="store_true",
+        help="with --engine: only 7.d, the demo driver on it and on TensorFlow beside a trainer",
+    )
     args = parser.parse_args()
     config = load_config("config.toml")
     if args.gpu:
@@ -200,6 +209,9 @@ def main() -> None:
     tick_hz = args.tick_hz or config.sim.tick_hz
     if args.window_latency:
         bench_window_latency(config, args.line or "model_0000_demo", args.seconds, tick_hz)
+        return
+    if args.engine and args.beside_trainer:
+        bench_engines_beside_trainer(config, args.engine, args.seconds)
         return
     if args.engine:
         height, width = (int(part) for part in (args.size or "270x480").split("x"))
@@ -391,8 +403,12 @@ def bench_demo_while_training(config, seconds: float) -> None:
     )
 
 
-def train_at_full_speed(config, stop) -> None:
-    """A trainer process: the demo line's train steps on random batches, as fast as it can."""
+def train_at_full_speed(config, stop, rates=None, measuring=None) -> None:
+    """A trainer process: the demo line's train steps on random batches, as fast as it can.
+
+    Its samples/s go to `rates` (a queue) when given, else to stdout; counted from when
+    `measuring` (an event) is set, when given.
+    """
     from engine.trainer.trainer import configure_process
 
     configure_process(config.trainer)
@@ -406,10 +422,16 @@ def train_at_full_speed(config, stop) -> None:
     frames = rng.uniform(0, 255, (batch, spec.input.height, spec.input.width, 3)).astype("float32")
     targets = {name: rng.uniform(-1, 1, (batch, 1)).astype("float32") for name in spec.output_names}
     steps, started = 0, time.perf_counter()
+    waiting = measuring is not None
     while not stop.is_set():
+        if waiting and measuring.is_set():
+            steps, started, waiting = 0, time.perf_counter(), False
         model.train_on_batch(frames, targets)
         steps += 1
     elapsed = time.perf_counter() - started
+    if rates is not None:
+        rates.put(steps * batch / elapsed)
+        return
     print(f"  (trainer: {steps} steps, {steps * batch / elapsed:.0f} samples/s)")
 
 
@@ -1444,6 +1466,47 @@ class SwapDrive:
         ends = [t for t in self.turns if start <= t <= end]
         gaps = [later - earlier for earlier, later in itertools.pairwise(ends)]
         return len(ends) / max(end - start, 1e-9), max(gaps, default=float("nan"))
+
+
+def bench_engines_beside_trainer(config, engine: str, seconds: float) -> None:
+    """7.d: the demo driver on TensorFlow, then on `engine`, each beside a training trainer."""
+    from models.build import build_architecture
+    from models.spec import load_spec
+
+    spec = load_spec("model_0000_demo")
+    model = build_architecture(spec)
+    sim = msgspec.structs.replace(config.sim, tick_hz=60.0, window="off")
+    driver = config.driver
+    context = multiprocessing.get_context("spawn")
+    print(f"7.d model_0000_demo driver ({driver.intra_op_threads} thread) beside a trainer")
+    for name in ("tensorflow", engine):
+        one_pass = OnePassModel(
+            model,
+            spec.output_names,
+            (spec.convcam,),
+            engine=name,
+            intra_threads=driver.intra_op_threads,
+            inter_threads=driver.inter_op_threads,
+        )
+        stop, rates, measuring = context.Event(), context.Queue(), context.Event()
+        trainer = context.Process(target=train_at_full_speed, args=(config, stop, rates, measuring))
+        trainer.start()
+        time.sleep(8.0)  # TensorFlow start-up and the first steps, so the cores are really shared
+        load = os.getloadavg()[0]
+        measuring.set()
+        try:
+            source = SimSource(Game(sim, seed=3))
+            capture = Capture(source, size=(spec.input.width, spec.input.height), max_fps=60.0)
+            summary = drive(config, model, spec, capture, seconds, one_pass=one_pass)
+        finally:
+            stop.set()
+            samples_per_s = rates.get(timeout=120)
+            trainer.join(timeout=30)
+        print(
+            f"  {one_pass.engine}: {summary.pps:.1f} PPS ({summary.frames_dropped} frames "
+            f"dropped), predict p50 {summary.stages['predict'].p50_ms:.2f} ms; trainer "
+            f"{samples_per_s:.0f} samples/s (load {load:.2f} before)"
+        )
 
 
 class TurnEnds(StageTimes):

@@ -195,7 +195,7 @@ def compile_engine(
     """
     started = time.perf_counter()
     if name == "tensorflow":
-        device = "CPU/GPU"
+        device = "GPU" if _tensorflow_sees_gpu() else "CPU"
 
         def run(frames: np.ndarray) -> list[np.ndarray]:
             return [np.asarray(value) for value in function(frames)]
