@@ -53,6 +53,25 @@ def make_strategy(name: StrategyName) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def create_training_variables(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    outputs: Sequence[str],
+    frame_shape: tuple[int, int, int],
+) -> None:
+    """Create the optimizer's and loss trackers' variables of a compiled model (once).
+
+    Under MultiWorkerMirroredStrategy every variable's creation is a collective
+    (the chief's initial value is broadcast), so every worker must create the
+    same variables in the same order: this runs before the chief loads a
+    checkpoint, which would otherwise create the optimizer's alone.
+    """
+    x = np.zeros((1, *frame_shape), np.float32)
+    targets = {name: np.zeros((1, 1), np.float32) for name in outputs}
+    with strategy.scope():
+        model._maybe_symbolic_build(data_batch=(x, targets, None))
+
+
 class TrainStep:
     """Keras' compiled train function for `model`, fed one in-memory batch per call."""
 
@@ -72,10 +91,7 @@ class TrainStep:
         Every worker must hold all of them before the chief's are copied to the
         others (`Cluster.sync_state`), and a replica context cannot create them.
         """
-        x = np.zeros((1, *frame_shape), np.float32)
-        targets = {name: np.zeros((1, 1), np.float32) for name in self.outputs}
-        with self.strategy.scope():
-            self.model._maybe_symbolic_build(data_batch=(x, targets, None))
+        create_training_variables(self.model, self.strategy, self.outputs, frame_shape)
         strategy, model = self.strategy, self.model
 
         @tf.function(reduce_retracing=True)

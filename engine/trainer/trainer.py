@@ -62,7 +62,7 @@ from engine.data.buffers import SampleBuffers
 from engine.data.samples import SampleSet
 from engine.node.progress import report_progress
 from engine.trainer.cluster import Cluster, ClusterError, join_cluster
-from engine.trainer.train_step import TrainStep, make_strategy
+from engine.trainer.train_step import TrainStep, create_training_variables, make_strategy
 from models.build import build_architecture, build_model, compile_model, parameter_counts
 from models.checkpoints import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from models.registry import Registry, version_dir
@@ -335,11 +335,13 @@ class Trainer:
 
     def _load_model(self, batches_recorded: int) -> tuple[keras.Model, int]:
         """The version's model under the strategy, with its latest checkpoint and batch counter."""
+        frame_shape = (self.spec.input.height, self.spec.input.width, 3)
         if not self.is_chief:
             # The chief's weights and batch counter replace these (Cluster.sync_state).
             with self.strategy.scope():
                 model = build_architecture(self.spec)
                 compile_model(model, self.spec)
+            create_training_variables(model, self.strategy, self.spec.output_names, frame_shape)
             return model, 0
         resuming = bool(list_checkpoints(self.checkpoint_dir))
         with self.strategy.scope():
@@ -350,6 +352,13 @@ class Trainer:
                 else build_model(self.spec, self.config.models.imagenet_weights)
             )
             compile_model(model, self.spec)
+            if self.cluster is None:
+                checkpoint = load_latest_checkpoint(model, self.checkpoint_dir)
+        if self.cluster is not None:
+            # Every worker creates the same variables in the same order (each creation is a
+            # collective); the load then only assigns, outside the scope, where whatever it
+            # creates for itself stays local instead of starting a collective of its own.
+            create_training_variables(model, self.strategy, self.spec.output_names, frame_shape)
             checkpoint = load_latest_checkpoint(model, self.checkpoint_dir)
         if checkpoint is None:
             if batches_recorded:
