@@ -481,3 +481,23 @@ async def test_a_node_refuses_a_hub_with_another_certificate_before_the_token_go
 def test_plain_http_to_a_hub_beyond_loopback_is_refused():
     with pytest.raises(NodeError, match="would cross the network in clear"):
         HubFiles("ws://192.168.1.10:8765/ws/node", TOKEN)
+
+
+async def test_the_streaming_pcs_driver_loads_a_remote_trainers_checkpoint_where_the_hub_put_it(
+    machines,
+):
+    path = await remote_trainer_checkpoint(machines, 40)
+    await asyncio.to_thread(upload_checkpoint, machines.http, machines.version, 40, path)
+    announced = Checkpointed(machines.version, 40, str(path), files=checkpoint_files(path))
+    config = default_config()
+    config = msgspec.structs.replace(
+        config, app=msgspec.structs.replace(config.app, data_dir=str(machines.hub_dir))
+    )
+    switcher = ModelSwitcher(config, hub=None)  # the app's own driver: its data directory
+    driver = _Driver()
+
+    await asyncio.to_thread(switcher._offer, driver, announced)
+
+    installed = version_dir(machines.hub_dir, machines.version) / "batch-000000000040"
+    assert driver.offered == [(machines.version, 40, installed)]
+    assert switcher.fetched == 0  # zero copies: the upload is where a local trainer saves

@@ -46,12 +46,12 @@ from engine.core.config import Config
 from engine.core.errors import CharlesError, DeviceError
 from engine.core.wire import Alert, Checkpointed, Frames, Message, SwitchModel
 from engine.data.frames import decode_frame
+from engine.node.client import NodeError
 from engine.node.hub_files import HubFiles, shares_hub_data
 from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
 from models.registry import version_dir
 from models.transfer import (
     HubHttp,
-    TransferError,
     TransferRefused,
     fetch_checkpoint,
     local_copy,
@@ -176,7 +176,8 @@ class ModelSwitcher:
                 self.hub, self.data_dir, version, keep=self.config.models.keep_checkpoints
             )
         except OSError as error:
-            raise TransferError(f"cannot fetch {version} from the hub: {error}") from None
+            # The hub is away (exit 1, a restart may find it), not a bad model (exit 2).
+            raise NodeError(f"cannot fetch {version} from the hub: {error}") from None
         if copied is not None:
             self.fetched += 1
             log.info("fetched %s batch %d from the hub", version, copied)

@@ -56,12 +56,12 @@ from engine.core.wire import (
 )
 from engine.data.samples import SampleSet
 from engine.data.storage import SampleStorage, default_storage_path
+from engine.node.client import NodeError
 from engine.node.hub_files import HubFiles, shares_hub_data
 from engine.node.process import EXIT_HUB_GONE, exit_process, node_parser, run_node, when_set
 from engine.node.progress import report_progress
 from models.transfer import (
     HubHttp,
-    TransferError,
     TransferRefused,
     checkpoint_files,
     send_period,
@@ -257,7 +257,8 @@ class TrainerNode:
                 self.hub, self.data_dir, version, keep=self.config.models.keep_checkpoints
             )
         except OSError as error:
-            raise TransferError(f"cannot fetch {version} from the hub: {error}") from None
+            # The hub is away (exit 1, a restart may find it), not a bad model (exit 2).
+            raise NodeError(f"cannot fetch {version} from the hub: {error}") from None
         if copied is not None:
             log.info("resuming %s from the hub's checkpoint of batch %d", version, copied)
 
