@@ -1,7 +1,7 @@
 """Benchmark the stream across machines: remote collectors over TLS, and the multi-worker trainer.
 
     sudo .venv/bin/python bench/cluster.py [--part sets|trainer|all] [--collectors 3]
-        [--sets 300] [--rounds 3] [--slow 100mbit] [--batches 30] [--trainer-threads 0]
+        [--sets 300] [--rounds 3] [--slow 100mbit] [--batches 40] [--trainer-threads 0]
 
 The "machines" are Linux network namespaces joined by veth pairs
 (tests/netns.py): a hub namespace (the streaming PC), a trainer namespace
@@ -37,12 +37,13 @@ the tiny stored test sets of tests/data_helpers.py, so the frame decode is no
 part of it) for `--batches` batches, one worker in the hub namespace against
 `[trainer] strategy = "multi_worker"` with the chief in the hub namespace and
 worker 1 in the trainer namespace, the cluster's addresses being the veth
-addresses. samples/s is the trainer's own figure (`--json`: global-batch
-samples over the time spent in training turns, the first step's tracing
-included), beside each run's wall time. On one machine the two "boxes" share
-its cores, so two workers do each step's work twice as two half-batch steps
-plus an all-reduce and the chief's batch hand-out: slower than one worker here;
-a second machine with its own cores is what the strategy is for.
+addresses. samples/s is what the (chief) trainer logs every 5 batches
+(global-batch samples over the time in training turns): the median interval,
+the first left out (it holds the step's tracing); the `--json` figure over
+all batches and each run's wall time are printed beside it. On one machine the
+two "boxes" share its cores, so two workers do each step's work as two
+half-batch steps plus an all-reduce and the chief's batch hand-out: no faster
+than one worker here; a second machine with its own cores is what it is for.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main() -> None:
         "--slow", default="", help="e.g. 100mbit: a last hub run, trainer link slowed"
     )
     parser.add_argument("--slow-sets", type=_positive, default=150, help="sets of the slow run")
-    parser.add_argument("--batches", type=_positive, default=30, help="trainer part: batches")
+    parser.add_argument("--batches", type=_positive, default=40, help="trainer part: batches")
     parser.add_argument(
         "--trainer-threads", type=int, default=0, help="[trainer] threads per worker (0 = TF's)"
     )
@@ -526,7 +527,7 @@ def bench_trainer(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
         (path / "config.toml").write_text(
             f'[app]\ndata_dir = "{path / "data"}"\n'
             f"[data]\nbuffer_capacity = {CAPACITY}\nready_threshold = 0.01\n"
-            f"[trainer]\nthreads = {args.trainer_threads}\nlog_every = 10\n{trainer}\n",
+            f"[trainer]\nthreads = {args.trainer_threads}\nlog_every = 5\n{trainer}\n",
             encoding="utf-8",
         )
         spec = (REPO / "models" / f"{LINE}.toml").read_text(encoding="utf-8")
@@ -547,18 +548,43 @@ def bench_trainer(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
         [(HUB, chief, ["--worker-index", "0"]), (TRAINER, worker, ["--worker-index", "1"])],
         args.batches,
     )[0]
-    ratio = two["samples_per_s"] / one["samples_per_s"]
-    for name, result in (("one worker", one), ("two workers", two)):
+    steady = {name: _steady_samples_per_s(path) for name, path in (("one", single), ("two", chief))}
+    ratio = steady["two"] / steady["one"]
+    for name, key, result in (("one worker", "one", one), ("two workers", "two", two)):
         print(
-            f"{name}: {result['samples_per_s']:.1f} samples/s while training "
-            f"({result['batches']} batches), {result['wall_s']:.1f} s wall (start included)"
+            f"{name}: {steady[key]:.1f} samples/s after the first interval (median of the "
+            f"intervals' figures), {result['samples_per_s']:.1f} over all {result['batches']} "
+            f"batches (first step's tracing included), {result['wall_s']:.1f} s wall (start "
+            "included)"
         )
     verdict = "slower" if ratio < 1 else "faster"
     print(
-        f"two workers / one = {ratio:.2f}: {verdict} on this one {os.cpu_count()}-core machine, "
-        "where both workers share the cores (each step is two half-batch steps, an all-reduce "
-        "over the veth link and the chief's batch hand-out); a second box brings its own cores"
+        f"two workers / one = {ratio:.2f} (after the first interval): {verdict} on this one "
+        f"{os.cpu_count()}-core machine, where both workers share the cores (each step is two "
+        "half-batch steps, an all-reduce over the veth link and the chief's batch hand-out); "
+        "a second box brings its own cores"
     )
+
+
+def _steady_samples_per_s(box: Path) -> float:
+    """The median of the samples/s the (chief) trainer logged per interval, the first left out.
+
+    The first interval holds the step's tracing (seconds); the rest are the steady state.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tensorboard imports TensorFlow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(
+        str(box / "data" / "tensorboard" / VERSION), size_guidance={"tensors": 0}
+    )
+    events.Reload()
+    points = sorted(
+        (e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors("samples_per_s")
+    )
+    if len(points) < 2:
+        raise SystemExit(f"{box}: {len(points)} samples/s interval(s) logged; give more --batches")
+    return statistics.median(value for _, value in points[1:])
 
 
 def _train(lab: Lab, runs: list[tuple[str, Path, list[str]]], batches: int) -> list[dict]:
