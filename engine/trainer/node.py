@@ -3,6 +3,7 @@
 Example::
 
     python -m engine.trainer.node --config config.toml --model model_0000_demo_v1
+    python -m engine.trainer.node --model model_0000_demo_v1 --worker-index 1   # multi_worker
 
 Training runs on its own thread, one `Trainer` (streamed=True) at a time; the
 main thread only waits, so SIGTERM (a SystemExit there) stops training between
@@ -23,6 +24,12 @@ To the hub: `TrainerStatus` (starting, then the trainer's own reports: twice a
 second while waiting for data, every `trainer.log_every` batches while
 training) and `Checkpointed` for every checkpoint, which the driver loads.
 
+With `[trainer] strategy = "multi_worker"` (engine/trainer/cluster.py) every
+trainer node of the cluster trains together; only the chief (worker 0) uses
+the sets and reports, the others take their slices of its batches and send
+nothing. A worker that dies ends every worker's run (`ClusterError`, exit 1):
+their supervisors start them again and they resume from the chief's checkpoint.
+
 On another machine (its data directory is not the app's: no
 `CHARLES_HUB_DATA_DIR` naming it), the node first makes each version it
 trains usable here (`models.transfer.sync_version`: the hub's record and
@@ -41,6 +48,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from engine.core.config import Config
 from engine.core.errors import CharlesError
@@ -86,8 +95,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model", required=True, metavar="VERSION", help="the streamed version to train"
     )
+    parser.add_argument(
+        "--worker-index",
+        type=int,
+        metavar="N",
+        help='[trainer] strategy = "multi_worker": this box\'s place in trainer.workers',
+    )
     args = parser.parse_args(argv)
-    return run_node(args, lambda config: train(config, args.model))
+    return run_node(args, lambda config: train(_with_index(config, args.worker_index), args.model))
+
+
+def _with_index(config: Config, index: int | None) -> Config:
+    if index is None:
+        return config
+    from engine.trainer.cluster import with_worker_index
+
+    return msgspec.structs.replace(config, trainer=with_worker_index(config.trainer, index))
 
 
 def train(config: Config, version: str) -> int:
@@ -209,8 +232,12 @@ class TrainerNode:
                     self._train(version, send)
                     previous = version
                 except CharlesError as error:
-                    if previous is None:
-                        raise  # the version the node was started with: nothing to go back to
+                    from engine.trainer.cluster import ClusterError
+
+                    # The node's first version has nothing to go back to; a failed cluster
+                    # cannot train any version in this process (its collectives are aborted).
+                    if previous is None or isinstance(error, ClusterError):
+                        raise
                     self._refuse_switch(version, previous, error, send)
         except BaseException as error:  # the main thread re-raises it
             self.failure = error
@@ -220,7 +247,9 @@ class TrainerNode:
     def _train(self, version: str, send: Send) -> None:
         from engine.trainer.trainer import Trainer
 
-        send(TrainerStatus(version=version, status="starting"))
+        settings = self.config.trainer
+        if settings.strategy != "multi_worker" or settings.worker_index == 0:
+            send(TrainerStatus(version=version, status="starting"))  # the chief speaks for all
         report_progress()  # a switch builds a model next: its liveness bound starts here
         if self.hub is not None:
             self._sync(version)
