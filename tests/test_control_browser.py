@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.messages import ChatMessage
-from engine.core.store import ConnectionChanged, Received
+from engine.core.store import ConnectionChanged, ProcessChanged, ProcessState, Received
 from tests.control_helpers import Dock, control_hub
 from tests.hub_helpers import TOKEN
 from tests.overlay_helpers import launch_chromium, needs_chromium, trainer_status
@@ -172,3 +172,21 @@ async def test_a_page_without_a_session_sees_nothing_and_can_do_nothing(tmp_path
         assert status["version"] == "model_0000_demo_v1"
         assert status["processes"]["driver"]["state"] == "running"
         assert dock.actions.moments.list() == []
+
+
+async def test_each_process_shows_its_memory_and_a_new_sample_keeps_its_buttons(tmp_path):
+    async with control_hub(tmp_path) as dock, chromium() as browser:
+        page = await signed_in_page(browser, dock)
+        mb = 1 << 20
+        dock.state.apply(
+            ProcessChanged(ProcessState("trainer", "running", pid=7, rss_bytes=812 * mb))
+        )
+        trainer = page.locator('#processes tr[data-process="trainer"]')
+        await expect(trainer.locator("td.memory")).to_have_text("812 MB")
+        await trainer.locator('button[data-do="stop"]').evaluate("b => { b.dataset.seen = '1'; }")
+        dock.state.apply(
+            ProcessChanged(ProcessState("trainer", "running", pid=7, rss_bytes=1_234 * mb))
+        )
+        await expect(trainer.locator("td.memory")).to_have_text("1,234 MB")
+        # The same button: a sample redraws the figure, not the row under the streamer's cursor.
+        await expect(trainer.locator('button[data-do="stop"]')).to_have_attribute("data-seen", "1")

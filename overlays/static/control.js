@@ -136,12 +136,24 @@ function renderModels(models, status) {
 
 function renderProcesses(processes, controllable) {
   const body = byId("processes").tBodies[0];
-  const key = JSON.stringify([processes, controllable]);
-  if (body.dataset.key === key) return; // buttons are remade only when something changed
-  body.dataset.key = key;
-  const rows = Object.entries(processes).map(([name, process]) => {
+  // Buttons are remade only when a state changes, not with each memory sample (every 5 s).
+  const states = Object.entries(processes).map(([name, p]) => [name, p.state, p.restarts]);
+  const key = JSON.stringify([states, controllable]);
+  if (body.dataset.key !== key) {
+    body.dataset.key = key;
+    body.replaceChildren(...processRows(processes, controllable));
+  }
+  for (const shown of body.rows) {
+    const rss = processes[shown.dataset.process]?.rss_mb;
+    shown.cells[2].textContent = rss === null || rss === undefined ? "" : `${number(Math.round(rss))} MB`;
+  }
+}
+
+function processRows(processes, controllable) {
+  return Object.entries(processes).map(([name, process]) => {
     const restarts = process.restarts ? ` (${process.restarts} restarts)` : "";
-    const shown = row([name, `${process.state.replace("_", " ")}${restarts}`]);
+    const shown = row([name, `${process.state.replace("_", " ")}${restarts}`, ""]);
+    shown.cells[2].className = "memory";
     shown.dataset.process = name;
     shown.dataset.state = process.state;
     shown.cells[1].className = `state-${process.state}`;
@@ -162,7 +174,6 @@ function renderProcesses(processes, controllable) {
     shown.append(actions);
     return shown;
   });
-  body.replaceChildren(...rows);
 }
 
 function renderVote(vote) {
