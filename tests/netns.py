@@ -7,7 +7,7 @@ Example::
         process = lab.popen("hub", ["python", "-m", "http.server", "8000"])
         lab.http_get("c1", "http://10.77.1.1:8000/")   # from inside c1's namespace
         lab.cut("c1"); lab.restore("c1")           # the link goes down, then up
-        lab.slow("c1", "1mbit")                    # tc tbf on the hub's end (no netem here)
+        lab.slow("c1", "1mbit")                    # tc tbf on both ends (no netem here)
 
 The hub namespace (the streaming PC) has one veth per other namespace: its
 end is `h-<name>` with 10.77.<i>.1/30, the other end `eth0` with
@@ -16,7 +16,8 @@ Every namespace has its own loopback, up, and no route anywhere else: the
 traffic stays inside the namespaces the lab made. Names carry the test
 process's pid and a counter, so parallel runs do not meet. Everything
 (processes left in the namespaces, the namespaces and their veths) is
-removed on exit, failure included. Needs root and `ip netns`; when that
+removed on exit, failure included; a lab left by a test process that was
+killed is removed by the next one. Needs root and `ip netns`; when that
 fails the test fails with the command's own message, it is never skipped.
 """
 
@@ -26,6 +27,7 @@ import contextlib
 import ctypes
 import itertools
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -34,6 +36,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 HUB = "hub"
+# A lab namespace's name: "cs<pid of the test process>-<lab number>-<host>".
+_STALE_NAME = re.compile(r"cs(?P<pid>[0-9]+)-[0-9]+-[A-Za-z0-9_-]+")
 _CLONE_NEWNET = 0x40000000
 _labs = itertools.count()
 
@@ -86,11 +90,15 @@ class Lab:
         _ip("-n", self.namespace(HUB), "link", "set", "dev", f"h-{name}", "up")
 
     def slow(self, name: str, rate: str = "1mbit") -> None:
-        """Limit what the hub sends towards `name` to `rate` (tbf: this kernel has no netem)."""
-        _run(
-            "ip", "netns", "exec", self.namespace(HUB), "tc", "qdisc", "replace", "dev",
-            f"h-{name}", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms",
-        )  # fmt: skip
+        """Limit the link to `name` to `rate` each way (tbf on both ends: no netem here)."""
+        for namespace, device in (
+            (self.namespace(HUB), f"h-{name}"),
+            (self.namespace(name), "eth0"),
+        ):
+            _run(
+                "ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device,
+                "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms",
+            )  # fmt: skip
 
     def http_get(self, name: str, url: str, timeout: float = 10.0) -> bytes:
         """GET `url` from inside namespace `name` (a thread that joined it), return the body."""
@@ -124,6 +132,7 @@ def network_lab(names: Sequence[str]) -> Iterator[Lab]:
     """A hub namespace joined to one namespace per name by a veth pair; removed on exit."""
     if len(set(names)) != len(names) or HUB in names or not names:
         raise ValueError(f"namespace names {names!r}: give distinct names other than {HUB!r}")
+    _remove_stale_labs()
     lab = Lab(prefix=f"cs{os.getpid()}-{next(_labs)}", names=tuple(names))
     made: list[str] = []
     try:
@@ -151,6 +160,31 @@ def network_lab(names: Sequence[str]) -> Iterator[Lab]:
         for namespace in made:
             _kill_left_in(namespace)
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+
+
+def _remove_stale_labs() -> None:
+    """Delete the empty namespaces of labs whose test process is gone (it was SIGKILLed)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    for line in listed.stdout.splitlines():
+        namespace = line.split(" ", 1)[0]
+        owner = _STALE_NAME.fullmatch(namespace)
+        if owner is None or _alive(int(owner["pid"])):
+            continue
+        inside = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False
+        )
+        if not inside.stdout.strip():  # never a namespace something still runs in
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_left_in(namespace: str) -> None:

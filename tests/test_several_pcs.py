@@ -223,6 +223,26 @@ def test_the_token_is_not_sent_over_plain_ws_to_another_pc(lab, streaming_pc, tm
     assert "collector-7" not in streaming_pc.status()["nodes"]
 
 
+def test_a_collector_behind_a_slow_link_still_delivers(lab, streaming_pc, tmp_path):
+    lab.slow("c2", "1mbit")
+    token_file = tmp_path / "hub_token"
+    token_file.write_text(streaming_pc.token())
+    command = _node_command(lab, "c2", tmp_path, "--index", "6", "--token-file", str(token_file))
+    with (tmp_path / "node.log").open("w") as output:
+        node = lab.popen("c2", _as_host("pc-c2", command), stdout=output, stderr=subprocess.STDOUT)
+    try:
+
+        def arrived() -> bool:
+            return streaming_pc.sets_counted("collector-6@") >= 2
+
+        _wait_for(arrived, "sets over a 1 Mbit/s link", node)
+        link = streaming_pc.status()["node_links"]["collector-6"]
+        assert (link["host"], link["sets_lost"]) == ("pc-c2", 0)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=60) == 0
+
+
 def test_a_cut_link_is_rejoined_with_backoff_and_its_loss_counted(
     lab, streaming_pc, remote_collector
 ):
