@@ -44,6 +44,9 @@ all batches and each run's wall time are printed beside it. On one machine the
 two "boxes" share its cores, so two workers do each step's work as two
 half-batch steps plus an all-reduce and the chief's batch hand-out: no faster
 than one worker here; a second machine with its own cores is what it is for.
+With `--slow RATE` the cluster runs once more with the chief's link to worker 1
+limited to RATE: what a slower LAN costs (each step sends worker 1 its half
+batch of frames and both ways the gradients).
 """
 
 from __future__ import annotations
@@ -213,14 +216,26 @@ def slow_run(lab: Lab, server: Process, fingerprint: str, args: argparse.Namespa
     pid = server.pid
     before = _rss_mb(pid, "VmRSS")
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    lab.slow(TRAINER, args.slow)
-    result = measure(lab, "hub", server, fingerprint, args.slow_sets, args)
+    with _slowed(lab, TRAINER, args.slow):
+        result = measure(lab, "hub", server, fingerprint, args.slow_sets, args)
     sent_mb = args.slow_sets * len(encode(realistic_sets())) / 1e6
     print(
         f"slow trainer link ({args.slow}, tc tbf): hub {result.sets_per_s:.1f} sets/s; "
         f"{sent_mb:.0f} MB sent by the collectors; hub RSS {before:.0f} MB before, "
         f"peak {_rss_mb(pid, 'VmHWM'):.0f} MB during, {_rss_mb(pid, 'VmRSS'):.0f} MB after"
     )
+
+
+@contextlib.contextmanager
+def _slowed(lab: Lab, name: str, rate: str) -> Iterator[None]:
+    """The hub's end of the link to `name` limited to `rate` (tc tbf) while the block runs."""
+    lab.slow(name, rate)
+    try:
+        yield
+    finally:
+        removed = lab.run(HUB, ["tc", "qdisc", "del", "dev", f"h-{name}", "root"])
+        if removed.returncode != 0:
+            raise SystemExit(f"could not remove the tbf on h-{name}: {removed.stderr.strip()}")
 
 
 def measure(
@@ -543,11 +558,11 @@ def bench_trainer(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
     single = box("single", True, "")
     chief, worker = box("chief", True, multi), box("worker", False, multi)
     one = _train(lab, [(HUB, single, [])], args.batches)[0]
-    two = _train(
-        lab,
-        [(HUB, chief, ["--worker-index", "0"]), (TRAINER, worker, ["--worker-index", "1"])],
-        args.batches,
-    )[0]
+    cluster_runs = [
+        (HUB, chief, ["--worker-index", "0"]),
+        (TRAINER, worker, ["--worker-index", "1"]),
+    ]
+    two = _train(lab, cluster_runs, args.batches)[0]
     steady = {name: _steady_samples_per_s(path) for name, path in (("one", single), ("two", chief))}
     ratio = steady["two"] / steady["one"]
     for name, key, result in (("one worker", "one", one), ("two workers", "two", two)):
@@ -556,6 +571,18 @@ def bench_trainer(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
             f"intervals' figures), {result['samples_per_s']:.1f} over all {result['batches']} "
             f"batches (first step's tracing included), {result['wall_s']:.1f} s wall (start "
             "included)"
+        )
+    if args.slow:
+        slow_chief, slow_worker = box("chief-slow", True, multi), box("worker-slow", False, multi)
+        slow_runs = [
+            (HUB, slow_chief, ["--worker-index", "0"]),
+            (TRAINER, slow_worker, ["--worker-index", "1"]),
+        ]
+        with _slowed(lab, TRAINER, args.slow):
+            _train(lab, slow_runs, args.batches)
+        print(
+            f"two workers, the link chief -> worker 1 limited to {args.slow} (tc tbf): "
+            f"{_steady_samples_per_s(slow_chief):.1f} samples/s after the first interval"
         )
     verdict = "slower" if ratio < 1 else "faster"
     print(
