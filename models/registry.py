@@ -293,8 +293,9 @@ class Registry:
                 ).lastrowid
             else:
                 period_id = row["id"]
+                # Within one period the counter only grows: a late, older report moves nothing.
                 connection.execute(
-                    "UPDATE training_periods SET end_batch = ?, last_recorded = ?,"
+                    "UPDATE training_periods SET end_batch = MAX(end_batch, ?), last_recorded = ?,"
                     " ended = COALESCE(?, ended) WHERE id = ?",
                     (
                         period.end_batch,
@@ -308,8 +309,9 @@ class Registry:
             ).fetchone()
             if newest == period_id:
                 connection.execute(
-                    "UPDATE model_versions SET batches_trained = ? WHERE name = ?",
-                    (period.end_batch, period.version),
+                    "UPDATE model_versions SET batches_trained ="
+                    " (SELECT end_batch FROM training_periods WHERE id = ?) WHERE name = ?",
+                    (period_id, period.version),
                 )
         return self._period(period_id)
 
