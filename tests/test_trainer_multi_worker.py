@@ -85,9 +85,11 @@ def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp
     try:
         wait_for(lambda: newest_checkpoint(chief) >= 6, "a chief checkpoint at batch 6")
         worker_run.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
         worker_run.wait(timeout=RUN_TIMEOUT_S)
         # The survivor's next collective fails: it exits 1 with the reason, no hang.
         _, chief_err = chief_run.communicate(timeout=RUN_TIMEOUT_S)
+        print(f"the chief exited {time.monotonic() - killed_at:.1f} s after the kill")
     finally:
         for process in (chief_run, worker_run):
             if process.poll() is None:
