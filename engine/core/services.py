@@ -32,8 +32,10 @@ from typing import Literal
 # would discard as corrupt; 6 added `convcam_layers` and `convcam_kernels` to driver_status
 # (the overlay's Convcam caption), which an older hub refuses as unknown fields; 7 added `files`
 # (name, size, SHA-256 of each) to checkpointed, so a node on another machine fetches the
-# checkpoint through the hub and verifies it (an older hub refuses the field).
-PROTOCOL_VERSION = 7
+# checkpoint through the hub and verifies it (an older hub refuses the field); 8 added `engine`
+# to driver_status (what runs the driver's predictions), which a protocol-7 hub refuses. Hello's
+# `host` and loss counters need no bump: a hub of any version ignores Hello fields it lacks.
+PROTOCOL_VERSION = 8
 
 Role = Literal["collector", "trainer", "driver", "sim", "chat", "observer"]
 ROLES: tuple[Role, ...] = ("collector", "trainer", "driver", "sim", "chat", "observer")
