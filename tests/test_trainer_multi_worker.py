@@ -11,6 +11,10 @@ version. They meet over gRPC on 127.0.0.1 at distinct ports.
   carries those differences on. Tolerance: relative 2e-3 per batch over 12
   batches (measured: about 1e-6; a wrong split, a missed half or unsynced
   weights differ by 1e-2 or more from the first batches on).
+- Across two network namespaces (tests/netns.py, real TCP between distinct
+  addresses): the link is cut mid-run, both workers' collectives time out
+  (`collective_timeout_s`), both exit 1, and with the link back they resume
+  together from the chief's checkpoint.
 - Kill and resume: worker 1 is killed with SIGKILL mid-run; the chief notices
   in its next collective (within `collective_timeout_s`), exits 1 naming the
   failed collective, and saves nothing more; started again (the test is the
@@ -41,6 +45,7 @@ from engine.data.storage import SampleStorage, default_storage_path
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
 from tests.data_helpers import full_set
+from tests.netns import HUB, network_lab
 
 pytestmark = pytest.mark.tf
 
@@ -108,6 +113,52 @@ def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp
     assert fresh_before - undrawn_samples(chief) >= 4 * 32
 
 
+def test_across_two_namespaces_a_cut_link_stops_both_and_they_resume_together(tmp_path):
+    """Two "machines" (network namespaces, real TCP between 10.77.1.1 and 10.77.1.2)."""
+    with network_lab(["box2"]) as lab:
+        chief, worker = make_cluster(
+            tmp_path,
+            trainer="checkpoint_every = 3\ncollective_timeout_s = 15",
+            hosts=(lab.hub_address("box2"), lab.address("box2")),
+        )
+        places = ((HUB, chief), ("box2", worker))
+
+        def start(args: list[str]) -> list[subprocess.Popen[str]]:
+            return [
+                lab.popen(
+                    namespace,
+                    train_command(box, [*args, "--worker-index", str(index)]),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                    env=environment(),
+                )
+                for index, (namespace, box) in enumerate(places)
+            ]
+
+        runs = start([])
+        wait_for(lambda: newest_checkpoint(chief) >= 3, "a chief checkpoint at batch 3")
+        lab.cut("box2")  # packets stop, both processes live on
+        cut_at = time.monotonic()
+        errors = [run.communicate(timeout=RUN_TIMEOUT_S)[1] for run in runs]
+        print(f"both workers exited {time.monotonic() - cut_at:.1f} s after the cut")
+        for run, err in zip(runs, errors, strict=True):
+            assert run.returncode == 1 and "a collective failed" in err, err[-3000:]
+        lab.restore("box2")
+        resume_from = newest_checkpoint(chief)
+        runs = start(["--batches", "2"])
+        outputs = [run.communicate(timeout=RUN_TIMEOUT_S) for run in runs]
+        failed = [
+            err[-3000:] for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode
+        ]
+        assert not failed, "\n---\n".join(failed)
+        results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+        assert [(r["start_batch"], r["end_batch"]) for r in results] == [
+            (resume_from, resume_from + 2)
+        ] * 2
+
+
 @pytest.mark.parametrize(
     ("trainer", "wording"),
     [
@@ -152,10 +203,15 @@ def test_a_worker_index_flag_out_of_range_is_refused(tmp_path):
 # --- helpers -------------------------------------------------------------------------------
 
 
-def make_cluster(tmp_path: Path, trainer: str = "") -> tuple[Path, Path]:
+def make_cluster(
+    tmp_path: Path, trainer: str = "", hosts: tuple[str, str] | None = None
+) -> tuple[Path, Path]:
     """Two boxes: the chief with the stored stream, worker 1 with the version only."""
-    ports = free_ports(2)
-    workers = json.dumps([f"127.0.0.1:{port}" for port in ports])
+    if hosts is None:  # one machine: distinct free ports on loopback
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    else:  # two machines (namespaces): their own addresses, any port is free there
+        addresses = [f"{host}:12345" for host in hosts]
+    workers = json.dumps(addresses)
     cluster = f'strategy = "multi_worker"\nworkers = {workers}\n{trainer}'
     return (
         make_box(tmp_path / "chief", samples=True, trainer=cluster),
