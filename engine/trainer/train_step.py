@@ -82,7 +82,6 @@ class TrainStep:
         self.strategy = strategy
         self.outputs = tuple(outputs)
         self.replicas = strategy.num_replicas_in_sync
-        self.multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         self._slice_step: tf.types.experimental.GenericFunction | None = None
 
     def build(self, frame_shape: tuple[int, int, int]) -> None:
