@@ -186,8 +186,10 @@ def bench_sets(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
     servers = {kind: _start_server(lab, kind, data_dir) for kind in ("bare", "hub")}
     rounds: list[tuple[float, Measurement, Measurement]] = []
     for number in range(args.rounds):
-        bare = measure(lab, "bare", servers["bare"], identity.fingerprint, args.sets, args)
-        hub = measure(lab, "hub", servers["hub"], identity.fingerprint, args.sets, args)
+        bare = measure_once_more(
+            lab, "bare", servers["bare"], identity.fingerprint, args.sets, args
+        )
+        hub = measure_once_more(lab, "hub", servers["hub"], identity.fingerprint, args.sets, args)
         rounds.append((hub.sets_per_s / bare.sets_per_s, bare, hub))
         print(
             f"round {number + 1}: bare relay {bare.sets_per_s:.1f} sets/s "
@@ -304,6 +306,19 @@ def _rss_mb(pid: int, key: str) -> float:
     raise KeyError(f"{key} not in /proc/{pid}/status")
 
 
+class MeasurementFailed(RuntimeError):
+    """A sender or receiver exited early: the measurement is retried once, saying why."""
+
+
+def measure_once_more(*args: object) -> Measurement:
+    """`measure`, and once more if a process of it failed (printed: a flake is not hidden)."""
+    try:
+        return measure(*args)  # type: ignore[arg-type]
+    except MeasurementFailed as error:
+        print(f"measurement failed, retried once: {error}".replace("\n", " | "))
+        return measure(*args)  # type: ignore[arg-type]
+
+
 class Process:
     """One role of a measurement in a namespace: lines to its stdin, JSON lines from its stdout."""
 
@@ -357,7 +372,7 @@ class Process:
             raise SystemExit(f"{self.label}: no {event!r} within {timeout:.0f} s") from None
         if not line:
             self.popen.wait()
-            raise SystemExit(
+            raise MeasurementFailed(
                 f"{self.label} exited {self.popen.returncode} before {event!r}:\n"
                 f"{self._stderr.read_text()[-3000:]}"
             )
@@ -462,7 +477,8 @@ async def run_receiver(args: argparse.Namespace) -> None:
         )
         if not finished.is_set():
             raise SystemExit(
-                f"receiver: the connection ended after {received} of {args.count} sets"
+                f"receiver: the connection ended after {received} of {args.count} sets "
+                f"(close code {ws.close_code}, {ws.exception()!r})"
             )
         _say("done", elapsed_s=time.perf_counter() - started)
         await _line()
