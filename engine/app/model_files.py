@@ -153,6 +153,8 @@ class ModelFiles:
                 await self._take_body(request, receiver)
                 checkpoint = await asyncio.to_thread(receiver.finish)
             except TransferRefused as error:
+                # finish() has dropped the partial copy; a refused write (too many bytes) has not.
+                await asyncio.to_thread(receiver.abort)
                 self.dropped += 1
                 if receiver.received == receiver.expected:
                     self.refused += 1
@@ -164,9 +166,10 @@ class ModelFiles:
                 log.warning("checkpoint %s not taken: %s", where, error)
                 raise _error(400, str(error)) from None
             except BaseException as error:
+                # Counted once the partial copy is gone: whoever reads `dropped` sees no leftover.
+                await asyncio.to_thread(receiver.abort)
                 self.dropped += 1
                 log.warning("checkpoint %s cut short: %r", where, error)
-                await asyncio.to_thread(receiver.abort)
                 raise
         log.info("took checkpoint %s (%d bytes): %s", where, receiver.expected, checkpoint.path)
         return web.json_response({"stored": True, "batch": batch})
