@@ -1,7 +1,7 @@
 """Benchmark the stream across machines: remote collectors over TLS, and the multi-worker trainer.
 
     sudo .venv/bin/python bench/cluster.py [--part sets|trainer|all] [--collectors 3]
-        [--sets 300] [--rounds 3] [--slow 100mbit] [--batches 40] [--trainer-threads 0]
+        [--sets 1500] [--rounds 5] [--slow 100mbit] [--batches 40] [--trainer-threads 0]
 
 The "machines" are Linux network namespaces joined by veth pairs
 (tests/netns.py): a hub namespace (the streaming PC), a trainer namespace
@@ -105,8 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("sets", "trainer", "all"), default="all")
     parser.add_argument("--collectors", type=_positive, default=3, help="collector namespaces")
-    parser.add_argument("--sets", type=_positive, default=300, help="sets sent per measurement")
-    parser.add_argument("--rounds", type=_positive, default=3, help="bare/hub rounds (median)")
+    parser.add_argument("--sets", type=_positive, default=1500, help="sets per measurement (~6 s)")
+    parser.add_argument("--rounds", type=_positive, default=5, help="bare/hub rounds (median)")
     parser.add_argument(
         "--slow", default="", help="e.g. 100mbit: a last hub run, trainer link slowed"
     )
