@@ -27,13 +27,17 @@ on every connection before the token is sent.
 Loss: after each message the client sends a websocket ping numbered like
 it; the hub answers a ping only after it has routed every message before it
 (aiohttp answers pings in `receive()`, which the hub calls once per message
-handled), so a pong confirms them. At most `UNCONFIRMED_SETS` sample sets
-are unconfirmed at a time; when the link drops, those are counted as lost
-(`link_stats`: the hub may have routed the last of them), a set whose
-sending failed midway goes again on the next link (the hub discards a
-partial frame), and sets dropped because more than `max_backlog_bytes`
-waited are counted too. The counters travel in the next Hello, so the hub
-shows them.
+handled), so a pong confirms them. One sample set is in flight at a time
+(`UNCONFIRMED_SETS`): the next set goes only once the hub's pong confirmed
+the previous one. The set in flight, from its first byte until its pong,
+is what a dropped link loses: at most one set per drop, counted in
+`link_stats` (`sets_lost` + 1, `bytes_lost` + its encoded size) and never
+sent again, so no set reaches the trainer twice; the count is an upper
+bound, as the hub may have routed it just before the drop. Sets still
+waiting for the link are kept and go on the next one; other messages cut
+off midway go again too. Sets dropped because more than `max_backlog_bytes`
+waited are counted as lost as well. The counters travel in the next Hello,
+so the hub shows them.
 """
 
 from __future__ import annotations
@@ -80,8 +84,10 @@ HEARTBEAT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
 FIRST_RETRY_S = 0.05
 LONGEST_RETRY_S = 1.0
-# Sample sets sent but not yet confirmed by the hub's pong: what a dropped link can lose.
-UNCONFIRMED_SETS = 2
+# Sample sets in flight (being sent, or sent and not yet confirmed by the hub's pong): what a
+# dropped link loses. One: the next set waits for the previous one's pong, so a drop costs at
+# most one set (issue 17), at the price of the link idling for each pong's round trip.
+UNCONFIRMED_SETS = 1
 SETS = "sample_sets"
 
 log = logging.getLogger(__name__)
@@ -98,8 +104,9 @@ class LinkStats:
     """What this node's link to the hub lost since the node started, and how often it dropped.
 
     `sets_lost`/`bytes_lost`: sample sets (and their encoded bytes) the hub
-    never confirmed: unconfirmed when a link dropped (at most
-    UNCONFIRMED_SETS each time) or dropped from a full backlog.
+    never confirmed: in flight when a link dropped (at most UNCONFIRMED_SETS,
+    one, each time; the hub may have routed it, so this is an upper bound) or
+    dropped from a full backlog.
     """
 
     reconnects: int = 0
@@ -335,7 +342,7 @@ class NodeClient:
             headers={"Authorization": f"Bearer {self._token}"},
             max_msg_size=MAX_INCOMING_BYTES,
             heartbeat=HEARTBEAT_S,
-            autoping=False,  # the hub's pongs confirm what it routed (_Window)
+            autoping=False,  # the hub's pongs confirm what it routed (SendWindow)
             ssl=self._ssl,
             compress=0,  # JPEG bytes do not compress; deflate would only cost CPU
         ) as ws:
@@ -359,7 +366,7 @@ class NodeClient:
             self._ever_connected = True
             self._set_connected(True)
             log.info("%s connected to the hub at %s", self.name, self.url)
-            window = _Window()
+            window = SendWindow()
             writer = asyncio.create_task(self._write(ws, window))
             try:
                 await self._read(ws, window)
@@ -371,15 +378,15 @@ class NodeClient:
                 if sets:
                     self._count_lost(sets, size)
                     log.warning(
-                        "hub link of %s dropped with %d set(s) (%d bytes) unconfirmed: counted "
-                        "as lost (%d sets so far)",
+                        "hub link of %s dropped with %d set(s) (%d bytes) in flight, unconfirmed: "
+                        "counted as lost, not sent again (%d sets so far)",
                         self.name,
                         sets,
                         size,
                         self.link_stats().sets_lost,
                     )
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse, window: _Window) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, window: SendWindow) -> None:
         while True:
             received = await ws.receive()
             if received.type is aiohttp.WSMsgType.BINARY:
@@ -439,7 +446,7 @@ class NodeClient:
         except Exception:  # a broken handler must not cut the node off the hub
             log.exception("%s: on_message failed for a %s", self.name, type(message).__name__)
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse, window: _Window) -> None:
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse, window: SendWindow) -> None:
         while True:
             item = self._outbox.take()
             if item is None:
@@ -452,20 +459,29 @@ class NodeClient:
                     await self._wake.wait()
                 continue
             kind, data = item
-            try:
-                if kind == SETS:
+            if kind == SETS:
+                try:
                     await window.room_for_a_set()
+                except asyncio.CancelledError:
+                    self._outbox.put_back(kind, data)  # not sent yet: it goes on the next link
+                    raise
+            # In flight from its first byte: a set cut off from here until its pong stays in the
+            # window and is counted lost, never sent again (the hub may have routed it).
+            ping = window.sent(kind, len(data))
+            try:
                 await ws.send_bytes(data)
             except (aiohttp.ClientError, ConnectionError) as error:
-                self._outbox.put_back(kind, data)
+                if kind != SETS:
+                    self._outbox.put_back(kind, data)
                 log.debug("hub link of %s broke while sending: %r", self.name, error)
                 await ws.close()
                 return
             except asyncio.CancelledError:
-                self._outbox.put_back(kind, data)  # the link ended: it goes on the next one
+                if kind != SETS:
+                    self._outbox.put_back(kind, data)  # the link ended: it goes on the next one
                 raise
             with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                await ws.ping(window.sent(kind, len(data)))
+                await ws.ping(ping)
 
     def _begin_close(self, timeout: float) -> None:
         self._wake.set()
@@ -554,20 +570,25 @@ class _Outbox:
             return not self._queue and not self._newest
 
 
-class _Window:
-    """One connection's messages sent but not yet confirmed by the hub's pong, in order.
+class SendWindow:
+    """One connection's messages in flight (sent, or being sent) and not yet confirmed, in order.
 
     Each message is followed by a ping carrying its sequence number; the pong
-    of number N confirms every message up to N.
+    of number N confirms every message up to N. At most `max_sets` sample
+    sets are in flight (`room_for_a_set`). bench/cluster.py's senders use it
+    to send as nodes do.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_sets: int = UNCONFIRMED_SETS) -> None:
+        if max_sets < 1:
+            raise ValueError(f"max_sets = {max_sets} is not accepted; accepted: 1 or more")
+        self.max_sets = max_sets
         self._next = 0
         self._unconfirmed: collections.deque[tuple[int, str, int]] = collections.deque()
         self._changed = asyncio.Event()
 
     def sent(self, kind: str, size: int) -> bytes:
-        """Note a message sent; return the payload of the ping that follows it."""
+        """Note a message in flight (before its first byte); return the payload of its ping."""
         self._next += 1
         self._unconfirmed.append((self._next, kind, size))
         return self._next.to_bytes(8, "big")
@@ -582,8 +603,8 @@ class _Window:
         self._changed.set()
 
     async def room_for_a_set(self) -> None:
-        """Wait until fewer than UNCONFIRMED_SETS sets are unconfirmed."""
-        while self.unconfirmed_sets()[0] >= UNCONFIRMED_SETS:
+        """Wait until fewer than `max_sets` sets are in flight."""
+        while self.unconfirmed_sets()[0] >= self.max_sets:
             self._changed.clear()
             await self._changed.wait()
 
