@@ -21,7 +21,15 @@ Every `--every-s` it records, into `<out>/soak.csv` (one row per sample) and
 - the data directory by part: samples.db and its WAL, checkpoints
   (models/), TensorBoard, logs, charles.db and its WAL, the rest;
 - the rows of the timeline and moments tables, the overlay's loss history
-  length (/overlay/loss.json), the trainer's batch, the page's errors.
+  length (/overlay/loss.json), the trainer's batch, the driver's unstucks and
+  distance, the page's errors.
+
+The learning figure: at `--learn-at-min` (60) and again at the end, before
+the stop, `charles-stream eval` scores the stream's version as it is then
+(the model against the NPC on track seeds no collector drove, game time, so
+the figure does not depend on the machine's load; niced so the stream keeps
+its share). Both go to `<out>/soak-learning.json` as each finishes, and the
+acceptance is "the end no worse than at 1 hour".
 
 At the end it stops the app (SIGTERM, an ordered shutdown) and prints, per
 figure, the value after warm-up and at the end, the growth per hour and a
@@ -37,6 +45,7 @@ bound by design (config.toml's caps, SQLite's WAL checkpoint, the store's
 history) is projected no higher than its bound, which the table names.
 
     .venv/bin/python bench/soak.py --summarize soak.json   # the summary of a saved run again
+    .venv/bin/python bench/soak.py --summarize soak.csv    # of a run still going, or cut short
 """
 
 from __future__ import annotations
@@ -74,6 +83,7 @@ from tests.twitch_server import FakeTwitch, running_twitch  # noqa: E402
 
 log = logging.getLogger("soak")
 
+EVAL_SECONDS = "60"  # game seconds per seed of the learning figure's eval
 PROJECT_H = 5 * 24.0  # the projection: a 5-day stream
 WARM_STEP = 0.01  # warm-up: the steady processes' RSS rises by more than this per sample
 STEADY = ("trainer.rss_mb", "driver.rss_mb", "app.rss_mb")
@@ -87,17 +97,24 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=180.0, help="how long the stream runs")
     parser.add_argument("--every-s", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--chat-rate", type=float, default=3.0, help="chat lines per second")
+    parser.add_argument(
+        "--learn-at-min",
+        type=float,
+        default=60.0,
+        help="minute of the first learning figure (the second is at the end)",
+    )
     parser.add_argument("--out", type=Path, help="folder for soak.csv/soak.json (default: cwd)")
     parser.add_argument("--summarize", type=Path, help="only print the summary of a soak.json")
     args = parser.parse_args()
     if args.summarize is not None:
-        saved = json.loads(args.summarize.read_text(encoding="utf-8"))
+        saved = saved_run(args.summarize)
         rows = saved["rows"]
         every = (rows[1]["minute"] - rows[0]["minute"]) * 60.0 if len(rows) > 1 else 0.0
         args.every_s = round(every)
         print_summary(rows, saved["ending"], summarize(rows), args)
         return
-    for name, value, low in (("--minutes", args.minutes, 1.0), ("--every-s", args.every_s, 5.0)):
+    lows = (("--minutes", args.minutes, 1.0), ("--every-s", args.every_s, 5.0))
+    for name, value, low in (*lows, ("--learn-at-min", args.learn_at_min, 0.0)):
         if value < low:
             parser.error(f"{name} {value:g} is too small; accepted: {low:g} or more")
     if not 0.0 <= args.chat_rate <= 100.0:
@@ -109,7 +126,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="charles-soak-"))
     try:
-        rows, ending = asyncio.run(soak(scratch, out, args.minutes, args.every_s, args.chat_rate))
+        rows, ending = asyncio.run(
+            soak(scratch, out, args.minutes, args.every_s, args.chat_rate, args.learn_at_min)
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     summary = summarize(rows)
@@ -120,8 +139,43 @@ def main() -> None:
     print_summary(rows, ending, summary, args)
 
 
+def saved_run(path: Path) -> dict[str, Any]:
+    """A soak.json, or a soak.csv (a run still going or cut short: no ending yet)."""
+    if path.suffix != ".csv":
+        return json.loads(path.read_text(encoding="utf-8"))
+    with path.open(newline="", encoding="utf-8") as saved:
+        rows = [{key: _number(cell) for key, cell in row.items()} for row in csv.DictReader(saved)]
+    learning = path.with_name("soak-learning.json")
+    ending = {
+        "app_exit_code": "(still running or cut short)",
+        "page_errors": [],
+        "page_error_count": rows[-1].get("page_errors") if rows else 0,
+        "chat_lines": "?",
+        "replies": "?",
+        "learning": json.loads(learning.read_text()) if learning.exists() else {},
+    }
+    return {"rows": rows, "ending": ending}
+
+
+def _number(text: str) -> float | int | str | None:
+    """A CSV cell as the number it was (empty: None)."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 async def soak(
-    scratch: Path, out: Path, minutes: float, every_s: float, chat_rate: float
+    scratch: Path,
+    out: Path,
+    minutes: float,
+    every_s: float,
+    chat_rate: float,
+    learn_at_min: float,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The stream, the page and the chat for `minutes`; the samples and how it ended."""
     from playwright.async_api import async_playwright
@@ -153,9 +207,23 @@ async def soak(
                 await page.goto(f"http://127.0.0.1:{port}/overlay/")
                 stop = asyncio.Event()
                 chatting = asyncio.create_task(chat_load(twitch, chat_rate, stop))
+                learning: dict[str, Any] = {}
+                # Only within the run (a short try-out has the figure at the end alone).
+                first_figure = (
+                    asyncio.create_task(
+                        learning_figure_at(learn_at_min, "at_1h", port, data_dir, learning, out)
+                    )
+                    if learn_at_min < minutes
+                    else None
+                )
                 try:
                     rows = await sample_for(port, data_dir, minutes, every_s, errors, out)
+                    if first_figure is not None:
+                        await first_figure
+                    await learning_figure_at(0.0, "at_end", port, data_dir, learning, out)
                 finally:
+                    if first_figure is not None:
+                        first_figure.cancel()
                     stop.set()
                     sent = await chatting
                 await browser.close()
@@ -165,8 +233,47 @@ async def soak(
             "page_error_count": len(errors),
             "chat_lines": sent,
             "replies": len(twitch.sent),
+            "learning": learning,
         }
     return rows, ending
+
+
+async def learning_figure_at(
+    minute: float, name: str, port: int, data_dir: Path, learning: dict[str, Any], out: Path
+) -> None:
+    """At `minute` of the soak, `charles-stream eval` of the stream's version into `learning`."""
+    await asyncio.sleep(minute * 60.0)
+    async with aiohttp.ClientSession() as session:
+        status = await get_status(session, port)
+    version, batch = status["version"], status["batch"]
+    log.info("learning figure %s: eval of %s at batch %s", name, version, batch)
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        *("nice", "-n", "10", sys.executable, "-m", "engine.cli", "eval", "--model", version),
+        *("--json", "--seconds", EVAL_SECONDS, "--data", str(data_dir)),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    output, errors = await process.communicate()
+    figure: dict[str, Any] = {
+        "version": version,
+        "batch": batch,
+        "eval_s": round(time.monotonic() - started, 1),
+    }
+    if process.returncode != 0:
+        figure["error"] = errors.decode(errors="replace")[-2000:]
+    else:
+        report = json.loads(output.decode().strip().splitlines()[-1])
+        figure.update(
+            ratio_to_npc=report["ratio_to_npc"],
+            model_m_per_offroad=report["model"]["metres_per_offroad"],
+            npc_m_per_offroad=report["npc"]["metres_per_offroad"],
+            seeds=report["seeds"],
+        )
+    learning[name] = figure
+    log.info("learning figure %s: %s", name, figure)
+    (out / "soak-learning.json").write_text(json.dumps(learning, indent=1), encoding="utf-8")
 
 
 async def sample_for(
@@ -212,6 +319,8 @@ async def sample(
     row.update(table_rows(data_dir))
     row["loss_points"] = len(loss["points"])
     row["events"] = len(status["events"])
+    row["unstucks"] = status["unstucks"]
+    row["distance_m"] = status["distance_m"]
     row["page_errors"] = len(errors)
     return row
 
@@ -464,6 +573,20 @@ def print_summary(
     )
     for error in ending["page_errors"][:5]:
         print(f"  {error}")
+    for name, figure in ending.get("learning", {}).items():
+        if "ratio_to_npc" in figure:
+            print(
+                f"learning {name}: {figure['version']} batch {figure['batch']}: "
+                f"{figure['model_m_per_offroad']:.1f} m per off-road event, NPC "
+                f"{figure['npc_m_per_offroad']:.1f}: ratio {figure['ratio_to_npc']:.2f} "
+                f"(eval {figure['eval_s']:.0f} s)"
+            )
+        else:
+            print(f"learning {name}: eval failed: {figure.get('error', '')[-300:]}")
+    learned = ending.get("learning", {})
+    if all("ratio_to_npc" in learned.get(k, {}) for k in ("at_1h", "at_end")):
+        verdict = learned["at_end"]["ratio_to_npc"] >= learned["at_1h"]["ratio_to_npc"]
+        print(f"the end no worse than at 1 hour: {'yes' if verdict else 'NO'}")
 
 
 def one_line(row: dict[str, Any]) -> str:
