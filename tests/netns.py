@@ -8,6 +8,7 @@ Example::
         lab.http_get("c1", "http://10.77.1.1:8000/")   # from inside c1's namespace
         lab.cut("c1"); lab.restore("c1")           # the link goes down, then up
         lab.slow("c1", "1mbit")                    # tc tbf on both ends (no netem here)
+        lab.unslow("c1")                           # and off again
 
 The hub namespace (the streaming PC) has one veth per other namespace: its
 end is `h-<name>` with 10.77.<i>.1/30, the other end `eth0` with
@@ -99,6 +100,14 @@ class Lab:
                 "ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device,
                 "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms",
             )  # fmt: skip
+
+    def unslow(self, name: str) -> None:
+        """Take `slow`'s limit off the link to `name` again (both ends back to the default)."""
+        for namespace, device in (
+            (self.namespace(HUB), f"h-{name}"),
+            (self.namespace(name), "eth0"),
+        ):
+            _run("ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root")
 
     def http_get(self, name: str, url: str, timeout: float = 10.0) -> bytes:
         """GET `url` from inside namespace `name` (a thread that joined it), return the body."""
