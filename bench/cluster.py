@@ -1,7 +1,8 @@
 """Benchmark the stream across machines: remote collectors over TLS, and the multi-worker trainer.
 
     sudo .venv/bin/python bench/cluster.py [--part sets|trainer|all] [--collectors 3]
-        [--sets 1500] [--rounds 5] [--slow 100mbit] [--batches 40] [--trainer-threads 0]
+        [--sets 1500] [--rounds 5] [--window 1] [--slow 100mbit] [--batches 40]
+        [--trainer-threads 0]
 
 The "machines" are Linux network namespaces joined by veth pairs
 (tests/netns.py): a hub namespace (the streaming PC), a trainer namespace
@@ -21,7 +22,14 @@ both alike:
   binary message to the receiver without looking;
 - hub: `engine.app.hub.Hub` bound to 0.0.0.0 (so it serves TLS), the token,
   each client's Hello, each set's header read for its type and routed through
-  the trainer link's bounded queue.
+  the trainer link's bounded queue. Its senders send as nodes do, with the
+  node client's `SendWindow` (engine/node/client.py): a numbered ping after
+  each set, and at most `--window` sets in flight (default: the client's
+  `UNCONFIRMED_SETS`, 1: the next set only after the hub's pong for the
+  previous one, so a dropped link loses at most one set); `--window 0`
+  sends as fast as TCP takes the sets, without pings (how the figures
+  before 2026-12-04 20:45 UTC were measured). The bare relay's senders
+  always send that way: it is the bound a relay of the same bytes reaches.
 
 sets/s = sets / (the receiver's time from "go" to the last set); ratio = hub /
 bare relay per round, the median round's (target >= 0.9). CPU per set: the
@@ -84,6 +92,7 @@ from engine.core.config import HubConfig  # noqa: E402
 from engine.core.store import AppState  # noqa: E402
 from engine.core.tls import fingerprint_bytes, hub_identity  # noqa: E402
 from engine.core.wire import Hello, encode  # noqa: E402
+from engine.node.client import SETS, UNCONFIRMED_SETS, SendWindow  # noqa: E402
 from tests.netns import HUB, Lab, network_lab  # noqa: E402
 
 log = logging.getLogger("bench.cluster")
@@ -107,6 +116,13 @@ def main() -> None:
     parser.add_argument("--collectors", type=_positive, default=3, help="collector namespaces")
     parser.add_argument("--sets", type=_positive, default=1500, help="sets per measurement (~6 s)")
     parser.add_argument("--rounds", type=_positive, default=5, help="bare/hub rounds (median)")
+    parser.add_argument(
+        "--window",
+        type=_window,
+        default=UNCONFIRMED_SETS,
+        help=f"sets each hub sender keeps in flight (default {UNCONFIRMED_SETS}, as nodes do; "
+        "0: no pings, as fast as TCP takes them)",
+    )
     parser.add_argument(
         "--slow", default="", help="e.g. 100mbit: a last hub run, trainer link slowed"
     )
@@ -155,6 +171,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"--window {text!r} is not accepted; accepted: 0 (no pings) or a whole number >= 1"
+        )
+    return value
+
+
 def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -184,6 +212,12 @@ def bench_sets(lab: Lab, scratch: Path, args: argparse.Namespace) -> None:
         f"namespace, TLS with a pinned self-signed certificate; one set: {SAMPLES_PER_SET} "
         f"samples at 480x270, {size / 1e6:.2f} MB on the wire; {args.sets} sets a measurement"
     )
+    in_flight = (
+        f"at most {args.window} set(s) in flight, each confirmed by the hub's pong, as nodes send"
+        if args.window
+        else "as fast as TCP takes them, no pings"
+    )
+    print(f"hub senders: {in_flight}; bare relay senders: as fast as TCP takes them")
     data_dir = scratch / "hub-data"
     identity = hub_identity("", "", data_dir)  # made here once: both servers serve it
     servers = {kind: _start_server(lab, kind, data_dir) for kind in ("bare", "hub")}
@@ -248,7 +282,8 @@ def measure(
 ) -> Measurement:
     """`sets` sets from the collector namespaces through `server` to the trainer namespace."""
     collectors = [name for name in lab.names if name != TRAINER]
-    common = ["--kind", kind, "--fingerprint", fingerprint]
+    window = args.window if kind == "hub" else 0
+    common = ["--kind", kind, "--fingerprint", fingerprint, "--window", str(window)]
     with contextlib.ExitStack() as stack:
         receiver = stack.enter_context(
             Process.started(
@@ -489,34 +524,55 @@ async def run_receiver(args: argparse.Namespace) -> None:
 
 
 async def run_sender(args: argparse.Namespace) -> None:
-    """Connect (as a collector, to the hub); from "go", send `--count` sets as fast as it can."""
+    """Connect (as a collector, to the hub); from "go", send `--count` sets as fast as it can.
+
+    With `--window N` as a node sends: a numbered ping after each set, at most
+    N sets in flight until the server's pongs confirm them.
+    """
     data = encode(realistic_sets())
-    async with _connected(args, "collector", args.name, "") as ws:
-        # Answers the hub's heartbeat pings while the sets go out (aiohttp does in receive()).
-        reading = asyncio.create_task(_drain(ws))
+    window = SendWindow(args.window) if args.window else None
+    async with _connected(args, "collector", args.name, "", autoping=window is None) as ws:
+        # Answers the hub's heartbeat pings while the sets go out, and takes its pongs.
+        reading = asyncio.create_task(_drain(ws, window))
         _say("ready")
         await _line()
         for _ in range(args.count):
+            if window is None:
+                await ws.send_bytes(data)
+                continue
+            await window.room_for_a_set()
+            ping = window.sent(SETS, len(data))
             await ws.send_bytes(data)
+            await ws.ping(ping)
         _say("sent")
         await _line()
         reading.cancel()
 
 
-async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
-    async for _ in ws:
-        pass
+async def _drain(ws: aiohttp.ClientWebSocketResponse, window: SendWindow | None = None) -> None:
+    """Read until the connection ends; without autoping, answer pings and pass pongs to `window`."""
+    async for message in ws:
+        if window is None:
+            continue
+        if message.type is aiohttp.WSMsgType.PONG:
+            window.confirm(message.data)
+        elif message.type is aiohttp.WSMsgType.PING:
+            await ws.pong(message.data)
 
 
 @contextlib.asynccontextmanager
-async def _connected(args: argparse.Namespace, role: str, name: str, query: str):
+async def _connected(
+    args: argparse.Namespace, role: str, name: str, query: str, *, autoping: bool = True
+):
     """A websocket to the server, the certificate pinned; to the hub with the token and a Hello."""
     pinned = aiohttp.Fingerprint(fingerprint_bytes(args.fingerprint))
     hub = args.kind == "hub"
     headers = {"Authorization": f"Bearer {TOKEN}"} if hub else {}
     url = args.url if hub else f"{args.url}{query}"
     async with aiohttp.ClientSession(headers=headers) as session:
-        ws = await session.ws_connect(url, ssl=pinned, max_msg_size=0, compress=0)
+        ws = await session.ws_connect(
+            url, ssl=pinned, max_msg_size=0, compress=0, autoping=autoping
+        )
         if hub:
             hello = Hello(role=role, name=name, pid=os.getpid(), host=socket.gethostname())  # type: ignore[arg-type]
             await ws.send_bytes(encode(hello))
