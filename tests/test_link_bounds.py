@@ -2,17 +2,21 @@
 
 The hub's send queue per node is bounded in messages and bytes, so a slow
 link waits its senders instead of growing the hub; the node's backlog is
-bounded in bytes, and what it drops is counted as lost sets.
+bounded in bytes, and what it drops is counted as lost sets. One set is in
+flight at a time, so a dropped link loses at most that one
+(tests/test_several_pcs.py cuts a real link mid-set).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from engine.app import hub as hub_module
 from engine.app.hub import _NodeLink
 from engine.core.wire import Hello, encode
-from engine.node.client import NodeClient
+from engine.node.client import SETS, NodeClient, SendWindow
 from tests.hub_helpers import small_sets
 
 
@@ -60,3 +64,24 @@ def test_sets_dropped_from_a_full_backlog_are_counted_as_lost():
     stats = node.link_stats()
     assert (stats.sets_lost, stats.bytes_lost) == (2, 2 * len(one_set))
     assert stats.reconnects == 0
+
+
+async def test_the_next_set_waits_until_the_hub_confirms_the_one_in_flight():
+    window = SendWindow()
+    ping = window.sent(SETS, 300)
+    window.sent("collector_report", 20)  # other messages do not wait for a confirmation
+
+    second = asyncio.create_task(window.room_for_a_set())
+    for _ in range(20):  # nothing but the pong can make room: it must still wait
+        await asyncio.sleep(0)
+    assert not second.done()
+    assert window.unconfirmed_sets() == (1, 300)  # what a drop now would count lost
+
+    window.confirm(ping)
+    await asyncio.wait_for(second, timeout=10.0)
+    assert window.unconfirmed_sets() == (0, 0)
+
+
+def test_a_window_of_no_sets_is_refused_naming_the_value():
+    with pytest.raises(ValueError, match=r"max_sets = 0 is not accepted; accepted: 1 or more"):
+        SendWindow(0)
