@@ -7,6 +7,7 @@
     .venv/bin/python bench/driver.py --stages [--threads 1] [--line L] [--tick-hz 30]  # only 5.
     .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
     .venv/bin/python bench/driver.py --engine openvino [--size 270x480] [--threads 2]  # only 7.
+    .venv/bin/python bench/driver.py --engine openvino --precision int8 [--samples-db PATH]
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -93,6 +94,11 @@
       (the compiled model's infer on one constant frame, outputs copied out)
       in the same run: PPS >= 30 and ratio >= 0.9. Then the same with the
       game at 60 fps (what the loop could do).
+   With --precision bf16|int8 ([driver] precision) the f32 model is then
+   reduced (bf16 compiled, or int8 quantized with NNCF on recorded frames of
+   --samples-db) and its heads compared with f32's on held-back recorded
+   frames: a.'s line gives the mean and max difference and whether the
+   reduced model passed the gate (if not, f32 is what b. and c. measure).
    c. Checkpoint swap: in a running loop (game at 30 fps), a checkpoint is
       written and offered; times from written to the conversion starting
       (the next reload check: [driver] reload_interval_s set to 1 s here),
@@ -111,6 +117,7 @@ import argparse
 import bisect
 import contextlib
 import dataclasses
+import functools
 import itertools
 import multiprocessing
 import os
@@ -134,11 +141,13 @@ import numpy as np
 from engine.core.config import CaptureConfig, DriverConfig, UnstuckConfig, load_config
 from engine.core.wire import DRIVER_STAGES, DriverStage, StageTime
 from engine.data.frames import resize_frame
+from engine.data.storage import default_storage_path
 from engine.driver.capture import Capture, Frame, MssSource, SimSource
 from engine.driver.controller import Controller, GamepadState
 from engine.driver.convcam import render_convcam
 from engine.driver.engines import ENGINE_CHOICES, check_parity
 from engine.driver.inference import OnePassModel, set_tensorflow_threads
+from engine.driver.precision import PRECISIONS, RECORDED_FRAMES, recorded_split
 from engine.driver.stage_times import NoStageTimes, StageTimes
 from engine.sim.game import NEUTRAL, Controls, Game
 
@@ -187,6 +196,27 @@ def main() -> None:
         help="only 7., the driver on this inference engine: loop vs bare call, checkpoint swap",
     )
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="f32",
+        help="with --engine openvino: reduced precision, gated on held-back recorded frames",
+    )
+    parser.add_argument(
+        "--samples-db",
+        type=Path,
+        default=None,
+        help="with --precision: recorded frames (default: <[app] data_dir>/samples/samples.db)",
+    )
+    parser.add_argument(
+        "--recorded",
+        type=int,
+        default=RECORDED_FRAMES,
+        help="with --precision: recorded frames read (the newest quarter held back)",
+    )
+    parser.add_argument(
+        "--no-swap", action="store_true", help="with --engine: skip 7.c, the checkpoint swap"
+    )
+    parser.add_argument(
         "--beside-trainer",
         action="store_true",
         help="with --engine: only 7.d, the demo driver on it and on TensorFlow beside a trainer",
@@ -216,7 +246,11 @@ def main() -> None:
     if args.engine:
         height, width = (int(part) for part in (args.size or "270x480").split("x"))
         line = args.line or "model_0003_xception"
-        bench_engine(config, args.engine, line, (height, width), args.threads, args.seconds)
+        samples_db = args.samples_db or default_storage_path(config)
+        reduced = Reduced(args.precision, samples_db, args.recorded, swap=not args.no_swap)
+        bench_engine(
+            config, args.engine, line, (height, width), args.threads, args.seconds, reduced
+        )
         return
     if args.stages:
         bench_stages(config, args.line or "model_0000_demo", args.seconds, tick_hz)
@@ -1281,8 +1315,24 @@ def report_window_latency(
 # -- 7. inference engines: loop vs bare engine call, checkpoint swap -------------------------
 
 
+@dataclass(frozen=True)
+class Reduced:
+    """7.'s precision ([driver] precision), its recorded frames, and whether to run 7.c."""
+
+    precision: str = "f32"
+    samples_db: Path | None = None
+    recorded: int = RECORDED_FRAMES
+    swap: bool = True
+
+
 def bench_engine(
-    config, engine: str, line: str, size: tuple[int, int], threads: int, seconds: float
+    config,
+    engine: str,
+    line: str,
+    size: tuple[int, int],
+    threads: int,
+    seconds: float,
+    reduced: Reduced = Reduced(),
 ) -> None:
     """7. The driver on `engine`: conversion, loop vs the bare engine call, checkpoint swap."""
     from engine.driver.inference import LoadedModel
@@ -1296,7 +1346,14 @@ def bench_engine(
         spec, input=msgspec.structs.replace(spec.input, height=height, width=width)
     )
     model = build_architecture(spec)
-    print(f"7. {line} at {height}x{width} on {engine}, {threads} prediction threads")
+    print(
+        f"7. {line} at {height}x{width} on {engine} ({reduced.precision}), "
+        f"{threads} prediction threads"
+    )
+    frames = None
+    if reduced.precision != "f32" and reduced.samples_db is not None:
+        shape = (height, width, 3)
+        frames = functools.partial(recorded_split, reduced.samples_db, shape, reduced.recorded)
     started = time.perf_counter()
     one_pass = OnePassModel(
         model,
@@ -1305,6 +1362,8 @@ def bench_engine(
         engine=engine,
         intra_threads=threads,
         inter_threads=1,
+        precision=reduced.precision,
+        frames=frames,
     )
     built_s = time.perf_counter() - started
     frame = game_input(config, (width, height))
@@ -1316,6 +1375,8 @@ def bench_engine(
         f"frame heads differ from TensorFlow's by {heads:.1e}, the Convcam by {maps:.1e} of its "
         f"peak (tolerances {one_pass.tolerance.heads:g}, {one_pass.tolerance.convcam:g})"
     )
+    if reduced.precision != "f32":
+        report_precision(one_pass, reduced)
     for tick_hz in (config.sim.tick_hz, 60.0):
         load = os.getloadavg()[0]
         bare = bare_engine_rate(one_pass, frame, seconds)
@@ -1338,6 +1399,9 @@ def bench_engine(
     if not one_pass.converts_checkpoints:
         print("  c. TensorFlow loads new weights in place: no conversion, nothing to swap")
         return
+    if not reduced.swap:
+        print("  c. skipped (--no-swap)")
+        return
     with tempfile.TemporaryDirectory() as directory:
         weights = LoadedModel(spec.line, spec, model, Path(directory), batch=0)
         swap = SwapDrive(config, one_pass, weights, (width, height), seconds)
@@ -1347,6 +1411,20 @@ def bench_engine(
 
         swap.run(save)
     swap.report()
+
+
+def report_precision(one_pass: OnePassModel, reduced: Reduced) -> None:
+    """7.a for a reduced precision: its heads against f32's on held-back frames, the gate."""
+    tolerance = one_pass.precision_tolerance
+    limits = f"tolerance mean {tolerance.mean:g}, max {tolerance.max:g}"
+    if one_pass.agreement is not None:
+        print(
+            f"     {one_pass.engine} drives: against f32 on held-back recorded frames of "
+            f"{reduced.samples_db}: {one_pass.agreement} ({limits}); made and checked within "
+            "the time above"
+        )
+    else:
+        print(f"     REDUCED PRECISION REFUSED, f32 measured below: {one_pass.precision_note}")
 
 
 def game_input(config, size: tuple[int, int]) -> np.ndarray:

@@ -323,6 +323,10 @@ class DriverConfig(Section):
     # (OpenVINO, then ONNX Runtime, then TensorFlow on a CPU; a GPU engine first where there is
     # one). "openvino" and "onnxruntime" are extras: pip install 'charles-stream[openvino]'.
     engine: Literal["auto", "tensorflow", "openvino", "onnxruntime"] = "auto"
+    # "bf16" / "int8": a faster OpenVINO model (engine/driver/precision.py), calibrated (int8)
+    # and checked on frames recorded in samples.db; it drives only while its steering and
+    # throttle stay within a stated tolerance of f32 on held-back frames, else f32 drives.
+    precision: Literal["f32", "bf16", "int8"] = "f32"
     # One intra-op and one inter-op thread keep the demo line near 1 ms a prediction and leave
     # the other cores to the trainer; 0 = the engine's default (one per core). Every engine's
     # prediction threads (OpenVINO: inference_num_threads; ONNX Runtime: intra/inter op).
@@ -353,6 +357,12 @@ class DriverConfig(Section):
             raise ConfigError(
                 f"'driver.convcam_layers' = {list(self.convcam_layers)} names too many layers; "
                 "accepted: [] (the line's default), one layer, or two (a two-backbone model)"
+            )
+        if self.precision != "f32" and self.engine not in ("auto", "openvino"):
+            raise ConfigError(
+                f"'driver.precision' = {self.precision!r} is OpenVINO's, but 'driver.engine' = "
+                f"{self.engine!r}; accepted: precision \"f32\" on {self.engine}, or engine "
+                '"openvino" (or "auto") with "bf16" or "int8"'
             )
 
 

@@ -310,6 +310,21 @@ class SampleStorage:
                 continue
         return found
 
+    def newest_frames(self, limit: int) -> list[tuple[bytes, int, int]]:
+        """The `limit` newest stored frames as (encoded frame, width, height), drawn ones too.
+
+        What the driver's reduced precision calibrates and checks on (the stream's own
+        frames, `engine.driver.precision`): a sample drawn into a batch is still a frame the
+        game showed, so drawn rows count here.
+        """
+        if limit < 1:
+            raise ValueError(f"newest_frames needs a limit >= 1, got {limit}")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame, width, height FROM samples ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [(frame, width, height) for frame, width, height in rows]
+
     def intake_per_s(self) -> float | None:
         """Samples stored per second over the last minute of intake; None with too little data."""
         with self._lock:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -130,10 +131,15 @@ class ModelParts:
 def model_parts(config: Config, loaded: LoadedModel) -> ModelParts:
     """Wrap a loaded version for driving: one-pass model (heads + Convcam) on `[driver] engine`,
     Grad-CAM if on (on TensorFlow, whatever the engine: it needs gradients)."""
+    from engine.data.storage import default_storage_path
     from engine.driver.inference import GradCam, one_pass_model
+    from engine.driver.precision import recorded_split
 
     layers = config.driver.convcam_layers or (loaded.spec.convcam,)
-    model = one_pass_model(config.driver, loaded.model, loaded.spec.output_names, layers)
+    shape = tuple(loaded.model.inputs[0].shape[1:])
+    # A reduced precision calibrates and is checked on the stream's own recorded frames.
+    frames = functools.partial(recorded_split, default_storage_path(config), shape)
+    model = one_pass_model(config.driver, loaded.model, loaded.spec.output_names, layers, frames)
     gradcam = GradCam(loaded.model, "steering", layers[0]) if config.driver.gradcam_hz > 0 else None
     return ModelParts(model, loaded, gradcam)
 
@@ -247,6 +253,7 @@ class Driver:
         parts = self.parts
         self._started = self._clock()
         self._counts_at_start = (self._pps.total, parts.capture.frames_captured)
+        self._alert_precision(getattr(parts.model, "precision_note", None))
         last_index = -1
         times = self.stage_times
         mark = times.start()
@@ -409,6 +416,13 @@ class Driver:
         self.parts.translator.reset()
         self._last_load = self._clock()
         log.info("now driving %s (batch %d)", switched.weights.version, switched.weights.batch)
+        self._alert_precision(getattr(switched.model, "precision_note", None))
+
+    def _alert_precision(self, note: str | None) -> None:
+        """A model driving at f32 instead of [driver] precision (the reduced one disagreed,
+        or could not be made): viewers and the streamer see why (the model logged it)."""
+        if note is not None:
+            self._sink(Alert(kind="error", text=note))
 
     def _model_input(self, frame: Frame) -> np.ndarray:
         """The frame at the model's input size (the capture's, unless a switch changed it)."""
@@ -499,6 +513,7 @@ class Driver:
             )
             return
         self.reloads += 1
+        self._alert_precision(outcome.precision_note)
         log.info(
             "now predicting with %s batch %d (was %d): converted and checked in %.1f s",
             outcome.version,

@@ -90,11 +90,16 @@ class CompiledEngine:
     device: str
     run: Runner
     seconds_to_build: float
+    # OpenVINO's model object (what a reduced precision is made from); None elsewhere.
+    model: object = None
+    # "f32", or the reduced precision it runs at ([driver] precision, engine.driver.precision).
+    precision: str = "f32"
 
     @property
     def label(self) -> str:
-        """What the Player Console shows, e.g. "openvino CPU"."""
-        return f"{self.name} {self.device}"
+        """What the Player Console shows, e.g. "openvino CPU" or "openvino CPU int8"."""
+        label = f"{self.name} {self.device}"
+        return label if self.precision == "f32" else f"{label} {self.precision}"
 
 
 def installed_engines() -> tuple[EngineName, ...]:
@@ -194,21 +199,22 @@ def compile_engine(
     same list as numpy arrays. Conversion freezes the weights the model holds now.
     """
     started = time.perf_counter()
+    converted = None
     if name == "tensorflow":
         device = "GPU" if _tensorflow_sees_gpu() else "CPU"
 
         def run(frames: np.ndarray) -> list[np.ndarray]:
             return [np.asarray(value) for value in function(frames)]
     elif name in ("openvino", "onnxruntime"):
-        device, run = _compiled(
-            name, _converted(name, function, example), intra_threads, inter_threads
-        )
+        converted = _converted(name, function, example)
+        device, run = _compiled(name, converted, intra_threads, inter_threads)
     else:
         raise EngineUnavailable(
             f"inference engine {name!r} is unknown; accepted: {', '.join(ENGINES)}"
         )
     run(example)  # the first call allocates; not on the first frame the car waits for
-    return CompiledEngine(name, device, run, time.perf_counter() - started)
+    kept = converted if name == "openvino" else None
+    return CompiledEngine(name, device, run, time.perf_counter() - started, model=kept)
 
 
 def export_engine_model(
@@ -244,7 +250,20 @@ def load_engine_model(
         model = path.read_bytes()
     device, run = _compiled(name, model, intra_threads, inter_threads)
     run(example)
-    return CompiledEngine(name, device, run, time.perf_counter() - started)
+    kept = model if name == "openvino" else None
+    return CompiledEngine(name, device, run, time.perf_counter() - started, model=kept)
+
+
+def compile_openvino(model: object, *, threads: int = 0, precision: str = "f32") -> CompiledEngine:
+    """Compile an OpenVINO model at `precision` ("f32", "bf16"; an int8-quantized model's
+    remaining ops run at "int8"'s f32); warmed up with one call on zeros."""
+    started = time.perf_counter()
+    device, run = _openvino(model, threads, precision)
+    shape = tuple(model.inputs[0].get_shape())  # type: ignore[attr-defined]
+    run(np.zeros(shape, np.float32))
+    return CompiledEngine(
+        "openvino", device, run, time.perf_counter() - started, model=model, precision=precision
+    )
 
 
 def _converted(name: EngineName, function: Callable, example: np.ndarray) -> object:
@@ -279,13 +298,16 @@ def _compiled(name: EngineName, model: object, intra: int, inter: int) -> tuple[
     return _onnxruntime(model, intra, inter)
 
 
-def _openvino(model: object, threads: int) -> tuple[str, Runner]:
+def _openvino(model: object, threads: int, precision: str = "f32") -> tuple[str, Runner]:
     import openvino
 
     core = openvino.Core()
     # An Intel GPU where OpenVINO finds one (untested here), else the CPU.
     device = "GPU" if "GPU" in core.available_devices else "CPU"
-    properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+    # f32 unless bf16 is asked for: OpenVINO's own default on a bf16 CPU is bf16, which the
+    # f32 tolerances of check_parity are not for. An int8 model's other ops stay in f32.
+    hint = "bf16" if precision == "bf16" else "f32"
+    properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint}
     if device == "CPU":
         properties["PERFORMANCE_HINT"] = "LATENCY"
         if threads > 0:
@@ -322,6 +344,11 @@ def _onnxruntime(model: object, intra: int, inter: int) -> tuple[str, Runner]:
 CONVERSION_TIMEOUT_S = 600.0
 # Added to a conversion child's nice value: the driving loop's turns come first.
 CONVERSION_NICE = 10
+# What a conversion child asked to quantize writes beside the f32 model: the int8 model, or
+# why it could not (the f32 model still drives: engine.driver.precision).
+INT8_MODEL = "one_pass_int8.xml"
+INT8_FAILURE = "int8_failure.txt"
+_CALIBRATION = "calibration.npy"
 
 
 def convert_checkpoint_in_child(
@@ -331,6 +358,8 @@ def convert_checkpoint_in_child(
     outputs: Sequence[str],
     layers: Sequence[str],
     directory: Path,
+    *,
+    calibration: np.ndarray | None = None,
 ) -> tuple[Path, int]:
     """Convert the newest checkpoint in `checkpoints` for `name` in a child process.
 
@@ -339,8 +368,14 @@ def convert_checkpoint_in_child(
     fresh, niced interpreter builds the model from `spec`, loads the checkpoint,
     traces the one pass and writes the engine's model file into `directory`.
     Returns the file and the batch it holds; ModelError when the child fails.
+    With `calibration` frames (OpenVINO, `[driver] precision = "int8"`) the child
+    also quantizes the model on them and writes `INT8_MODEL` beside it (or
+    `INT8_FAILURE`, a sentence): NNCF's seconds of Python stay out of the driver too.
     """
     import multiprocessing
+
+    if calibration is not None:
+        np.save(directory / _CALIBRATION, calibration)
 
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
@@ -388,12 +423,30 @@ def _convert_in_child(send, name, spec, checkpoints, outputs, layers, directory)
         one_pass = OnePassModel(model, outputs, layers)
         example = np.zeros((1, *one_pass.input_shape), np.float32)
         path = export_engine_model(name, one_pass._forward, example, Path(directory))
+        if (Path(directory) / _CALIBRATION).exists():
+            _quantize_in_child(path)
         send.send((str(path), checkpoint.batch))
     # Whatever went wrong goes back as text: the driver refuses the checkpoint and drives on.
     except Exception as error:
         send.send(f"{type(error).__name__}: {error}")
     finally:
         send.close()
+
+
+def _quantize_in_child(path: Path) -> None:
+    """Write the int8 model of the f32 one at `path`, or the sentence saying why not."""
+    try:
+        import openvino
+
+        from engine.driver.precision import quantize_int8
+
+        calibration = np.load(path.with_name(_CALIBRATION))
+        quantized = quantize_int8(openvino.Core().read_model(str(path)), calibration)
+        openvino.save_model(quantized, str(path.with_name(INT8_MODEL)), compress_to_fp16=False)
+    # Any failure here refuses int8 only: the f32 model was written and still drives.
+    except Exception as error:
+        text = f"int8 quantization failed: {type(error).__name__}: {error}"
+        path.with_name(INT8_FAILURE).write_text(text, encoding="utf-8")
 
 
 def check_parity(

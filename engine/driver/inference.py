@@ -57,6 +57,8 @@ from engine.core.config import DriverConfig
 from engine.core.errors import ModelError
 from engine.driver.engines import (
     CONVERSION_NICE,
+    INT8_FAILURE,
+    INT8_MODEL,
     CompiledEngine,
     EngineMismatch,
     EngineName,
@@ -67,6 +69,15 @@ from engine.driver.engines import (
     convert_checkpoint_in_child,
     load_engine_model,
     resolve_engine,
+)
+from engine.driver.precision import (
+    PRECISIONS,
+    Agreement,
+    FrameSplit,
+    PrecisionRefused,
+    SteeringTolerance,
+    check_steering,
+    reduce_precision,
 )
 from models.build import build_architecture, parameter_counts
 from models.checkpoints import Checkpoint, load_latest_checkpoint
@@ -155,6 +166,8 @@ class ReloadOutcome:
     before: int
     seconds: float
     refused: str | None = None
+    # Why the new weights drive at f32 and not at [driver] precision (they were taken).
+    precision_note: str | None = None
 
 
 class OnePassModel:
@@ -163,6 +176,10 @@ class OnePassModel:
     On an engine other than TensorFlow the traced pass is converted and
     compiled for it, then checked against TensorFlow on a probe frame
     (`engine.driver.engines.check_parity`) before it serves a prediction.
+    At a reduced `precision` (OpenVINO: "bf16", "int8") the checked f32 model
+    is reduced and must steer like it on held-back recorded frames (`frames`,
+    called each time: a reload takes the newest; `engine.driver.precision`);
+    otherwise f32 drives and `precision_note` says why.
     """
 
     def __init__(
@@ -174,7 +191,22 @@ class OnePassModel:
         engine: str = "tensorflow",
         intra_threads: int = 0,
         inter_threads: int = 0,
+        precision: str = "f32",
+        frames: Callable[[], FrameSplit] | None = None,
+        precision_tolerance: SteeringTolerance | None = None,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ModelError(
+                f"precision {precision!r} is unknown; accepted: {', '.join(PRECISIONS)}"
+            )
+        self.precision = precision
+        self._frames = frames
+        # How far a reduced model's heads may be from f32's on held-back frames.
+        self.precision_tolerance = precision_tolerance or SteeringTolerance()
+        # Why [driver] precision is not what drives (None when it is); the driver alerts it.
+        self.precision_note: str | None = None
+        # The last reduced model's agreement with f32 (None at f32).
+        self.agreement: Agreement | None = None
         self.output_names = tuple(outputs)
         self.convcam_layers = tuple(convcam_layers)
         heads = model.output
@@ -263,7 +295,8 @@ class OnePassModel:
             try:
                 if weights.reload_latest() is None:
                     raise ModelError(f"no checkpoint of {weights.version} to load")
-                candidate = self._convert_checkpoint(weights)
+                split = self._recorded_split() if self.precision != "f32" else None
+                candidate, quantized = self._convert_checkpoint(weights, split)
                 frames = probe[np.newaxis].astype(np.float32)
                 check_parity(
                     self._reference(frames),
@@ -271,6 +304,7 @@ class OnePassModel:
                     len(self.output_names),
                     self.tolerance,
                 )
+                candidate = self._reduced(candidate, split, quantized)
             # A failed conversion must never stop the car: anything raised here keeps it driving.
             except Exception as error:
                 self._model.set_weights(kept)
@@ -279,13 +313,28 @@ class OnePassModel:
                 done(ReloadOutcome(weights.version, before, before, _since(started), refused))
                 return
             self._engine = candidate  # one store: the next predict() uses it
-            done(ReloadOutcome(weights.version, weights.batch, before, _since(started)))
+            done(
+                ReloadOutcome(
+                    weights.version,
+                    weights.batch,
+                    before,
+                    _since(started),
+                    precision_note=self.precision_note,
+                )
+            )
         finally:
             self._reloading.release()
 
-    def _convert_checkpoint(self, weights: LoadedModel) -> CompiledEngine:
-        """The checkpoint TensorFlow just loaded, converted in a child process and compiled here."""
+    def _convert_checkpoint(
+        self, weights: LoadedModel, split: FrameSplit | Exception | None
+    ) -> tuple[CompiledEngine, object]:
+        """The checkpoint TensorFlow just loaded, converted in a child process and compiled here;
+        with it, at precision "int8", the model the child quantized on `split`'s calibration
+        frames (or why it could not), else None."""
         name = self._engine.name
+        calibration = None
+        if self.precision == "int8" and name == "openvino" and isinstance(split, FrameSplit):
+            calibration = split.calibration
         intra, inter = self._threads
         example = np.zeros((1, *self.input_shape), np.float32)
         # ignore_cleanup_errors: on Windows a compiled model may keep its file open.
@@ -299,13 +348,17 @@ class OnePassModel:
                 self.output_names,
                 self.convcam_layers,
                 Path(directory),
+                calibration=calibration,
             )
             if batch != weights.batch:
                 raise ModelError(
                     f"the conversion holds batch {batch} but TensorFlow loaded {weights.batch} "
                     "(a newer checkpoint came meanwhile; the next reload takes it)"
                 )
-            return load_engine_model(name, path, example, intra_threads=intra, inter_threads=inter)
+            compiled = load_engine_model(
+                name, path, example, intra_threads=intra, inter_threads=inter
+            )
+            return compiled, quantized_in_child(path) if calibration is not None else None
 
     def _compile(self, requested: str) -> CompiledEngine:
         """The engine for `requested`, checked; "auto" falls back to TensorFlow on a failure."""
@@ -318,7 +371,7 @@ class OnePassModel:
             return CompiledEngine("tensorflow", keras.backend.backend(), self._reference, 0.0)
         name = resolve_engine(requested)
         if name == "tensorflow":
-            return self._convert(name)
+            return self._reduced(self._convert(name))
         probe = probe_frame(self.input_shape)
         try:
             compiled = self._convert(name)
@@ -334,14 +387,72 @@ class OnePassModel:
                 kind = EngineMismatch if isinstance(error, EngineMismatch) else ModelError
                 raise kind(f'{why} (set [driver] engine = "tensorflow")') from error
             log.warning("%s; driving on TensorFlow", why)
-            return self._convert("tensorflow")
+            return self._reduced(self._convert("tensorflow"))
         log.info(
             "%s: %s compiled in %.1f s, agrees with TensorFlow",
             self._model.name,
             compiled.label,
             compiled.seconds_to_build,
         )
-        return compiled
+        return self._reduced(compiled)
+
+    def _recorded_split(self) -> FrameSplit | Exception:
+        """The recorded frames a reduced precision is made and checked on, or what stopped
+        reading them (the reduced model is then refused, not the checkpoint)."""
+        if self._frames is None:
+            return PrecisionRefused("no recorded frames were given to check it on")
+        try:
+            return self._frames()
+        except Exception as error:  # any reader failure leaves f32 driving, see _reduced
+            return error
+
+    def _reduced(
+        self,
+        full: CompiledEngine,
+        split: FrameSplit | Exception | None = None,
+        quantized: object = None,
+    ) -> CompiledEngine:
+        """`full` (checked against TensorFlow) at `precision` if it steers like `full` on
+        held-back frames of `split` (read now when None); else `full`, with `precision_note`
+        saying why. `quantized`: the int8 model a conversion child made, or its failure.
+
+        EngineUnavailable (int8 without NNCF installed) is raised: an install to fix.
+        """
+        self.agreement = None
+        if self.precision == "f32":
+            self.precision_note = None
+            return full
+        try:
+            split = self._recorded_split() if split is None else split
+            for failure in (split, quantized):
+                if isinstance(failure, Exception):
+                    raise failure
+            intra, _ = self._threads
+            reduced = reduce_precision(
+                self.precision, full, split.calibration, threads=intra, quantized=quantized
+            )
+            agreement = check_steering(
+                full.run, reduced.run, split.held_back, self.output_names, self.precision_tolerance
+            )
+        except EngineUnavailable:
+            raise
+        # Anything that stops a reduced model leaves the checked f32 one driving.
+        except Exception as error:
+            self.precision_note = (
+                f"precision {self.precision!r} not taken, driving {self._model.name} at f32: "
+                f"{type(error).__name__}: {error}"
+            )
+            log.warning("%s", self.precision_note)
+            return full
+        self.precision_note, self.agreement = None, agreement
+        log.info(
+            "%s: %s made in %.1f s, steers like f32: %s",
+            self._model.name,
+            reduced.label,
+            reduced.seconds_to_build,
+            agreement,
+        )
+        return reduced
 
     def _convert(self, name: EngineName) -> CompiledEngine:
         intra, inter = self._threads
@@ -359,9 +470,14 @@ class OnePassModel:
 
 
 def one_pass_model(
-    config: DriverConfig, model: keras.Model, outputs: Sequence[str], layers: Sequence[str]
+    config: DriverConfig,
+    model: keras.Model,
+    outputs: Sequence[str],
+    layers: Sequence[str],
+    frames: Callable[[], FrameSplit] | None = None,
 ) -> OnePassModel:
-    """The one-pass model on `[driver] engine` with the driver's thread counts."""
+    """The one-pass model on `[driver] engine` and `precision` with the driver's thread counts;
+    `frames`: recorded frames for a reduced precision (`precision.recorded_split`)."""
     return OnePassModel(
         model,
         outputs,
@@ -369,7 +485,19 @@ def one_pass_model(
         engine=config.engine,
         intra_threads=config.intra_op_threads,
         inter_threads=config.inter_op_threads,
+        precision=config.precision,
+        frames=frames,
     )
+
+
+def quantized_in_child(path: Path) -> object:
+    """The int8 model a conversion child wrote beside the f32 one at `path`, or why it did not."""
+    import openvino
+
+    failure = path.with_name(INT8_FAILURE)
+    if failure.exists():
+        return PrecisionRefused(failure.read_text(encoding="utf-8"))
+    return openvino.Core().read_model(str(path.with_name(INT8_MODEL)))
 
 
 def probe_frame(shape: tuple[int, ...], seed: int = 18) -> np.ndarray:
