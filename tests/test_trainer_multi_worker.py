@@ -15,6 +15,13 @@ version. They meet over gRPC on 127.0.0.1 at distinct ports.
   addresses): the link is cut mid-run, both workers' collectives time out
   (`collective_timeout_s`), both exit 1, and with the link back they resume
   together from the chief's checkpoint.
+- A model switch: two trainer *nodes* (the chief on the streaming PC's data
+  directory, worker 1 on "another machine" that fetches versions from the
+  hub) joined to a real hub; the app's switch reaches both at their own
+  moments, they move to the new version together (the chief's word), train
+  it, and go back on the next switch from the checkpoint; a worker stopped
+  with SIGTERM ends the cluster at once (the chief exits 1 naming it), no hung
+  collective.
 - Kill and resume: worker 1 is killed with SIGKILL mid-run; the chief notices
   in its next collective (within `collective_timeout_s`), exits 1 naming the
   failed collective, and saves nothing more; started again (the test is the
@@ -24,6 +31,7 @@ version. They meet over gRPC on 127.0.0.1 at distinct ports.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -39,9 +47,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
-from engine.core.config import load_config
+from engine.app.actions import StreamActions
+from engine.app.hub import Hub
+from engine.app.model_files import ModelFiles
+from engine.core.config import HubConfig, load_config
 from engine.core.errors import ConfigError
+from engine.core.store import AppState
 from engine.data.storage import SampleStorage, default_storage_path
+from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
+from engine.node.hub_files import HUB_DATA_DIR_ENV
 from models.checkpoints import list_checkpoints
 from models.registry import Registry
 from tests.data_helpers import full_set
@@ -56,6 +70,7 @@ OUTPUTS = ("steering", "throttle_brake")
 # Two CPU workers of the demo line on a busy 2-core machine: minutes, not seconds.
 RUN_TIMEOUT_S = 600.0
 TRAJECTORY_BATCHES = 12
+NODE_TOKEN = "multi-worker-test-token"
 TOLERANCE = 2e-3
 # Per buffer: a 32-sample batch takes 16 from each; 40 sets of 21-23 samples last ~55 batches.
 SETS_PER_BUFFER = 40
@@ -159,6 +174,88 @@ def test_across_two_namespaces_a_cut_link_stops_both_and_they_resume_together(tm
         ] * 2
 
 
+async def test_a_model_switch_moves_every_worker_together_and_training_goes_on(tmp_path):
+    """The app's switch, through the hub, to a cluster of two trainer nodes."""
+    addresses = json.dumps([f"127.0.0.1:{port}" for port in free_ports(2)])
+    cluster = f'strategy = "multi_worker"\nworkers = {addresses}\ncheckpoint_every = 2'
+    # The chief trains in the streaming PC's data directory, on its stored stream (each
+    # sample usable many times: the test must not run out while switches take their time).
+    chief = make_box(tmp_path / "streaming-pc", samples=True, trainer=cluster, uses=50)
+    spec = (ROOT / "models" / f"{LINE}.toml").read_text(encoding="utf-8")
+    with Registry(chief / "data") as registry:
+        v2 = registry.create_version(LINE, spec_toml=spec).name
+    # Worker 1 on another machine: an empty data directory it fills from the hub.
+    worker = tmp_path / "gpu-box"
+    worker.mkdir()
+    (worker / "config.toml").write_text(box_config(worker, cluster), encoding="utf-8")
+    state = AppState()
+    hub = Hub(HubConfig(host="127.0.0.1", port=0), NODE_TOKEN, state)
+    ModelFiles(chief / "data", NODE_TOKEN, state, keep=3).add_routes(hub.app)
+    actions = StreamActions(chief / "data", state, hub)
+    hub.set_action_handler(actions)
+    await hub.start()
+    nodes: list[subprocess.Popen[bytes]] = []
+    logs = [tmp_path / "chief.log", tmp_path / "worker.log"]
+    try:
+        await actions.switch(VERSION, user="app")
+        env = environment() | {HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: NODE_TOKEN}
+        env.pop(HUB_DATA_DIR_ENV, None)
+        for index, box in enumerate((chief, worker)):
+            # The app names its own data directory to the nodes it starts: the chief shares it.
+            shared = {HUB_DATA_DIR_ENV: str(chief / "data")} if box == chief else {}
+            with logs[index].open("wb") as log_file:
+                nodes.append(
+                    subprocess.Popen(
+                        [
+                            *(sys.executable, "-m", "engine.trainer.node"),
+                            *("--config", str(box / "config.toml"), "--model", VERSION),
+                            *("--worker-index", str(index)),
+                        ],
+                        env=env | shared,
+                        cwd=ROOT,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+
+        async def training(version: str, past: int) -> int:
+            def trained() -> bool:
+                status = state.snapshot().trainer
+                return status is not None and status.version == version and status.batch > past
+
+            await until(trained, f"{version} trained past batch {past}", nodes, logs)
+            return state.snapshot().trainer.batch
+
+        await training(VERSION, 2)
+        await actions.switch(v2, user="test")
+        await training(v2, 2)
+        with Registry(chief / "data") as registry:
+            (v1_period,) = registry.periods(VERSION)
+        assert v1_period.ended is not None  # v1 stopped with a checkpoint of what it trained
+        assert newest_checkpoint(chief) == v1_period.end_batch
+        await actions.switch(VERSION, user="test")
+        await training(VERSION, v1_period.end_batch)  # resumed from that checkpoint, goes on
+        assert all(node.poll() is None for node in nodes), read_logs(logs)
+        worker_log = logs[1].read_text(errors="replace")
+        # The worker built each version the chief trained, from the chief's batch.
+        assert f"training {v2} from batch 0 as a worker" in worker_log, worker_log[-3000:]
+        resumed = f"training {VERSION} from batch {v1_period.end_batch} as a worker"
+        assert resumed in worker_log, worker_log[-3000:]
+
+        # A worker stopped on purpose ends the cluster at once, not after a collective timeout.
+        nodes[1].send_signal(signal.SIGTERM)
+        codes = [await asyncio.to_thread(node.wait, 120) for node in nodes]
+        chief_log = logs[0].read_text(errors="replace")
+        assert codes == [1, 0], read_logs(logs)
+        assert "worker 1 stopped; a multi-worker trainer cannot go on" in chief_log
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+        await hub.stop()
+
+
 @pytest.mark.parametrize(
     ("trainer", "wording"),
     [
@@ -219,21 +316,25 @@ def make_cluster(
     )
 
 
-def make_box(box: Path, *, samples: bool, trainer: str = "") -> Path:
+def make_box(box: Path, *, samples: bool, trainer: str = "", uses: int = 1) -> Path:
     """A data directory with the demo version (and, for a chief, the stored stream)."""
     box.mkdir(parents=True)
-    (box / "config.toml").write_text(
-        f'[app]\ndata_dir = "{box / "data"}"\n'
-        f"[data]\nbuffer_capacity = {CAPACITY}\nready_threshold = 0.01\n"
-        f"[trainer]\nthreads = 1\nlog_every = 1\n{trainer}\n",
-        encoding="utf-8",
-    )
+    (box / "config.toml").write_text(box_config(box, trainer, uses), encoding="utf-8")
     spec = (ROOT / "models" / f"{LINE}.toml").read_text(encoding="utf-8")
     with Registry(box / "data") as registry:
         registry.create_version(LINE, spec_toml=spec)
     if samples:
         store_stream(box)
     return box
+
+
+def box_config(box: Path, trainer: str, uses: int = 1) -> str:
+    return (
+        f'[app]\ndata_dir = "{box / "data"}"\n'
+        f"[data]\nbuffer_capacity = {CAPACITY}\nready_threshold = 0.01\n"
+        f"uses_per_sample = {uses}\n"
+        f"[trainer]\nthreads = 1\nlog_every = 1\n{trainer}\n"
+    )
 
 
 def store_stream(box: Path) -> None:
@@ -341,6 +442,25 @@ def undrawn_samples(box: Path) -> int:
     path = default_storage_path(load_config(box / "config.toml"))
     with SampleStorage(path, capacity=CAPACITY) as storage:
         return len(storage.load())
+
+
+async def until(
+    condition, what: str, nodes: list[subprocess.Popen[bytes]], logs: list[Path]
+) -> None:
+    """Await what the nodes report through the hub; fail early if a node exits."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not condition():
+        exited = [node.args[-1] for node in nodes if node.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            why = f"worker(s) {exited} exited" if exited else f"{RUN_TIMEOUT_S:.0f} s passed"
+            raise AssertionError(f"no {what}: {why}\n{read_logs(logs)}")
+        await asyncio.sleep(0.1)
+
+
+def read_logs(logs: list[Path]) -> str:
+    return "\n".join(
+        f"--- {path.name} ---\n{path.read_text(errors='replace')[-4000:]}" for path in logs
+    )
 
 
 def wait_for(condition, what: str, timeout: float = RUN_TIMEOUT_S) -> None:

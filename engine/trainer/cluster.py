@@ -4,6 +4,7 @@ Example::
 
     cluster = join_cluster(config.trainer)     # strategy = "multi_worker"; once a process
     cluster.is_chief                           # worker 0: draws, checkpoints, TensorBoard, reports
+    run = cluster.next_version(version, leaving=False)   # between runs: the chief's version
     batch = cluster.sync_state(variables, batch)   # every worker starts from the chief's weights
     turn = cluster.agree(rows=32, stop=False, log=True)   # every worker, every turn of the loop
     x, y = cluster.share_batch(drawn, turn.rows, (72, 128, 3), outputs)   # this worker's slice
@@ -38,6 +39,14 @@ peer makes the next collective fail within `collective_timeout_s`;
 process (its collectives are aborted for good), so the trainer raises
 `ClusterError` and every worker must be started again: they resume together
 from the chief's latest checkpoint.
+
+Model switches: `SwitchModel` reaches each trainer node at its own moment, so
+only the chief's counts. Its stop ends the run of all (in `agree`), and
+between runs every worker asks `next_version`: the chief's version, and
+whether any worker is leaving (SIGTERM, hub lost), which ends the cluster
+cleanly instead of leaving the others in a collective until it times out.
+Then `unready`: a version one box cannot prepare (not fetched from the hub)
+is trained by none, and all go back to the previous one together.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +71,9 @@ log = logging.getLogger("charles.trainer.cluster")
 # How long the first collectives (joining, the chief's weights) wait for every worker to start:
 # a worker's TensorFlow import and model build take a while on a busy machine.
 JOIN_TIMEOUT_S = 600.0
+
+# A version's name is a folder name: at most 255 bytes on every common file system.
+MAX_VERSION_BYTES = 255
 
 # One cluster per process: the strategy's gRPC server and collective context cannot be redone.
 _joined: Cluster | None = None
@@ -113,6 +127,7 @@ def join_cluster(settings: TrainerConfig) -> Cluster:
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         cluster_resolver=resolver, communication_options=options
     )
+    _take_back_sigterm()
     log.info(
         "worker %d of %s (%s)",
         settings.worker_index,
@@ -130,6 +145,14 @@ class Turn:
     rows: int  # the global batch's rows (0: the chief has no batch this turn)
     stop: bool  # some worker was asked to stop: all stop now
     log: bool  # read the losses (a collective) and, on the chief, report them
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """What every worker agreed on between two runs (a start, a model switch, a stop)."""
+
+    version: str  # the chief's: every worker trains it next
+    leaving: tuple[int, ...]  # the workers that stop: the cluster ends (it cannot shrink)
 
 
 class Cluster:
@@ -165,6 +188,40 @@ class Cluster:
         for variable, value in zip(variables, summed[:-1], strict=True):
             variable.assign(tf.cast(value, variable.dtype))
         return int(summed[-1].numpy())
+
+    def next_version(self, version: str, *, leaving: bool) -> NextRun:
+        """Between runs, every worker together: the chief's version, and who leaves.
+
+        A model switch reaches every trainer node at its own moment; the cluster
+        trains what the chief says, so a worker never builds another model than
+        its peers (their collectives would not match). Waits up to the joining
+        timeout: the chief may still be saving the last run's checkpoint.
+        """
+        encoded = version.encode() if self.is_chief else b""
+        if len(encoded) > MAX_VERSION_BYTES:  # a folder name cannot be longer
+            raise ClusterError(
+                f"version name {version!r} is {len(encoded)} bytes; accepted: up to "
+                f"{MAX_VERSION_BYTES} (a version's folder name)"
+            )
+        values = np.zeros(MAX_VERSION_BYTES + self.size, np.int32)
+        values[: len(encoded)] = np.frombuffer(encoded, np.uint8)
+        values[MAX_VERSION_BYTES + self.index] = int(leaving)
+        summed = self._run(self._sum_joining, [tf.constant(values)], "agreeing on a version")
+        total = summed[0].numpy()
+        name = bytes(total[:MAX_VERSION_BYTES].astype(np.uint8)).rstrip(b"\0").decode()
+        leavers = tuple(int(i) for i in np.flatnonzero(total[MAX_VERSION_BYTES:]))
+        return NextRun(version=name, leaving=leavers)
+
+    def unready(self, ready: bool) -> tuple[int, ...]:
+        """Every worker together: which of them could not prepare the agreed version.
+
+        Preparing (fetching the version from the hub, checking it) can fail on one
+        box only; then no worker builds the model, and all go back together.
+        """
+        values = np.zeros(self.size, np.int32)
+        values[self.index] = int(not ready)
+        summed = self._run(self._sum_joining, [tf.constant(values)], "preparing a version")
+        return tuple(int(i) for i in np.flatnonzero(summed[0].numpy()))
 
     def agree(self, *, rows: int, stop: bool, log: bool) -> Turn:
         """One turn's decisions: the chief's batch rows and log flag, anyone's stop."""
@@ -224,6 +281,27 @@ class Cluster:
             "with fewer workers: start every worker again; they resume together from the "
             "chief's latest checkpoint"
         )
+
+
+def _take_back_sigterm() -> None:
+    """Give SIGTERM back to Python's handler, which the strategy's start replaced.
+
+    The strategy's coordination service starts TensorFlow's preemption notifier
+    (tsl::PreemptionNotifier), whose C handler takes SIGTERM for itself: the
+    process then ignored SIGTERM, so a supervisor's stop never reached the
+    trainer's clean shutdown (measured: a worker node trained on for minutes
+    after SIGTERM). Setting the Python handler again re-installs Python's own C
+    handler; only the main thread may, so a cluster is joined there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning(
+            "joined the cluster outside the main thread: SIGTERM stays with TensorFlow's "
+            "preemption notifier and will not stop this trainer cleanly"
+        )
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: a handler Python did not install; leave it
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _all_sum(

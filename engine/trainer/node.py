@@ -27,8 +27,13 @@ training) and `Checkpointed` for every checkpoint, which the driver loads.
 With `[trainer] strategy = "multi_worker"` (engine/trainer/cluster.py) every
 trainer node of the cluster trains together; only the chief (worker 0) uses
 the sets and reports, the others take their slices of its batches and send
-nothing. A worker that dies ends every worker's run (`ClusterError`, exit 1):
-their supervisors start them again and they resume from the chief's checkpoint.
+nothing. A switch is the chief's: the others ignore `SwitchModel` and, between
+runs, take the chief's version (`Cluster.next_version`), so every worker moves
+to it together and training goes on. A worker that stops (SIGTERM, hub lost)
+ends the cluster cleanly: it exits as a lone node would, the others exit 1
+(`ClusterError`) at once; one that dies ends every worker's run within
+`collective_timeout_s` (exit 1). Their supervisors start them again and they
+resume from the chief's checkpoint.
 
 On another machine (its data directory is not the app's: no
 `CHARLES_HUB_DATA_DIR` naming it), the node first makes each version it
@@ -79,6 +84,7 @@ from models.transfer import (
 )
 
 if TYPE_CHECKING:
+    from engine.trainer.cluster import Cluster
     from engine.trainer.trainer import NewCheckpoint, Trainer
 
 log = logging.getLogger("charles.nodes.trainer")
@@ -120,6 +126,11 @@ def train(config: Config, version: str) -> int:
     from engine.trainer.trainer import configure_process
 
     configure_process(config.trainer)
+    if config.trainer.strategy == "multi_worker":
+        from engine.trainer.cluster import join_cluster
+
+        # In the main thread, the one that may take SIGTERM back from TensorFlow.
+        join_cluster(config.trainer)
     hub = None if shares_hub_data(config.app.data_dir) else HubFiles.from_environment()
     node = TrainerNode(config, version, hub=hub)
     client = NodeClient.from_environment("trainer", "trainer", on_message=node.receive)
@@ -155,6 +166,11 @@ class TrainerNode:
         self._target = version
         self._lock = threading.Lock()
         self._trainer: Trainer | None = None
+        self._cluster: Cluster | None = None  # multi_worker: joined when training starts
+        # A worker other than the chief trains what the chief trains, whatever the hub says.
+        self._follows_chief = (
+            config.trainer.strategy == "multi_worker" and config.trainer.worker_index != 0
+        )
         self._waiting: collections.deque[SampleSet] = collections.deque(maxlen=WAITING_SETS)
         self._dropped = 0
         self._run_stop = threading.Event()
@@ -190,6 +206,9 @@ class TrainerNode:
 
     def switch(self, version: str) -> None:
         """Train `version` from now on: the current run stops and checkpoints first."""
+        if self._follows_chief:
+            log.info("switch to %s: the chief decides, this worker follows it", version)
+            return
         with self._lock:
             if version == self._target:
                 log.info("already training %s", version)
@@ -221,13 +240,21 @@ class TrainerNode:
         """Train the target version, and the next after each switch, until `stop`."""
         previous: str | None = None
         try:
+            if self.config.trainer.strategy == "multi_worker":
+                from engine.trainer.cluster import join_cluster
+
+                self._cluster = join_cluster(self.config.trainer)
             while True:
                 with self._lock:
                     # Under the lock: a stop or switch after this sets `_run_stop` again.
-                    if self._stopping:
-                        return
+                    stopping = self._stopping
                     version = self._target
                     self._run_stop.clear()
+                if self._cluster is not None:
+                    # Every worker between runs, together: the chief's version, or the end.
+                    version = self._next_in_cluster(self._cluster, version, stopping)
+                if stopping:
+                    return
                 try:
                     self._train(version, send)
                     previous = version
@@ -244,15 +271,33 @@ class TrainerNode:
         finally:
             self.finished.set()
 
+    def _next_in_cluster(self, cluster: Cluster, version: str, leaving: bool) -> str:
+        """The chief's version for the next run; a worker that leaves ends the cluster."""
+        from engine.trainer.cluster import ClusterError
+
+        report_progress()  # the chief may take a while to save the last run's checkpoint
+        agreed = cluster.next_version(version, leaving=leaving)
+        others = [index for index in agreed.leaving if index != cluster.index]
+        if others and not leaving:
+            who = ", ".join(f"worker {i}{' (the chief)' if i == 0 else ''}" for i in others)
+            raise ClusterError(
+                f"worker {cluster.index} of {list(cluster.workers)}: {who} stopped; a "
+                "multi-worker trainer cannot go on with fewer workers: start every worker "
+                "again; they resume together from the chief's latest checkpoint"
+            )
+        if agreed.version != version and not leaving:
+            log.info("the chief trains %s: this worker follows", agreed.version)
+            with self._lock:
+                self._target = agreed.version
+        return agreed.version
+
     def _train(self, version: str, send: Send) -> None:
         from engine.trainer.trainer import Trainer
 
-        settings = self.config.trainer
-        if settings.strategy != "multi_worker" or settings.worker_index == 0:
+        if not self._follows_chief:
             send(TrainerStatus(version=version, status="starting"))  # the chief speaks for all
         report_progress()  # a switch builds a model next: its liveness bound starts here
-        if self.hub is not None:
-            self._sync(version)
+        self._prepare(version)
         trainer = Trainer(
             self.config,
             version,
@@ -278,6 +323,27 @@ class TrainerNode:
             if self.shipper is not None:
                 self.shipper.period_ended(version)
 
+    def _prepare(self, version: str) -> None:
+        """Make `version` trainable here; in a cluster, every worker or none goes on."""
+        problem: CharlesError | None = None
+        try:
+            if self.hub is not None:
+                self._sync(version)
+        except CharlesError as error:
+            if self._cluster is None:
+                raise
+            problem = error
+        if self._cluster is None:
+            return
+        unready = self._cluster.unready(problem is None)
+        if problem is not None:
+            raise problem
+        if unready:
+            from engine.core.errors import ModelError
+
+            workers = ", ".join(str(index) for index in unready)
+            raise ModelError(f"worker(s) {workers} could not prepare {version} (see their logs)")
+
     def _sync(self, version: str) -> None:
         """A remote node: the hub's record of `version` and its newest checkpoint, here."""
         assert self.hub is not None
@@ -299,7 +365,8 @@ class TrainerNode:
 
     def _refuse_switch(self, version: str, previous: str, error: CharlesError, send: Send) -> None:
         log.error("cannot train %s, going on with %s: %s", version, previous, error)
-        send(Alert(kind="error", text=f"cannot train {version}: {error}"))
+        if not self._follows_chief:  # the chief alerts for the cluster
+            send(Alert(kind="error", text=f"cannot train {version}: {error}"))
         with self._lock:
             if self._target == version:
                 self._target = previous

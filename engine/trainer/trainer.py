@@ -243,7 +243,9 @@ class Trainer:
         """
         stop = stop or threading.Event()
         start_batch = self.batch
-        if stop.is_set():
+        # In a cluster a stop is agreed in the loop's first turn: a worker that returned here
+        # would skip the collective its peers wait in.
+        if stop.is_set() and self.cluster is None:
             return TrainingRun(self.version, start_batch, start_batch, "stop_requested", None, None)
         if not self.is_chief:
             return self._run_worker(max_batches, stop)
