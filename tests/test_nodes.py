@@ -15,8 +15,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from engine.node.hub_files import HUB_DATA_DIR_ENV
 from models.checkpoints import list_checkpoints
 from models.registry import Registry, version_dir
 from tests.driver_helpers import create_version
-from tests.stream_helpers import TINY_STREAM_CONFIG
+from tests.stream_helpers import TINY_STREAM_CONFIG, NodeStream, nodes_joined
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -44,25 +43,12 @@ WAIT_S = 45.0
 CONFIG = TINY_STREAM_CONFIG
 
 
-@dataclass
-class Stream:
+@dataclass(kw_only=True)
+class Stream(NodeStream):
     """The running hub and nodes, and where their files and logs are."""
 
-    state: AppState
-    hub: Hub
     data_dir: Path
     versions: tuple[str, str]
-    processes: dict[str, subprocess.Popen]
-    logs: Path
-
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S):
-        """Wait for `condition` (checked as the hub records messages); fail naming `what`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not condition():
-            if loop.time() > deadline:
-                pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{self.log_tails()}")
-            await asyncio.sleep(0.05)
 
     async def exit_code(self, name: str, timeout: float = WAIT_S) -> int:
         """Wait for a node process to end; its exit code."""
@@ -71,13 +57,6 @@ class Stream:
             return await asyncio.to_thread(process.wait, timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{name} did not exit within {timeout:g} s\n{self.log_tails()}")
-
-    def log_tails(self) -> str:
-        return "\n".join(
-            f"--- {path.name} ---\n"
-            + "\n".join(path.read_text(errors="replace").splitlines()[-25:])
-            for path in sorted(self.logs.glob("*.log"))
-        )
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -98,42 +77,25 @@ async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
         HUB_TOKEN_ENV: TOKEN,
         HUB_DATA_DIR_ENV: str(data_dir),
     }
-    logs = root / "logs"
-    logs.mkdir()
+    config = ("--config", str(config_path))
     commands = {
-        "trainer": ("engine.trainer.node", "--model", versions[0]),
-        "driver": ("engine.driver.node", "--model", versions[0]),
-        "collector-0": ("engine.collector.node", "--index", "0"),
+        "trainer": ("engine.trainer.node", *config, "--model", versions[0]),
+        "driver": ("engine.driver.node", *config, "--model", versions[0]),
+        "collector-0": ("engine.collector.node", *config, "--index", "0"),
     }
-    processes = {}
-    for name, (module, *args) in commands.items():
-        with (logs / f"{name}.log").open("wb") as log_file:
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module, "--config", str(config_path), *args],
-                env=env,
-                cwd=root,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-    running = Stream(state, hub, data_dir, versions, processes, logs)
-    try:
-        await running.until(
-            lambda: {"trainer", "driver", "collector-0"} <= set(state.nodes),
-            "all three nodes to connect",
-            timeout=START_S,
+    logs = root / "logs"
+    async with nodes_joined(
+        hub, commands, env=env, cwd=root, logs=logs, start_s=START_S, stop_s=30.0
+    ) as started:
+        yield Stream(
+            state=state,
+            hub=hub,
+            processes=started,
+            logs=logs,
+            wait_s=WAIT_S,
+            data_dir=data_dir,
+            versions=versions,
         )
-        yield running
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        await hub.stop()
 
 
 async def test_collector_sets_reach_the_trainer_which_trains_batches(stream):

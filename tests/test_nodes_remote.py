@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from models.checkpoints import list_checkpoints
 from models.registry import Registry, version_dir
 from models.transfer import checkpoint_files
 from tests.driver_helpers import create_version
-from tests.stream_helpers import TINY_STREAM_CONFIG
+from tests.stream_helpers import TINY_STREAM_CONFIG, NodeStream, nodes_joined
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -45,39 +43,19 @@ START_S = 240.0
 WAIT_S = 180.0
 
 
-@dataclass
-class Stream:
+@dataclass(kw_only=True)
+class Stream(NodeStream):
     """The hub and the nodes, and each machine's data directory."""
 
-    state: AppState
-    hub: Hub
     actions: StreamActions
     files: ModelFiles
     hub_dir: Path
     trainer_dir: Path
     driver_dir: Path
     versions: tuple[str, str]
-    processes: dict[str, subprocess.Popen]
-    logs: Path
-
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S):
-        """Wait for `condition` (checked as the hub records messages); fail naming `what`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not condition():
-            if loop.time() > deadline:
-                pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{self.log_tails()}")
-            await asyncio.sleep(0.05)
 
     def checkpoints(self, data_dir: Path, version: str) -> list[int]:
         return [c.batch for c in list_checkpoints(version_dir(data_dir, version))]
-
-    def log_tails(self) -> str:
-        return "\n".join(
-            f"--- {path.name} ---\n"
-            + "\n".join(path.read_text(errors="replace").splitlines()[-25:])
-            for path in sorted(self.logs.glob("*.log"))
-        )
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -100,54 +78,36 @@ async def stream(tmp_path_factory) -> AsyncIterator[Stream]:
     await actions.switch(versions[0], user="app")
     env = {**os.environ, HUB_URL_ENV: hub.url(), HUB_TOKEN_ENV: TOKEN}
     env.pop(HUB_DATA_DIR_ENV, None)
-    logs = root / "logs"
-    logs.mkdir()
     commands = {
-        "trainer": ("gpu-box", "engine.trainer.node", "--model", versions[0]),
-        "driver": ("other-pc", "engine.driver.node", "--model", versions[0]),
-        "collector-0": ("streaming-pc", "engine.collector.node", "--index", "0"),
-    }
-    processes = {}
-    for name, (machine, module, *args) in commands.items():
-        with (logs / f"{name}.log").open("wb") as log_file:
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module, "--config", str(configs[machine]), *args],
-                env=env,
-                cwd=Path(__file__).resolve().parents[1],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-    running = Stream(
-        state,
-        hub,
-        actions,
-        files,
-        hub_dir,
-        dirs["gpu-box"],
-        dirs["other-pc"],
-        versions,
-        processes,
-        logs,
-    )
-    try:
-        await running.until(
-            lambda: {"trainer", "driver", "collector-0"} <= set(state.nodes),
-            "all three nodes to connect",
-            timeout=START_S,
+        "trainer": (
+            "engine.trainer.node", "--config", str(configs["gpu-box"]), "--model", versions[0],
+        ),
+        "driver": (
+            "engine.driver.node", "--config", str(configs["other-pc"]), "--model", versions[0],
+        ),
+        "collector-0": (
+            "engine.collector.node", "--config", str(configs["streaming-pc"]), "--index", "0",
+        ),
+    }  # fmt: skip
+    logs = root / "logs"
+    repo = Path(__file__).resolve().parents[1]
+    # 60 s to stop: the trainer ships its last checkpoint to this hub on its way out.
+    async with nodes_joined(
+        hub, commands, env=env, cwd=repo, logs=logs, start_s=START_S, stop_s=60.0
+    ) as started:
+        yield Stream(
+            state=state,
+            hub=hub,
+            processes=started,
+            logs=logs,
+            wait_s=WAIT_S,
+            actions=actions,
+            files=files,
+            hub_dir=hub_dir,
+            trainer_dir=dirs["gpu-box"],
+            driver_dir=dirs["other-pc"],
+            versions=versions,
         )
-        yield running
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            # Off the event loop: the trainer ships its last checkpoint to this hub on its way out.
-            try:
-                await asyncio.to_thread(process.wait, 60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        await hub.stop()
 
 
 async def test_the_remote_trainers_checkpoints_reach_the_hub_and_its_registry(stream):
