@@ -37,6 +37,7 @@ from engine.core.store import (
     Received,
     Snapshot,
     VersionStreamed,
+    nodes_elsewhere,
 )
 from engine.core.wire import Alert, TrainerStatus
 
@@ -133,6 +134,8 @@ class OverlayFeed:
                 for name, process in now.processes.items()
             },
             "connections": dict(now.connections),
+            # Nodes on other PCs, "collector-5 on pc-b": the Trainer Console names the machines.
+            "elsewhere": [f"{name} {where}" for name, where in nodes_elsewhere(now).items()],
             "events": list(now.events[-EVENTS_SHOWN:]),
             "alerts": self.alerts.as_json(),
             "started_ms": self.started_ms,

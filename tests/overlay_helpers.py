@@ -132,6 +132,28 @@ def live_state() -> AppState:
     return state
 
 
+def joined_from_other_pcs() -> NodesChanged:
+    """The hub's nodes after a trainer and a collector joined from other PCs (issue 17)."""
+    return NodesChanged(
+        {"collector-0": "collector", "collector-5": "collector", "trainer": "trainer"},
+        "trainer (trainer) on gpu-box connected from 192.168.1.30:41000",
+        {
+            "collector-0": {"host": "streamer", "peer": "127.0.0.1:5000"},  # this PC's own
+            "collector-5": {
+                "host": "pc-b",
+                "peer": "192.168.1.23:50412",
+                "reconnects": 2,
+                "sets_lost": 1,
+            },
+            "trainer": {"host": "gpu-box", "peer": "fd00::30:41000", "reconnects": 0},
+        },
+    )
+
+
+# How the consoles and the overlay name the nodes of joined_from_other_pcs().
+ELSEWHERE = {"collector-5": "on pc-b (2 reconnects, 1 set lost)", "trainer": "on gpu-box"}
+
+
 def trainer_status(batch: int, total: float, version: str = VERSION) -> TrainerStatus:
     """The trainer's report at `batch` with a total loss (the outputs' losses are parts of it)."""
     return TrainerStatus(

@@ -15,6 +15,7 @@ from engine.core.store import (
     VersionStreamed,
 )
 from engine.core.wire import BufferFill, DriverStatus, TrainerStatus
+from tests.overlay_helpers import ELSEWHERE, joined_from_other_pcs
 
 
 def text_of(state: AppState) -> str:
@@ -83,3 +84,12 @@ def test_each_process_shows_its_memory_and_the_player_console_the_drivers():
     for expected in ("running, 812 MB", "running, 961 MB", "app", "93 MB", "memory", "starting"):
         assert expected in text
     assert "collector-0" in text and "0 MB" not in text
+
+
+def test_nodes_on_other_pcs_show_with_their_host_names():
+    state = streaming("model_0000_demo_v1")
+    state.apply(joined_from_other_pcs())
+    lines = text_of(state).splitlines()
+    for name, where in ELSEWHERE.items():
+        assert any(name in line and where in line for line in lines), (name, where)
+    assert "streamer" not in "\n".join(lines)  # this PC's own collector is no other PC

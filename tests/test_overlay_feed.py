@@ -9,7 +9,13 @@ import msgspec
 from engine.core.store import AlertRaised, AppState, Received, VersionStreamed, status_view
 from engine.core.wire import DRIVER_STAGES, Alert
 from overlays.feed import ALERTS_KEPT, LOSS_TAIL, OverlayFeed
-from tests.overlay_helpers import VERSION, live_state, trainer_status
+from tests.overlay_helpers import (
+    ELSEWHERE,
+    VERSION,
+    joined_from_other_pcs,
+    live_state,
+    trainer_status,
+)
 
 
 def streaming(version: str = VERSION) -> AppState:
@@ -145,3 +151,11 @@ def test_the_driver_state_names_the_convcam_layers_and_kernels():
     state.apply(Received(driver, "driver"))
     convcam = OverlayFeed(state, loss_points=10).state_message()["driver"]["convcam"]
     assert convcam == {"layers": ["a_conv", "b_conv"], "kernels": 96}
+
+
+def test_the_state_names_the_nodes_on_other_pcs_with_their_hosts():
+    state = streaming()
+    feed = OverlayFeed(state, loss_points=100)
+    assert feed.state_message()["elsewhere"] == []
+    state.apply(joined_from_other_pcs())
+    assert feed.state_message()["elsewhere"] == [f"{n} {w}" for n, w in ELSEWHERE.items()]

@@ -26,11 +26,13 @@ from tests.hub_helpers import AUTH
 from tests.overlay_helpers import (
     CHASE_BGR,
     CONVCAM_BGR,
+    ELSEWHERE,
     HOOD_BGR,
     STAGES,
     VERSION,
     canvas_pixel,
     coloured_pixels,
+    joined_from_other_pcs,
     live_state,
     near,
     needs_chromium,
@@ -239,6 +241,18 @@ async def test_node_names_in_console_events_show_as_text(page):
         await page.wait_for_timeout(200)
         assert await page.evaluate("document.querySelectorAll('#overlay img').length") == 0
         assert await page.evaluate("window.__xss") is None
+
+
+async def test_the_trainer_console_names_the_other_pcs_that_joined(page):
+    state = live_state()
+    state.apply(joined_from_other_pcs())
+    expected = " \u00b7 ".join(f"{name} {where}" for name, where in ELSEWHERE.items())
+    async with overlay_hub(state) as (hub, _):
+        await page.goto(url(hub, "/overlay/trainer"))
+        await page.wait_for_function(
+            "document.querySelector('.tile-trainer').textContent.includes("
+            f"{json.dumps('other PCs' + expected)})"
+        )
 
 
 async def test_page_shows_offline_and_reconnects_after_the_hub_restarts(page):

@@ -9,10 +9,10 @@ Example::
 Player: raw predictions, controller values, FPS, PPS, the loaded version and
 batch, unstucks. Server/Trainer: the streamed version, trainer status, batch,
 losses, samples/s, buffer fill, every process with its memory (RSS, as the
-supervisor last sampled it; the Player Console shows the driver's) and the
-newest connection and restart events. Pure functions of one `Snapshot` of the app's state: the app
-redraws a few times a second when stderr is a terminal, and logs plainly
-otherwise.
+supervisor last sampled it; the Player Console shows the driver's), each node
+on another PC with its host name, and the newest connection and restart
+events. Pure functions of one `Snapshot` of the app's state: the app redraws
+a few times a second when stderr is a terminal, and logs plainly otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
-from engine.core.store import MIB, ProcessState, Snapshot
+from engine.core.store import MIB, ProcessState, Snapshot, nodes_elsewhere
 from engine.driver.console import MIN_WIDTH, player_table
 
 # Events shown under the trainer table; the full history is in the log.
@@ -58,6 +58,8 @@ def trainer_table(state: Snapshot) -> Table:
         table.add_row(name, f"{process.state}{used}{restarts}")
     if state.app_process is not None and state.app_process.rss_bytes is not None:
         table.add_row("app", memory(state.app_process))
+    for name, where in nodes_elsewhere(state).items():
+        table.add_row(name, where)  # a node on another PC: "on gpu-box"
     for link, value in state.connections.items():
         table.add_row(link, value)
     return table

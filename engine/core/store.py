@@ -36,6 +36,7 @@ one JSON encoder: a diverged loss (NaN, inf) becomes null, never invalid JSON.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import types
 from collections.abc import Callable, Mapping
@@ -460,6 +461,35 @@ def status_view(snapshot: Snapshot) -> dict[str, Any]:
         "alerts": [{"kind": alert.kind, "text": alert.text} for alert in snapshot.alerts],
         "events": list(snapshot.events),
     }
+
+
+def nodes_elsewhere(snapshot: Snapshot) -> dict[str, str]:
+    """Node name -> "on HOST" (and its link's troubles) for each node on another machine.
+
+    The consoles and the overlay name the PCs that joined the stream. Another
+    machine is a peer address that is not loopback: the app's own processes
+    (and OBS, chat) connect to 127.0.0.1, a node on another PC over the LAN.
+    """
+    shown = {}
+    for name, link in sorted(snapshot.node_links.items()):
+        address = str(link.get("peer", "")).rsplit(":", 1)[0].strip("[]")
+        try:
+            if ipaddress.ip_address(address).is_loopback:
+                continue
+        except ValueError:
+            pass  # not an address: shown, with what the node said of itself
+        troubles = [
+            f"{count} {one if count == 1 else many}"
+            for count, one, many in (
+                (int(link.get("reconnects") or 0), "reconnect", "reconnects"),
+                (int(link.get("sets_lost") or 0), "set lost", "sets lost"),
+            )
+            if count
+        ]
+        shown[name] = f"on {link.get('host') or 'an unnamed host'}" + (
+            f" ({', '.join(troubles)})" if troubles else ""
+        )
+    return shown
 
 
 MIB = 1 << 20  # "MB" in the views and in [supervisor] memory_warn_mb: 2^20 bytes

@@ -342,8 +342,8 @@ function milliseconds(value) {
   return value.toFixed(value >= 10 ? 1 : 2);
 }
 
-// The Trainer Console: the trainer in words, the weights the car drives with, the processes and
-// links on one line each, time on stream, and the newest events; it never overflows its tile:
+// The Trainer Console: the trainer in words, the weights the car drives with, the processes,
+// links and nodes on other PCs (with their host names) on one line each, time on stream, and the newest events; it never overflows its tile:
 // the events take the room left and the oldest of them go first.
 class TrainerTile {
   constructor(spec, element) {
@@ -382,6 +382,8 @@ class TrainerTile {
     if (processes.length) this.rows.set("processes", "processes", processes.join(" \u00b7 "));
     const links = Object.entries(state.connections).map(([name, text]) => `${name} ${text}`);
     if (links.length) this.rows.set("links", "links", links.join(" \u00b7 "));
+    const elsewhere = state.elsewhere || [];
+    if (elsewhere.length) this.rows.set("elsewhere", "other PCs", elsewhere.join(" \u00b7 "));
     this.rows.sweep();
     const weights = state.driver ? weightsLine(state.driver, trainer) : "";
     if (this.weights.textContent !== weights) this.weights.textContent = weights;
