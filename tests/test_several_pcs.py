@@ -6,8 +6,10 @@ lives elsewhere): its hub serves TLS with a self-signed certificate. A stand-in
 trainer on the hub's machine (tests/children/set_counter.py, the real node
 client) counts the sets routed to it. Collector PCs are namespaces joined to
 the hub by veth pairs (tests/netns.py): real TCP and TLS between distinct
-addresses, not loopback. Every wait polls /api/status (or a process's output)
-under a generous overall bound; nothing sleeps a fixed time.
+addresses, not loopback. A stand-in collector that numbers its sets
+(tests/children/set_sender.py) shows exactly which set a link cut mid-set
+loses. Every wait polls /api/status (or a process's output, or the sender's
+socket) under a generous overall bound; nothing sleeps a fixed time.
 """
 
 from __future__ import annotations
