@@ -8,6 +8,7 @@
     .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
     .venv/bin/python bench/driver.py --engine openvino [--size 270x480] [--threads 2]  # only 7.
     .venv/bin/python bench/driver.py --engine openvino --precision int8 [--samples-db PATH]
+        [--version model_0000_demo_v1 --data DIR] [--no-swap]   # a trained version
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -214,6 +215,12 @@ def main() -> None:
         help="with --precision: recorded frames read (the newest quarter held back)",
     )
     parser.add_argument(
+        "--version",
+        default=None,
+        help="with --engine: a trained version (its newest checkpoint, its input size) in --data",
+    )
+    parser.add_argument("--data", type=Path, default=None, help="with --version: data directory")
+    parser.add_argument(
         "--no-swap", action="store_true", help="with --engine: skip 7.c, the checkpoint swap"
     )
     parser.add_argument(
@@ -246,8 +253,13 @@ def main() -> None:
     if args.engine:
         height, width = (int(part) for part in (args.size or "270x480").split("x"))
         line = args.line or "model_0003_xception"
-        samples_db = args.samples_db or default_storage_path(config)
-        reduced = Reduced(args.precision, samples_db, args.recorded, swap=not args.no_swap)
+        samples_db = args.samples_db or default_storage_path(config, args.data)
+        trained = None
+        if args.version:
+            trained = (args.version, args.data or Path(config.app.data_dir))
+        reduced = Reduced(
+            args.precision, samples_db, args.recorded, swap=not args.no_swap, trained=trained
+        )
         bench_engine(
             config, args.engine, line, (height, width), args.threads, args.seconds, reduced
         )
@@ -1323,6 +1335,8 @@ class Reduced:
     samples_db: Path | None = None
     recorded: int = RECORDED_FRAMES
     swap: bool = True
+    # A trained version (name, data dir) to measure instead of the line's untrained model.
+    trained: tuple[str, Path] | None = None
 
 
 def bench_engine(
@@ -1346,8 +1360,16 @@ def bench_engine(
         spec, input=msgspec.structs.replace(spec.input, height=height, width=width)
     )
     model = build_architecture(spec)
+    what = "untrained"
+    if reduced.trained is not None:
+        from engine.driver.inference import load_version
+
+        loaded = load_version(reduced.trained[1], reduced.trained[0])
+        model, spec = loaded.model, loaded.spec
+        line, (height, width) = loaded.version, (spec.input.height, spec.input.width)
+        what = f"trained, batch {loaded.batch}"
     print(
-        f"7. {line} at {height}x{width} on {engine} ({reduced.precision}), "
+        f"7. {line} ({what}) at {height}x{width} on {engine} ({reduced.precision}), "
         f"{threads} prediction threads"
     )
     frames = None
