@@ -11,14 +11,21 @@ Example::
 Tags are `loss/total`, `loss/<output>` and `samples_per_s`, stepped by the
 version's batch counter, so a resumed version continues its curves where its
 checkpoint left them (the seed page's "TensorBoard logs" per version).
+
+A trainer on another machine writes them there; its checkpoint shipper gives
+the hub a copy of each event file that grew (`models.transfer.send_curves`),
+so the streaming PC's model pages draw the same curves. TensorFlow loads only
+when a `LossLog` is made: the app (the hub) names the folder without it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import tensorflow as tf
+# What `tf.summary` names an event file: the only names the hub takes from a remote trainer.
+EVENT_FILE = re.compile(r"^events\.out\.tfevents\.[A-Za-z0-9._-]{1,200}$")
 
 
 def tensorboard_dir(data_dir: str | Path, version: str) -> Path:
@@ -30,7 +37,10 @@ class LossLog:
     """A `tf.summary` writer for one version's losses and training speed."""
 
     def __init__(self, directory: str | Path) -> None:
+        import tensorflow as tf
+
         self.directory = Path(directory)
+        self._summary = tf.summary
         self._writer = tf.summary.create_file_writer(str(self.directory))
 
     def __enter__(self) -> LossLog:
@@ -45,9 +55,9 @@ class LossLog:
         """Add one point per loss ("total" and each output) at batch counter `batch`."""
         with self._writer.as_default(step=batch):
             for name, value in losses.items():
-                tf.summary.scalar(f"loss/{name}", value)
+                self._summary.scalar(f"loss/{name}", value)
             if samples_per_s is not None:
-                tf.summary.scalar("samples_per_s", samples_per_s)
+                self._summary.scalar("samples_per_s", samples_per_s)
 
     def flush(self) -> None:
         """Put what was written on disk, so TensorBoard shows it now."""

@@ -29,6 +29,9 @@ A remote trainer also tells the hub its training periods (`send_period`),
 which the hub mirrors into its registry (`Registry.mirror_period`): `models
 list`, the model pages and the timeline's "continuing training" read the
 hub's registry and see a version trained elsewhere as one trained here.
+Its TensorBoard event files follow (`send_curves`: each file that grew, whole)
+into the hub's `<data_dir>/tensorboard/<version>/`, where the model pages'
+loss charts read them.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from models.checkpoints import (
 )
 from models.registry import VERSION_NAME, ModelVersion, Registry, TrainingPeriod, version_dir
 from models.spec import ParameterCounts
+from models.tensorboard_log import EVENT_FILE, tensorboard_dir
 
 log = logging.getLogger("charles.models.transfer")
 
@@ -70,6 +74,8 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, META_FILE)
 # peer announcing more is refused before a byte is written.
 MAX_CHECKPOINT_BYTES = 16 * 1024**3
 CHUNK_BYTES = 1 << 20
+# One TensorBoard event file from a remote trainer (a run's file grows ~0.25 MB an hour).
+MAX_CURVE_BYTES = 256 << 20
 # The upload's header that lists the files of the body (JSON: name, size, sha256 of each).
 FILES_HEADER = "X-Charles-Checkpoint-Files"
 
@@ -331,6 +337,38 @@ def send_period(hub: HubHttp, data_dir: str | Path, version: str) -> None:
         raise TransferError(
             f"the hub did not take a period of {version} ({status}): {_error(body)}"
         )
+
+
+def send_curves(hub: HubHttp, data_dir: str | Path, version: str, sent: dict[str, int]) -> int:
+    """Give the hub each TensorBoard event file of `version` that grew since `sent`; count them.
+
+    An event file only grows, so the whole file goes and replaces the hub's
+    copy (a run's file is ~0.25 MB an hour). `sent` (file name -> bytes the
+    hub has) is the caller's memory across calls.
+    """
+    directory = tensorboard_dir(data_dir, version)
+    if not directory.is_dir():
+        return 0
+    count = 0
+    for path in sorted(directory.iterdir()):
+        if not EVENT_FILE.match(path.name) or sent.get(path.name) == path.stat().st_size:
+            continue
+        data = path.read_bytes()
+        if len(data) > MAX_CURVE_BYTES:
+            log.warning(
+                "%s: %d bytes, over %d: not given to the hub", path, len(data), MAX_CURVE_BYTES
+            )
+            continue
+        status, body = hub.request(
+            "PUT", f"/api/models/{_checked(version)}/curves/{path.name}", chunks=[data]
+        )
+        if status != 200:
+            raise TransferError(
+                f"the hub did not take {path.name} of {version} ({status}): {_error(body)}"
+            )
+        sent[path.name] = len(data)
+        count += 1
+    return count
 
 
 def fetch_checkpoint(

@@ -20,6 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -47,12 +48,14 @@ from models.checkpoints import (
     staging_path,
 )
 from models.registry import Registry, TrainingPeriod, version_dir
+from models.tensorboard_log import tensorboard_dir
 from models.transfer import (
     FILES_HEADER,
     TransferRefused,
     checkpoint_files,
     fetch_checkpoint,
     read_files,
+    send_curves,
     send_period,
     sync_version,
     upload_checkpoint,
@@ -298,6 +301,8 @@ async def test_a_driver_killed_mid_fetch_leaves_nothing_a_load_would_take(machin
         ("GET", "/api/models/Not-A-Version", None, 400, "accepted: LINE_vN"),
         ("GET", "/api/models/model_0000_demo_v9", None, 404, "unknown model version"),
         ("GET", "/api/models/{v}/checkpoints/-3", None, 400, "batch '-3' is not accepted"),
+        ("PUT", "/api/models/{v}/curves/notes.txt", None, 400, "accepted: a TensorBoard event"),
+        ("PUT", "/api/models/model_0000_demo_v9/curves/events.out.tfevents.1", None, 404, "unk"),
         ("GET", "/api/models/{v}/checkpoints/40", None, 404, "holds no checkpoint"),
         ("GET", "/api/models/{v}/checkpoints/40/secrets", None, 404, "accepted: model.weights"),
         ("PUT", "/api/models/{v}/checkpoints/40", None, 400, "X-Charles-Checkpoint-Files is"),
@@ -436,6 +441,32 @@ async def test_the_trainer_nodes_shipper_announces_only_what_the_hub_took(machin
     assert announced.files == checkpoint_files(good)
     assert isinstance(refused, Alert) and "refused" in refused.text
     assert machines.checkpoints(machines.hub_dir) == [10]
+
+
+async def test_a_remote_trainers_curves_go_with_its_checkpoints_and_only_when_they_grew(machines):
+    """The streaming PC's model pages draw a GPU box's losses from the copies the hub keeps."""
+    path = await remote_trainer_checkpoint(machines, 10)
+    curves = tensorboard_dir(machines.trainer_dir, machines.version)
+    curves.mkdir(parents=True)
+    events = curves / "events.out.tfevents.1796400000.gpu-box.4242.0.v2"
+    events.write_bytes(b"the first points")
+    (curves / "notes.txt").write_text("not an event file")  # stays on the GPU box
+    hub_copy = tensorboard_dir(machines.hub_dir, machines.version) / events.name
+    sent: list = []
+    shipper = CheckpointShipper(machines.http, machines.trainer_dir, sent.append)
+    shipper.ship(_NewCheckpoint(machines.version, 10, path))
+    await asyncio.to_thread(shipper.close)
+    assert hub_copy.read_bytes() == b"the first points"
+    assert [p.name for p in hub_copy.parent.iterdir()] == [events.name]  # no partial, no notes
+
+    memory: dict[str, int] = {}
+    took = partial(send_curves, machines.http, machines.trainer_dir, machines.version, memory)
+    assert await asyncio.to_thread(took) == 1
+    assert await asyncio.to_thread(took) == 0  # unchanged: not sent again
+    with events.open("ab") as appended:  # the writer appends the next points
+        appended.write(b", then more")
+    assert await asyncio.to_thread(took) == 1
+    assert hub_copy.read_bytes() == b"the first points, then more"
 
 
 # -- over TLS, as a node on another machine reaches a hub beyond loopback ---------------------

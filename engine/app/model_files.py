@@ -24,6 +24,11 @@ Routes (all need `Authorization: Bearer <hub token>`; errors are JSON
   trainer killed mid-transfer) leaves nothing.
 - `PUT /api/models/{version}/periods`: a remote trainer's training period,
   mirrored into the hub's registry (`models list`, the timeline).
+- `PUT /api/models/{version}/curves/{file}`: one of a remote trainer's
+  TensorBoard event files (`events.out.tfevents.*`, up to 256 MB), whole; it
+  replaces the copy in `<data_dir>/tensorboard/<version>/` (event files only
+  grow), written aside and renamed, so the model pages' loss charts never read
+  half a file.
 
 Files move on the hub's event loop only as bytes: writing, hashing, fsync
 and registry writes run in worker threads, so the overlay and the node
@@ -47,10 +52,12 @@ from engine.core.schema import convert, parse_json_object
 from engine.core.store import AlertRaised, AppState
 from engine.core.wire import Alert, CheckpointFile
 from models.registry import VERSION_NAME, version_dir
+from models.tensorboard_log import EVENT_FILE, tensorboard_dir
 from models.transfer import (
     CHECKPOINT_FILES,
     CHUNK_BYTES,
     FILES_HEADER,
+    MAX_CURVE_BYTES,
     CheckpointReceiver,
     PeriodRecord,
     TransferRefused,
@@ -88,6 +95,7 @@ class ModelFiles:
         app.router.add_get("/api/models/{version}/checkpoints/{batch}/{file}", self._file)
         app.router.add_put("/api/models/{version}/checkpoints/{batch}", self._receive)
         app.router.add_put("/api/models/{version}/periods", self._period)
+        app.router.add_put("/api/models/{version}/curves/{file}", self._curves)
 
     async def _version(self, request: web.Request) -> web.StreamResponse:
         version = self._check(request)
@@ -183,6 +191,36 @@ class ModelFiles:
         except (CharlesError, ValueError) as error:
             raise _error(400, str(error)) from None
         return web.json_response({"stored": True})
+
+    async def _curves(self, request: web.Request) -> web.StreamResponse:
+        version = self._check(request)
+        name = request.match_info["file"]
+        if not EVENT_FILE.match(name):
+            raise _error(
+                400,
+                f"file {name[:60]!r} is not accepted; accepted: a TensorBoard event file "
+                "(events.out.tfevents.*)",
+            )
+        await self._record(version)  # 404 for a version this hub does not hold
+        directory = tensorboard_dir(self.data_dir, version)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        partial = directory / f".{name}.receiving"
+        received = 0
+        try:
+            with await asyncio.to_thread(partial.open, "wb") as out:
+                async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+                    received += len(chunk)
+                    if received > MAX_CURVE_BYTES:
+                        raise _error(
+                            400,
+                            f"{name} is over {MAX_CURVE_BYTES} bytes; accepted: up to that",
+                        )
+                    await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(partial.replace, directory / name)
+        finally:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+        log.info("took %s of %s (%d bytes)", name, version, received)
+        return web.json_response({"stored": True, "bytes": received})
 
     async def _take_body(self, request: web.Request, receiver: CheckpointReceiver) -> None:
         """Hand the body to the receiver in ~1 MiB pieces, written and hashed off the loop."""

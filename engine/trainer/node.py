@@ -40,7 +40,8 @@ On another machine (its data directory is not the app's: no
 trains usable here (`models.transfer.sync_version`: the hub's record and
 newest checkpoint), and a `CheckpointShipper` thread gives each checkpoint to
 the hub (verified there, stored where a local trainer would have saved it)
-with its training period before `Checkpointed` goes out; only the newest
+with its training period and TensorBoard event files before `Checkpointed`
+goes out; only the newest
 waiting checkpoint travels, and the last one is shipped before the node exits.
 """
 
@@ -78,6 +79,7 @@ from models.transfer import (
     HubHttp,
     TransferRefused,
     checkpoint_files,
+    send_curves,
     send_period,
     sync_version,
     upload_checkpoint,
@@ -390,6 +392,7 @@ class CheckpointShipper:
         self.data_dir = data_dir
         self.shipped = 0
         self._send = send
+        self._curves_sent: dict[str, int] = {}  # event file -> bytes the hub holds
         self._jobs: collections.deque[NewCheckpoint | str] = collections.deque()
         self._changed = threading.Condition()
         self._closing = False
@@ -433,6 +436,8 @@ class CheckpointShipper:
             try:
                 if isinstance(job, str):
                     send_period(self.hub, self.data_dir, job)
+                    # The run's writer is closed: its curves are complete now.
+                    send_curves(self.hub, self.data_dir, job, self._curves_sent)
                 else:
                     self._ship(job)
             except TransferRefused as error:
@@ -445,6 +450,7 @@ class CheckpointShipper:
         started = time.monotonic()
         sent = upload_checkpoint(self.hub, checkpoint.version, checkpoint.batch, checkpoint.path)
         send_period(self.hub, self.data_dir, checkpoint.version)
+        send_curves(self.hub, self.data_dir, checkpoint.version, self._curves_sent)
         self.shipped += 1
         log.info(
             "%s batch %d %s in %.2f s",

@@ -425,7 +425,7 @@ class _Loop:
                 return self._train_in_cluster(cluster, max_batches, stop, wait_for_data)
             except tf.errors.OpError as error:  # a collective inside the step or a loss read
                 raise ClusterError(cluster.failure("training", error)) from None
-        assert self.source is not None and self.registry is not None
+        assert self.source is not None and self.registry is not None and self.curves is not None
         trainer = self.trainer
         settings = trainer.config.trainer
         end = None if max_batches is None else trainer.batch + max_batches
@@ -463,6 +463,7 @@ class _Loop:
             ):
                 self._log_interval()
             if trainer.batch % settings.checkpoint_every == 0:
+                self.curves.flush()  # a remote trainer ships them with the checkpoint
                 trainer._save(self.registry, self.period_id)
         speed = self._samples_trained / self._training_s if self._training_s else None
         return reason, speed
@@ -525,6 +526,8 @@ class _Loop:
             if turn.log:
                 self._log_interval()
             if trainer.batch % settings.checkpoint_every == 0 and self.registry is not None:
+                assert self.curves is not None  # the chief's, like the registry
+                self.curves.flush()
                 trainer._save(self.registry, self.period_id)
         speed = self._samples_trained / self._training_s if self._training_s else None
         return reason, speed
