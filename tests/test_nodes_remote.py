@@ -5,10 +5,12 @@ The streaming PC is the hub with its model files and the app's actions
 and the driver node on `other-pc/`, each with no `CHARLES_HUB_DATA_DIR`, as a
 node started on another machine is. A collector (a local one) feeds the
 trainer. Checks: the trainer's checkpoints reach the hub (verified, in its
-registry with their period) and the driver, which loads them; a switch moves
-both, and the timeline and registry on the streaming PC say what a local
-trainer's would. TensorFlow in two processes on two shared cores: one module
-stream, tests in file order, each awaiting what the hub records.
+registry with their period, its TensorBoard curves beside them) and the
+driver, which loads them; a switch moves both, switched back they take the
+version up from its newest checkpoint, and the timeline and registry on the
+streaming PC say what a local trainer's would. TensorFlow in two processes on
+two shared cores: one module stream, tests in file order, each awaiting what
+the hub records.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from engine.core.store import AppState
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
 from engine.node.hub_files import HUB_DATA_DIR_ENV
 from models.checkpoints import list_checkpoints
+from models.loss_chart import read_loss_curves
 from models.registry import Registry, version_dir
+from models.tensorboard_log import tensorboard_dir
 from models.transfer import checkpoint_files
 from tests.driver_helpers import create_version
 from tests.stream_helpers import TINY_STREAM_CONFIG, NodeStream, nodes_joined
@@ -123,6 +127,11 @@ async def test_the_remote_trainers_checkpoints_reach_the_hub_and_its_registry(st
     with Registry(stream.hub_dir) as registry:
         (period,) = registry.periods(v1)
     assert period.streamed and period.end_batch >= announced.batch > 0
+    # Its TensorBoard curves come along: the streaming PC's model pages draw them.
+    await stream.until(
+        lambda: "total" in read_loss_curves(tensorboard_dir(stream.hub_dir, v1)),
+        f"the GPU box's loss curves of {v1} on the streaming PC",
+    )
 
 
 async def test_the_remote_driver_fetches_the_checkpoints_and_drives_with_them(stream):
@@ -169,6 +178,17 @@ async def test_a_switch_reaches_the_remote_nodes_and_the_timeline_is_the_streami
             and stream.state.driver.version == v1
         ),
         f"the remote trainer and driver to move back to {v1}",
+    )
+    # Both take v1 up where the GPU box left it, as local nodes would: the trainer resumes
+    # from that checkpoint, the driver drives with it (or a newer one).
+    resumed = f"training {v1} from batch {newest} (streamed)"
+    await stream.until(
+        lambda: resumed in (stream.logs / "trainer.log").read_text(errors="replace"),
+        f"the GPU box's trainer to log {resumed!r}",
+    )
+    await stream.until(
+        lambda: stream.state.driver.version == v1 and stream.state.driver.batch >= newest,
+        f"the other PC's driver to drive {v1} with batch {newest} or newer",
     )
 
     rows = [event.describe() for event in stream.actions.timeline.events()]
