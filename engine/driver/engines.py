@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 
 from engine.core.config import Config, DriverConfig
 from engine.core.errors import DeviceError, ModelError
+from engine.core.priority import lower_priority
 
 log = logging.getLogger("charles.engines")
 
@@ -410,7 +410,7 @@ def convert_checkpoint_in_child(
 def _convert_in_child(send, name, spec, checkpoints, outputs, layers, directory) -> None:
     """The child's side: build, load, trace, convert, write; send (path, batch) or an error."""
     try:
-        os.nice(CONVERSION_NICE)
+        lower_priority(CONVERSION_NICE)  # os.nice exists only on POSIX
         from engine.driver.inference import OnePassModel
         from models.build import build_architecture
         from models.checkpoints import load_latest_checkpoint

@@ -37,6 +37,7 @@ import getpass
 import logging
 import os
 import re
+import signal
 import ssl
 import sys
 from pathlib import Path
@@ -179,7 +180,18 @@ def join(kind: str, args: argparse.Namespace) -> int:
         os.execve(sys.executable, argv, environment)
     import subprocess  # Windows has no exec that keeps the process: run it and pass its code on
 
-    return subprocess.run(argv, env=environment, check=False).returncode
+    # One console: Ctrl+C reaches the node as well, which stops cleanly (a trainer ships its
+    # last checkpoint first). Here it only waits: Python's default would raise, and run()
+    # would then kill the node 0.25 s later, mid-cleanup.
+    previous = signal.signal(signal.SIGINT, _wait_for_the_node)
+    try:
+        return subprocess.run(argv, env=environment, check=False).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for_the_node(signum: int, frame: object) -> None:
+    log.info("Ctrl+C: waiting for the node to stop")
 
 
 def hub_address(text: str) -> tuple[str, int]:

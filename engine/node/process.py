@@ -55,7 +55,7 @@ def node_parser(name: str, description: str) -> argparse.ArgumentParser:
 def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
     """Load the config, set up logging, run `body(config)` with SIGTERM as a clean exit.
 
-    Returns the process exit code: body's own, 0 after a SIGTERM, else the
+    Returns the process exit code: body's own, 0 after a SIGTERM or Ctrl+C, else the
     error's (`engine.core.errors`): 2 for bad input (config, model), 3 for a
     missing device, 1 when the hub refused this node or is gone.
     """
@@ -70,6 +70,12 @@ def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
             if stop.code != EXIT_SIGTERM:
                 raise
             log.info("stopped by SIGTERM")
+            return 0
+        except KeyboardInterrupt:
+            # A person's stop (`charles-stream node` in a terminal), the same clean end as
+            # SIGTERM: the `finally` blocks ran on the way here. On Windows, where no process
+            # sends another SIGTERM, Ctrl+C (or Ctrl+Break) is how a node stops cleanly.
+            log.info("stopped by Ctrl+C")
             return 0
         except CharlesError as error:
             log.error("%s", error)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +55,7 @@ import tensorflow as tf
 
 from engine.core.config import Config, DataConfig, TrainerConfig
 from engine.core.errors import ModelError
+from engine.core.priority import lower_priority
 from engine.core.wire import BufferFill, TrainerState, TrainerStatus
 from engine.data.batches import Batch, BatchSource, DataPathCosts
 from engine.data.buffers import SampleBuffers
@@ -116,8 +116,7 @@ def configure_process(settings: TrainerConfig) -> None:
     Threads created later (TensorFlow's pools, the batch prefetcher) inherit the
     nice value, so this runs first thing in the trainer process.
     """
-    if settings.nice:
-        os.nice(settings.nice)
+    lower_priority(settings.nice)  # os.nice on POSIX, a priority class on Windows
     if settings.threads:
         tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
         tf.config.threading.set_inter_op_parallelism_threads(settings.threads)
