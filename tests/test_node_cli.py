@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +133,23 @@ def tls_server(context: ssl.SSLContext, port: int = 0) -> Iterator[int]:
             pass  # wakes accept(): closing a socket another thread accepts on would not
         thread.join(5)
         listener.close()
+
+
+@pytest.mark.tf
+def test_a_trainer_nodes_worker_index_reaches_the_trainer_process(tmp_path):
+    """`--worker-index` goes through to the node, which checks it against the config's cluster."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[app]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "engine.cli", "node", "trainer", "--hub", "127.0.0.1:9"),
+            *("--model", "model_0000_demo_v1", "--worker-index", "1", "--config", str(config)),
+        ],
+        env=os.environ | {HUB_TOKEN_ENV: "a-token", "CUDA_VISIBLE_DEVICES": ""},
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--worker-index 1 is given, but 'trainer.strategy' = 'default'" in done.stderr

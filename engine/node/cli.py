@@ -4,6 +4,7 @@ Example::
 
     charles-stream node collector --hub 192.168.1.10:8765 --index 5      # asks for the token once
     charles-stream node trainer --hub 192.168.1.10:8765 --model model_0000_demo_v1
+    charles-stream node trainer --hub 192.168.1.10:8765 --model model_0000_demo_v1 --worker-index 1
     charles-stream node recorder --hub 192.168.1.10:8765 --index 3 --game builtin --player ada
     charles-stream node driver --hub 192.168.1.10:8765 --model model_0000_demo_v1 \\
         --token-file hub_token --fingerprint 3F:A0:...:9C
@@ -116,6 +117,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                 required=True,
                 metavar="VERSION",
                 help="the version to start with (the hub moves it to the streamed one)",
+            )
+        if kind == "trainer":
+            sub.add_argument(
+                "--worker-index",
+                type=non_negative_int,
+                metavar="N",
+                help='[trainer] strategy = "multi_worker": this box\'s place in trainer.workers '
+                "(0 = the chief), instead of trainer.worker_index",
             )
         sub.set_defaults(handler=functools.partial(join, kind))
 
@@ -297,7 +306,8 @@ def _kind_arguments(kind: str, args: argparse.Namespace) -> list[str]:
         return ["--index", str(args.index), *seed]
     if kind == "recorder":
         return ["--index", str(args.index), "--game", args.game, "--player", args.player]
-    return ["--model", args.model]
+    index = getattr(args, "worker_index", None)
+    return ["--model", args.model, *([] if index is None else ["--worker-index", str(index)])]
 
 
 def _file_stem(host: str, port: int) -> str:
