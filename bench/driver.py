@@ -8,7 +8,7 @@
     .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
     .venv/bin/python bench/driver.py --engine openvino [--size 270x480] [--threads 2]  # only 7.
     .venv/bin/python bench/driver.py --engine openvino --precision int8 [--samples-db PATH]
-        [--version model_0000_demo_v1 --data DIR] [--no-swap]   # a trained version
+        [--version model_0000_demo_v1 --data DIR] [--no-swap | --gate-only]  # a trained version
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
    pass with the Convcam layer, a Convcam render per prediction, translate,
@@ -221,6 +221,11 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=None, help="with --version: data directory")
     parser.add_argument(
+        "--gate-only",
+        action="store_true",
+        help="with --engine: only 7.a, conversion, parity and the reduced precision's gate",
+    )
+    parser.add_argument(
         "--no-swap", action="store_true", help="with --engine: skip 7.c, the checkpoint swap"
     )
     parser.add_argument(
@@ -258,7 +263,12 @@ def main() -> None:
         if args.version:
             trained = (args.version, args.data or Path(config.app.data_dir))
         reduced = Reduced(
-            args.precision, samples_db, args.recorded, swap=not args.no_swap, trained=trained
+            args.precision,
+            samples_db,
+            args.recorded,
+            swap=not args.no_swap,
+            trained=trained,
+            gate_only=args.gate_only,
         )
         bench_engine(
             config, args.engine, line, (height, width), args.threads, args.seconds, reduced
@@ -1337,6 +1347,8 @@ class Reduced:
     swap: bool = True
     # A trained version (name, data dir) to measure instead of the line's untrained model.
     trained: tuple[str, Path] | None = None
+    # Only 7.a (conversion, parity, the reduced precision's gate): nothing timed after it.
+    gate_only: bool = False
 
 
 def bench_engine(
@@ -1399,6 +1411,8 @@ def bench_engine(
     )
     if reduced.precision != "f32":
         report_precision(one_pass, reduced)
+    if reduced.gate_only:
+        return
     for tick_hz in (config.sim.tick_hz, 60.0):
         load = os.getloadavg()[0]
         bare = bare_engine_rate(one_pass, frame, seconds)

@@ -10,7 +10,9 @@ Example::
 TensorFlow stays the training engine and the reference for correctness: the
 traced one-pass `tf.function` (`engine.driver.inference.OnePassModel`) is what
 the other engines convert, and every converted model is compared with it on
-a probe frame before it drives (`check_parity`, tolerances below).
+a probe frame before it drives (`check_parity`, tolerances below). A reduced
+precision (`[driver] precision`, `engine.driver.precision`) is made from the
+f32 OpenVINO model only after that check, and has a gate of its own.
 
 "auto" is a fixed preference order, from the issue 18 measurements of
 model_0003_xception at 270x480 on two CPU cores (TensorFlow 80.9 ms, ONNX
