@@ -227,6 +227,8 @@ async def test_a_model_switch_moves_every_worker_together_and_training_goes_on(t
             return state.snapshot().trainer.batch
 
         await training(VERSION, 2)
+        names = {"trainer", "trainer-1"}  # a name each: the hub lists both, each with its host
+        await until(lambda: set(state.snapshot().node_links) == names, "both", nodes, logs)
         await actions.switch(v2, user="test")
         await training(v2, 2)
         with Registry(chief / "data") as registry:

@@ -135,7 +135,7 @@ def train(config: Config, version: str) -> int:
         join_cluster(config.trainer)
     hub = None if shares_hub_data(config.app.data_dir) else HubFiles.from_environment()
     node = TrainerNode(config, version, hub=hub)
-    client = NodeClient.from_environment("trainer", "trainer", on_message=node.receive)
+    client = NodeClient.from_environment("trainer", node_name(config), on_message=node.receive)
     client.start()
     when_set(client.lost, node.stop, "hub-lost-watch")
     node.start_shipping(client.send)
@@ -152,6 +152,18 @@ def train(config: Config, version: str) -> int:
         raise node.failure
     log.error("hub lost: the trainer stops")
     return EXIT_HUB_GONE
+
+
+def node_name(config: Config) -> str:
+    """ "trainer", or "trainer-N" for worker N > 0 of a cluster: each node has its own name.
+
+    The hub keys its list of nodes (and their host names) by name: two workers
+    both named "trainer" showed as one, on the host of whichever joined last.
+    """
+    settings = config.trainer
+    if settings.strategy == "multi_worker" and settings.worker_index:
+        return f"trainer-{settings.worker_index}"
+    return "trainer"
 
 
 class TrainerNode:
