@@ -348,6 +348,31 @@ async def test_sets_sent_while_no_trainer_is_connected_wait_for_one_up_to_64():
     assert after == 1000.0
 
 
+async def test_a_multi_worker_follower_is_sent_no_sets_and_they_wait_for_the_chief():
+    """A trainer other than the chief (Hello.follows_chief) would only drop sets and reports."""
+    state = AppState()
+    follower_hello = Hello(role="trainer", name="trainer-1", follows_chief=True)
+    async with (
+        running_hub(state=state) as hub,
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.ws_connect(hub.url()) as follower,
+    ):
+        await follower.send_bytes(encode(follower_hello))
+        await wait_until(lambda: "trainer-1" in state.nodes)
+        async with node_socket(hub, "collector", "collector-0") as collector:
+            await collector.send_bytes(encode(small_sets(1)))
+            report = CollectorReport(source="collector-0", balance=BalanceStats(strategy="v3"))
+            await collector.send_bytes(encode(report))
+            await collector.send_bytes(encode(Alert(kind="marker", text="all sent")))
+            await wait_until(lambda: len(state.alerts) == 1)
+            await hub.send("trainer", SwitchModel(version="m_v2"))
+            # Its first message is the switch: nothing the collector sent came before it.
+            assert decode(await next_message(follower)) == SwitchModel(version="m_v2")
+            async with node_socket(hub, "trainer", "trainer") as chief:
+                # The set waited for a trainer that takes it (reports are not kept for later).
+                assert decode(await next_message(chief)).sets[0].samples[0].time == 1.0
+
+
 async def test_collector_reports_reach_trainers_and_app_state():
     state = AppState()
     report = CollectorReport(source="collector-3", balance=BalanceStats(strategy="v3"), episodes=2)

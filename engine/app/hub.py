@@ -351,7 +351,7 @@ class Hub:
 
     def _welcome(self, link: _NodeLink, hello: Hello) -> None:
         link.name = hello.name
-        waiting = [(k, d) for k, d in self._waiting if hello.role in SERVICES[k].route_to]
+        waiting = [(k, d) for k, d in self._waiting if _wanted(hello, k)]
         if waiting:
             # Queued before the link has a role (is routable), so newer ones cannot overtake them.
             for kind, data in waiting:
@@ -363,7 +363,7 @@ class Hub:
                 self._dropped_waiting,
                 hello.role,
             )
-            kept = [(k, d) for k, d in self._waiting if hello.role not in SERVICES[k].route_to]
+            kept = [(k, d) for k, d in self._waiting if not _wanted(hello, k)]
             self._waiting.clear()
             self._waiting.extend(kept)
             self._dropped_waiting = 0
@@ -388,10 +388,11 @@ class Hub:
         self._links.discard(link)
         if link.role is None:
             return
-        if not self._nodes_of(link.role):
-            for kind, data in unsent:
-                if SERVICES[kind].held_for_absent:
-                    self._hold(kind, data)
+        for kind, data in unsent:
+            # Held for the next node that takes it (a chief may leave its followers behind).
+            others = [other for other in self._nodes_of(link.role) if other.takes(kind)]
+            if SERVICES[kind].held_for_absent and not others:
+                self._hold(kind, data)
         where = f" on {link.hello.host}" if link.hello and link.hello.host else ""
         self._note_nodes(f"{link.name} ({link.role}){where} disconnected")
 
@@ -405,7 +406,7 @@ class Hub:
             await receive(kind, data)
             delivered += 1
         for link in self._nodes_of(role):
-            if await link.put(kind, data):
+            if link.takes(kind) and await link.put(kind, data):
                 delivered += 1
         return delivered
 
@@ -480,6 +481,18 @@ class Hub:
         return web.json_response(reply)
 
 
+# What a multi-worker trainer other than the chief (Hello.follows_chief) is not sent: the chief
+# draws every batch and hands the others their slices; sets would cross the network to be dropped.
+_NOT_FOR_FOLLOWERS = frozenset({"sample_sets", "collector_report"})
+
+
+def _wanted(hello: Hello, kind: str) -> bool:
+    """Whether the node that said `hello` is sent messages of `kind`."""
+    if hello.role not in SERVICES[kind].route_to:
+        return False
+    return not (hello.follows_chief and kind in _NOT_FOR_FOLLOWERS)
+
+
 class _NodeLink:
     """One node's websocket, with its own send queue so one slow node does not hold up others."""
 
@@ -495,6 +508,10 @@ class _NodeLink:
         self._room = asyncio.Event()
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
+
+    def takes(self, kind: str) -> bool:
+        """Whether this node is sent `kind` (of its role's kinds): a chief's follower takes less."""
+        return self.hello is None or _wanted(self.hello, kind)
 
     def describe(self) -> str:
         """Who this is, for log lines: name and role once known, and the address."""

@@ -69,6 +69,9 @@ class Hello(WireMessage, tag="hello", forbid_unknown_fields=False):
     reconnects: Count = 0
     sets_lost: Count = 0
     bytes_lost: Count = 0
+    # A multi-worker trainer other than the chief: the chief draws every batch and hands it its
+    # slice, so the hub sends it no sample sets or collector reports (they would be dropped).
+    follows_chief: bool = False
 
 
 class SampleSets(WireMessage, tag="sample_sets"):

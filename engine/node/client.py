@@ -162,6 +162,8 @@ class NodeClient:
         role: Role,
         name: str,
         on_message: Callable[[Message], None] | None = None,
+        *,
+        follows_chief: bool = False,
     ) -> NodeClient:
         """The client described by the environment: the app sets it for its children.
 
@@ -186,6 +188,7 @@ class NodeClient:
             pid=os.getpid(),
             protocol=PROTOCOL_VERSION,
             host=socket.gethostname(),
+            follows_chief=follows_chief,
         )
         give_up_s = os.environ.get(HUB_GIVE_UP_ENV, "")
         try:

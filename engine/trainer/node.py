@@ -135,7 +135,12 @@ def train(config: Config, version: str) -> int:
         join_cluster(config.trainer)
     hub = None if shares_hub_data(config.app.data_dir) else HubFiles.from_environment()
     node = TrainerNode(config, version, hub=hub)
-    client = NodeClient.from_environment("trainer", node_name(config), on_message=node.receive)
+    client = NodeClient.from_environment(
+        "trainer",
+        node_name(config),
+        on_message=node.receive,
+        follows_chief=node.follows_chief,  # the hub sends it no sets: the chief's draw feeds it
+    )
     client.start()
     when_set(client.lost, node.stop, "hub-lost-watch")
     node.start_shipping(client.send)
@@ -182,7 +187,7 @@ class TrainerNode:
         self._trainer: Trainer | None = None
         self._cluster: Cluster | None = None  # multi_worker: joined when training starts
         # A worker other than the chief trains what the chief trains, whatever the hub says.
-        self._follows_chief = (
+        self.follows_chief = (
             config.trainer.strategy == "multi_worker" and config.trainer.worker_index != 0
         )
         self._waiting: collections.deque[SampleSet] = collections.deque(maxlen=WAITING_SETS)
@@ -220,7 +225,7 @@ class TrainerNode:
 
     def switch(self, version: str) -> None:
         """Train `version` from now on: the current run stops and checkpoints first."""
-        if self._follows_chief:
+        if self.follows_chief:
             log.info("switch to %s: the chief decides, this worker follows it", version)
             return
         with self._lock:
@@ -308,7 +313,7 @@ class TrainerNode:
     def _train(self, version: str, send: Send) -> None:
         from engine.trainer.trainer import Trainer
 
-        if not self._follows_chief:
+        if not self.follows_chief:
             send(TrainerStatus(version=version, status="starting"))  # the chief speaks for all
         report_progress()  # a switch builds a model next: its liveness bound starts here
         self._prepare(version)
@@ -379,7 +384,7 @@ class TrainerNode:
 
     def _refuse_switch(self, version: str, previous: str, error: CharlesError, send: Send) -> None:
         log.error("cannot train %s, going on with %s: %s", version, previous, error)
-        if not self._follows_chief:  # the chief alerts for the cluster
+        if not self.follows_chief:  # the chief alerts for the cluster
             send(Alert(kind="error", text=f"cannot train {version}: {error}"))
         with self._lock:
             if self._target == version:
