@@ -84,7 +84,8 @@ def run_convcam(args: argparse.Namespace) -> int:
     )
 
     set_tensorflow_threads(config.driver)
-    loaded = load_version(data_dir_from(args, config), args.model)
+    data_dir = data_dir_from(args, config)
+    loaded = load_version(data_dir, args.model)
     spec = loaded.spec
     if args.list_layers:
         layers = feature_map_layers(loaded.model)
@@ -101,8 +102,12 @@ def run_convcam(args: argparse.Namespace) -> int:
     layers = tuple(args.layer or (spec.convcam,))
     image = resize_frame(_read_rgb(args.image), (spec.input.width, spec.input.height))
     frame = np.concatenate([image] * spec.input.frames, axis=-1)
+    from engine.driver.precision import stream_frames
+
     driver = driver_config_with_engine(config, args.engine)
-    model = one_pass_model(driver, loaded.model, spec.output_names, layers)
+    # At [driver] precision as the driver would be: gated on the data dir's recorded frames.
+    frames = stream_frames(config, tuple(loaded.model.inputs[0].shape[1:]), data_dir)
+    model = one_pass_model(driver, loaded.model, spec.output_names, layers, frames)
     prediction = model.predict(frame)
     normalise = args.normalise or config.driver.convcam_normalise
     render = render_convcam_dual if len(layers) == 2 else render_convcam

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import threading
 import time
@@ -131,14 +130,12 @@ class ModelParts:
 def model_parts(config: Config, loaded: LoadedModel) -> ModelParts:
     """Wrap a loaded version for driving: one-pass model (heads + Convcam) on `[driver] engine`,
     Grad-CAM if on (on TensorFlow, whatever the engine: it needs gradients)."""
-    from engine.data.storage import default_storage_path
     from engine.driver.inference import GradCam, one_pass_model
-    from engine.driver.precision import recorded_split
+    from engine.driver.precision import stream_frames
 
     layers = config.driver.convcam_layers or (loaded.spec.convcam,)
-    shape = tuple(loaded.model.inputs[0].shape[1:])
     # A reduced precision calibrates and is checked on the stream's own recorded frames.
-    frames = functools.partial(recorded_split, default_storage_path(config), shape)
+    frames = stream_frames(config, tuple(loaded.model.inputs[0].shape[1:]))
     model = one_pass_model(config.driver, loaded.model, loaded.spec.output_names, layers, frames)
     gradcam = GradCam(loaded.model, "steering", layers[0]) if config.driver.gradcam_hz > 0 else None
     return ModelParts(model, loaded, gradcam)

@@ -109,21 +109,27 @@ def run_eval(args: argparse.Namespace) -> int:
     from engine.driver.evaluation import AutopilotPolicy, ModelPolicy, evaluate
     from engine.driver.hard_test import compare, run_hard_test
     from engine.driver.inference import load_version, one_pass_model
+    from engine.driver.precision import stream_frames
     from models.build import build_architecture
 
     driver = driver_config_with_engine(config, args.engine)
-    loaded = load_version(data_dir_from(args, config), args.model)
+    data_dir = data_dir_from(args, config)
+    loaded = load_version(data_dir, args.model)
     outputs = loaded.spec.output_names
     keras.utils.set_random_seed(UNTRAINED_SEED)
     untrained = build_architecture(loaded.spec)
     # The one-pass model the driver drives with, its Convcam layer included, on the engine.
     layers = driver.convcam_layers or (loaded.spec.convcam,)
-    model = one_pass_model(driver, loaded.model, outputs, layers)
+    # At [driver] precision as the driver would be: gated on the data dir's recorded frames.
+    frames = stream_frames(config, tuple(loaded.model.inputs[0].shape[1:]), data_dir)
+    model = one_pass_model(driver, loaded.model, outputs, layers, frames)
     policies = (
         ModelPolicy("model", model, config.controller),
         AutopilotPolicy(config),
         ModelPolicy(
-            "untrained", one_pass_model(driver, untrained, outputs, layers), config.controller
+            "untrained",
+            one_pass_model(driver, untrained, outputs, layers, frames),
+            config.controller,
         ),
     )
     log.info("eval: %s predicts on %s", loaded.version, model.engine)

@@ -8,6 +8,7 @@ Example::
     agreement = check_steering(f32_engine.run, reduced.run, split.held_back, ("steering",
                                "throttle_brake"))          # PrecisionRefused when over
     str(agreement)      # "steering mean 3.1e-03 max 1.2e-02, throttle_brake ..."
+    OnePassModel(..., precision="int8", frames=stream_frames(config, shape))  # the driver's way
 
 `[driver] precision = "bf16" | "int8"` asks for a faster model than full
 precision (f32) on OpenVINO, the issue 18 engine: on this 2-core EPYC an
@@ -38,18 +39,20 @@ A reduced model over either keeps driving at f32.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from engine.core.config import Config
 from engine.core.errors import ModelError
 from engine.data.frames import FrameError, decode_frame
-from engine.data.storage import SampleStorage
+from engine.data.storage import SampleStorage, default_storage_path
 from engine.driver.engines import CompiledEngine, EngineUnavailable, Runner, compile_openvino
 
 log = logging.getLogger("charles.precision")
@@ -137,6 +140,14 @@ def recorded_split(
 ) -> FrameSplit:
     """`recorded_frames` split by `split_frames`: what `OnePassModel(frames=...)` calls."""
     return split_frames(recorded_frames(samples_db, shape, limit))
+
+
+def stream_frames(
+    config: Config, shape: tuple[int, ...], data_dir: str | Path | None = None
+) -> Callable[[], FrameSplit]:
+    """The stream's recorded frames (`<data_dir>/samples/samples.db`) for `OnePassModel(frames=)`:
+    read when a reduced model is made, so each reloaded checkpoint gets the newest."""
+    return functools.partial(recorded_split, default_storage_path(config, data_dir), shape)
 
 
 def split_frames(frames: np.ndarray, held_back_share: float = HELD_BACK_SHARE) -> FrameSplit:
