@@ -146,7 +146,7 @@ from engine.data.storage import default_storage_path
 from engine.driver.capture import Capture, Frame, MssSource, SimSource
 from engine.driver.controller import Controller, GamepadState
 from engine.driver.convcam import render_convcam
-from engine.driver.engines import ENGINE_CHOICES, check_parity
+from engine.driver.engines import ENGINE_CHOICES, Tolerance, check_parity
 from engine.driver.inference import OnePassModel, set_tensorflow_threads
 from engine.driver.precision import PRECISIONS, RECORDED_FRAMES, recorded_split
 from engine.driver.stage_times import NoStageTimes, StageTimes
@@ -1401,13 +1401,20 @@ def bench_engine(
     )
     built_s = time.perf_counter() - started
     frame = game_input(config, (width, height))
+    # A reduced model is held to its own gate (report_precision), not to the f32 tolerances:
+    # its differences from TensorFlow are shown, never raised.
+    full = one_pass._engine.precision == "f32"
     heads, maps = check_parity(
-        one_pass._reference(frame), one_pass._engine.run(frame), len(spec.output_names)
+        one_pass._reference(frame),
+        one_pass._engine.run(frame),
+        len(spec.output_names),
+        one_pass.tolerance if full else Tolerance(heads=float("inf"), convcam=float("inf")),
     )
+    held = "tolerances" if full else f"f32's tolerances, not {one_pass._engine.precision}'s:"
     print(
         f"  a. {one_pass.engine}: converted, compiled and checked in {built_s:.1f} s; on a game "
         f"frame heads differ from TensorFlow's by {heads:.1e}, the Convcam by {maps:.1e} of its "
-        f"peak (tolerances {one_pass.tolerance.heads:g}, {one_pass.tolerance.convcam:g})"
+        f"peak ({held} {one_pass.tolerance.heads:g}, {one_pass.tolerance.convcam:g})"
     )
     if reduced.precision != "f32":
         report_precision(one_pass, reduced)
