@@ -477,7 +477,7 @@ def one_pass_model(
     frames: Callable[[], FrameSplit] | None = None,
 ) -> OnePassModel:
     """The one-pass model on `[driver] engine` and `precision` with the driver's thread counts;
-    `frames`: recorded frames for a reduced precision (`precision.recorded_split`)."""
+    `frames`: recorded frames for a reduced precision (`precision.stream_frames`)."""
     return OnePassModel(
         model,
         outputs,
