@@ -37,10 +37,14 @@ projection for a 5-day stream. Warm-up rule: it ends at the first sample
 that comes after the trainer's first batch and from which the summed RSS of
 the trainer, the driver and the app never again rises by more than 1% from
 one sample to the next (at least three samples are left to fit; else the
-last three). The collectors are left out of the rule, not out of the fit:
-their RSS swings by a fifth with each sample set they assemble, which would
-hide the trend. Growth per hour is the least-squares slope over the samples
-from there on; CPU % is a rate, so it gets its mean instead. A figure with a
+last three). The collectors are left out of the rule: their RSS swings by
+a few hundred MB with the candidates their balancer holds for the set it
+assembles (up to `[data] set_window_s` x `[collector] sample_hz` frames,
+248 MB at 128x72 raw), so a plain fit of theirs measures where the swing
+happened to be sampled. Their RSS gets two fits instead: of the lowest and of
+the highest sample in each `SWING_WINDOW` samples ("floor" and "peak"): a
+leak lifts the floor. Growth per hour is otherwise the least-squares slope
+over the samples from there on; CPU % is a rate, so it gets its mean instead. A figure with a
 bound by design (config.toml's caps, SQLite's WAL checkpoint, the store's
 history) is projected no higher than its bound, which the table names.
 
@@ -87,6 +91,7 @@ EVAL_SECONDS = "60"  # game seconds per seed of the learning figure's eval
 PROJECT_H = 5 * 24.0  # the projection: a 5-day stream
 WARM_STEP = 0.01  # warm-up: the steady processes' RSS rises by more than this per sample
 STEADY = ("trainer.rss_mb", "driver.rss_mb", "app.rss_mb")
+SWING_WINDOW = 10  # samples: a collector's RSS floor and peak are taken over each such window
 STOP_TIMEOUT_S = 120.0
 VIEWERS = 300
 
@@ -484,7 +489,14 @@ def bounds(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, str]]:
     config = load_config(REPO / "config.toml")
     processes = len({key.split(".")[0] for key in rows[-1] if key.endswith(".rss_mb")}) - 1
     logs = 2 * config.supervisor.log_max_mb * processes
+    frame = config.data.frame_width * config.data.frame_height * 3
+    held = config.data.set_window_s * config.collector.sample_hz
     return {
+        "collector.rss": (
+            None,
+            f"swing: balancer candidates <= set_window_s x sample_hz = {held:,.0f} frames "
+            f"({held * frame / 2**20:,.0f} MB raw)",
+        ),
         "loss_points": (config.overlay.loss_points, "[overlay] loss_points"),
         "events": (HISTORY_LENGTH, "the store's HISTORY_LENGTH"),
         "disk.logs_mb": (logs or None, f"2 x [supervisor] log_max_mb x {processes} processes"),
@@ -521,6 +533,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             figures[key] = {"after_warm_up": points[0][1], "end": mean, "per_hour": None,
                             "at_5_days": None}  # fmt: skip
             continue
+        if key.startswith("collector-") and key.endswith(".rss_mb"):
+            for side, pick in (("floor", min), ("peak", max)):
+                figures[f"{key}.{side}"] = swing_figure(points, pick, caps["collector.rss"])
+            continue
         slope = slope_per_hour([t for t, _ in points], [v for _, v in points])
         end_value = points[-1][1]
         hours_left = PROJECT_H - rows[-1]["minute"] / 60.0
@@ -536,6 +552,26 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "bound": why,
         }
     return {"warm_up_end_minute": rows[start]["minute"], "figures": figures}
+
+
+def swing_figure(
+    points: list[tuple[float, float]], pick: Any, bound: tuple[float | None, str]
+) -> dict[str, Any]:
+    """A swinging RSS's floor (pick=min) or peak (max) per SWING_WINDOW samples, fitted."""
+    windows = [points[i : i + SWING_WINDOW] for i in range(0, len(points), SWING_WINDOW)]
+    if len(windows) > 2 and len(windows[-1]) < SWING_WINDOW:
+        windows.pop()  # a short last window has not seen a whole swing
+    picked = [pick(window, key=lambda point: point[1]) for window in windows]
+    slope = slope_per_hour([t for t, _ in picked], [v for _, v in picked])
+    end_value = picked[-1][1]
+    hours_left = PROJECT_H - points[-1][0] / 60.0
+    return {
+        "after_warm_up": picked[0][1],
+        "end": end_value,
+        "per_hour": slope,
+        "at_5_days": None if slope is None else end_value + slope * hours_left,
+        "bound": bound[1],
+    }
 
 
 def print_summary(
