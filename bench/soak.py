@@ -489,6 +489,9 @@ def bounds(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, str]]:
     config = load_config(REPO / "config.toml")
     processes = len({key.split(".")[0] for key in rows[-1] if key.endswith(".rss_mb")}) - 1
     logs = 2 * config.supervisor.log_max_mb * processes
+    keep = config.models.keep_checkpoints
+    # The first sample with a checkpoint holds one (the trainer writes one per checkpoint_every).
+    one_checkpoint = next((r["disk.checkpoints_mb"] for r in rows if r["disk.checkpoints_mb"]), 0.0)
     frame = config.data.frame_width * config.data.frame_height * 3
     held = config.data.set_window_s * config.collector.sample_hz
     return {
@@ -508,8 +511,8 @@ def bounds(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, str]]:
         "disk.samples_db_wal_mb": (None, "SQLite checkpoint: 1000 pages of 32 KiB + one set"),
         "disk.charles_db_wal_mb": (4.0, "SQLite checkpoint: 1000 pages of 4 KiB"),
         "disk.checkpoints_mb": (
-            None,
-            f"[models] keep_checkpoints {config.models.keep_checkpoints} per version",
+            keep * one_checkpoint if one_checkpoint else None,
+            f"[models] keep_checkpoints {keep} per version x {one_checkpoint:.1f} MB",
         ),
     }
 
@@ -551,6 +554,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "at_5_days": projected,
             "bound": why,
         }
+    parts = [f for k, f in figures.items() if k.startswith("disk.") and k != "disk.total_mb"]
+    if "disk.total_mb" in figures and all(f["at_5_days"] is not None for f in parts):
+        # The whole is its parts: each projected no higher than its own bound.
+        figures["disk.total_mb"]["at_5_days"] = sum(f["at_5_days"] for f in parts)
+        figures["disk.total_mb"]["bound"] = "the sum of the parts' projections"
     return {"warm_up_end_minute": rows[start]["minute"], "figures": figures}
 
 
