@@ -42,8 +42,9 @@ def start_drive(data_dir: Path, version: str, *extra: str) -> subprocess.Popen:
     )
 
 
-def wait_for_line(stream, text: str, timeout: float) -> list[str]:
-    """Lines of `stream` up to the first containing `text` (fails after `timeout` seconds)."""
+def wait_for_line(stream, text: str, timeout: float, count: int = 1) -> list[str]:
+    """Lines of `stream` up to the `count`th containing `text` (fails when `timeout` seconds
+    pass without a line)."""
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
     seen = []
@@ -53,7 +54,8 @@ def wait_for_line(stream, text: str, timeout: float) -> list[str]:
         except queue.Empty:
             raise AssertionError(f"no line with {text!r} within {timeout} s; saw: {seen}") from None
         seen.append(line)
-        if text in line:
+        count -= text in line
+        if count == 0:
             return seen
 
 
@@ -76,7 +78,10 @@ def test_sigterm_stops_the_drive_with_the_built_in_game_neutral(steering_version
 
 @pytest.fixture(scope="module")
 def timed_report(steering_version) -> dict:
-    """The JSON summary of a 3-second drive of the built-in game (one drive for its tests)."""
+    """The JSON summary of a 3-second drive of the built-in game (one drive for its tests).
+
+    A busy machine may start the game so slowly that 3 s bring no frame, so
+    this summary is only checked for what `--seconds` itself decides."""
     data_dir, version = steering_version
     drive = start_drive(data_dir, version, "--seconds", "3")
     out, err = drive.communicate(timeout=120)
@@ -84,27 +89,47 @@ def timed_report(steering_version) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_json_summary_has_the_player_numbers(timed_report):
+@pytest.fixture(scope="module")
+def driven_report(steering_version) -> dict:
+    """The JSON summary of a drive stopped once it has driven: after its second status line
+    with the pad at work (every stage has run by then), however long that took."""
+    data_dir, version = steering_version
+    drive = start_drive(data_dir, version)
+    try:
+        wait_for_line(drive.stderr, "pad steer +0.50", timeout=300, count=2)
+        drive.send_signal(signal.SIGTERM)
+        out, _ = drive.communicate(timeout=60)
+    finally:
+        drive.kill()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_a_timed_drive_stops_by_time_with_the_player_numbers(timed_report):
     report = timed_report
     for key in ("pps", "fps", "distance_m", "offroad_events", "unstucks", "convcam_ms"):
         assert key in report
-    assert report["pps"] > 5 and report["fps"] > 5
-    assert report["distance_m"] > 1.0 and report["batch"] == 42
+    assert report["batch"] == 42
     assert report["stopped_by"] == "time"
 
 
-def test_json_summary_has_every_stage_time_in_loop_order(timed_report):
-    stages = timed_report["stages"]
-    # Every stage ran in 3 s of driving; the names and order are the wire's.
+def test_json_summary_has_the_player_numbers(driven_report):
+    report = driven_report
+    assert report["pps"] > 0 and report["fps"] > 0
+    assert report["distance_m"] > 0.0 and report["batch"] == 42
+
+
+def test_json_summary_has_every_stage_time_in_loop_order(driven_report):
+    stages = driven_report["stages"]
+    # Every stage ran before the second status line; the names and order are the wire's.
     assert tuple(stages) == DRIVER_STAGES
     for stage, timing in stages.items():
         assert set(timing) == {"p50_ms", "p95_ms", "turns"}, stage
         assert 0 <= timing["p50_ms"] <= timing["p95_ms"], stage
         assert timing["turns"] >= 1, stage
     # The forward pass is real work: it takes time, at most a turn's worth at the PPS.
-    assert 0 < stages["predict"]["p50_ms"] < 1000 / timed_report["pps"]
+    assert 0 < stages["predict"]["p50_ms"] < 1000 / driven_report["pps"]
     # As many turns as predictions, up to the window each stage keeps.
-    assert stages["predict"]["turns"] == min(WINDOW, timed_report["predictions"])
+    assert stages["predict"]["turns"] == min(WINDOW, driven_report["predictions"])
 
 
 def test_an_unknown_version_exits_2_naming_it(tmp_path, caplog):
