@@ -167,10 +167,8 @@ def _number(text: str) -> float | int | str | None:
     if text == "":
         return None
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 
