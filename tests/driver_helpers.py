@@ -64,3 +64,13 @@ def save_constant_checkpoint(data_dir: Path, version: str, batch: int, **values:
 def small_sim(**changes: object) -> SimConfig:
     """SMALL_SIM with some fields changed."""
     return msgspec.structs.replace(SMALL_SIM, **changes)
+
+
+class NoPad:
+    """A pad nobody reads: tests that use it look at the predictions."""
+
+    def send(self, state) -> None:
+        """Nothing presses anything."""
+
+    def neutral(self) -> None:
+        """Nothing to release."""

@@ -44,7 +44,7 @@ from engine.driver.unstuck import AlertOnly, StuckWatch
 from engine.sim.game import Game
 from models.build import build_architecture
 from models.spec import load_spec
-from tests.driver_helpers import create_version, save_constant_checkpoint, small_sim
+from tests.driver_helpers import NoPad, create_version, save_constant_checkpoint, small_sim
 
 pytestmark = pytest.mark.tf
 
@@ -240,16 +240,6 @@ def openvino_driver(data_dir: Path) -> tuple[Driver, SteppedClock, RecordingSink
     clock, sink = SteppedClock(), RecordingSink()
     config = DriverConfig(reload_interval_s=60.0, status_hz=1.0, frames_hz=0.0)
     return Driver(parts, config, sink=sink, clock=clock), clock, sink
-
-
-class NoPad:
-    """A pad nobody reads: the tests look at the predictions."""
-
-    def send(self, state) -> None:
-        pass
-
-    def neutral(self) -> None:
-        pass
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from models.build import build_architecture
 from models.checkpoints import save_checkpoint
 from models.registry import version_dir
 from models.spec import load_spec
-from tests.driver_helpers import create_version, save_constant_checkpoint, small_sim
+from tests.driver_helpers import NoPad, create_version, save_constant_checkpoint, small_sim
 from tests.test_inference_engines import (
     VERSION,
     GameRateFrames,
@@ -191,16 +191,6 @@ class NoWeights:
 
     version = "model_0000_demo_v1"
     batch = 0
-
-
-class NoPad:
-    """A pad nobody reads."""
-
-    def send(self, state) -> None:
-        pass
-
-    def neutral(self) -> None:
-        pass
 
 
 def test_the_driver_alerts_when_its_model_drives_at_f32_instead(demo_model, split):
