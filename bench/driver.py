@@ -8,6 +8,7 @@
     .venv/bin/python bench/driver.py --window-latency [--threads 1] [--line L] [--tick-hz 30]  # 6.
     .venv/bin/python bench/driver.py --engine openvino [--size 270x480] [--threads 2]  # only 7.
     .venv/bin/python bench/driver.py --engine openvino --precision int8 [--samples-db PATH]
+    .venv/bin/python bench/driver.py --engine openvino --precision int8 --in-flight 2
         [--version model_0000_demo_v1 --data DIR] [--no-swap | --gate-only]  # a trained version
 
 1. Loop vs bare: the driver's full loop (capture in its thread, preprocess, one
@@ -94,7 +95,9 @@
       translate, pad, status and overlay JPEGs) against the bare engine call
       (the compiled model's infer on one constant frame, outputs copied out)
       in the same run: PPS >= 30 and ratio >= 0.9. Then the same with the
-      game at 60 fps (what the loop could do).
+      game at 60 fps (what the loop could do). With --in-flight 2 ([driver]
+      predictions_in_flight) both run two frames at once on two OpenVINO
+      streams: the bare rate is that pipeline's, on the same constant frame.
    With --precision bf16|int8 ([driver] precision) the f32 model is then
    reduced (bf16 compiled, or int8 quantized with NNCF on recorded frames of
    --samples-db) and its heads compared with f32's on held-back recorded
@@ -229,6 +232,13 @@ def main() -> None:
         "--no-swap", action="store_true", help="with --engine: skip 7.c, the checkpoint swap"
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="with --engine openvino: [driver] predictions_in_flight (2: two streams)",
+    )
+    parser.add_argument(
         "--beside-trainer",
         action="store_true",
         help="with --engine: only 7.d, the demo driver on it and on TensorFlow beside a trainer",
@@ -269,6 +279,7 @@ def main() -> None:
             swap=not args.no_swap,
             trained=trained,
             gate_only=args.gate_only,
+            in_flight=args.in_flight,
         )
         bench_engine(
             config, args.engine, line, (height, width), args.threads, args.seconds, reduced
@@ -1349,6 +1360,8 @@ class Reduced:
     trained: tuple[str, Path] | None = None
     # Only 7.a (conversion, parity, the reduced precision's gate): nothing timed after it.
     gate_only: bool = False
+    # [driver] predictions_in_flight: 2 = two OpenVINO streams, the loop one frame behind.
+    in_flight: int = 1
 
 
 def bench_engine(
@@ -1382,7 +1395,7 @@ def bench_engine(
         what = f"trained, batch {loaded.batch}"
     print(
         f"7. {line} ({what}) at {height}x{width} on {engine} ({reduced.precision}), "
-        f"{threads} prediction threads"
+        f"{threads} prediction threads, {reduced.in_flight} in flight"
     )
     frames = None
     if reduced.precision != "f32" and reduced.samples_db is not None:
@@ -1398,6 +1411,7 @@ def bench_engine(
         inter_threads=1,
         precision=reduced.precision,
         frames=frames,
+        in_flight=reduced.in_flight,
     )
     built_s = time.perf_counter() - started
     frame = game_input(config, (width, height))
@@ -1479,8 +1493,9 @@ def game_input(config, size: tuple[int, int]) -> np.ndarray:
 
 
 def bare_engine_rate(one_pass: OnePassModel, frame: np.ndarray, seconds: float) -> float:
-    """Calls per second of the engine's compiled model on one constant frame, outputs copied."""
-    run = one_pass._engine.run
+    """Calls per second of the engine's compiled model on one constant frame, outputs copied:
+    the loop's own call (`CompiledEngine.drive`: two frames in flight where it pipelines)."""
+    run = one_pass._engine.drive
     for _ in range(5):
         run(frame)
     calls, started = 0, time.perf_counter()

@@ -34,7 +34,10 @@ from engine.driver.engines import (
     CONVCAM_TOLERANCE,
     HEAD_TOLERANCE,
     Tolerance,
+    check_parity,
+    export_engine_model,
     installed_engines,
+    load_engine_model,
     ort_providers,
     ort_session_options,
     resolve_engine,
@@ -106,6 +109,48 @@ def test_xception_agrees_with_tensorflow_on_a_small_input(engine):
     reference = OnePassModel(model, spec.output_names, (spec.convcam,))
     converted = OnePassModel(model, spec.output_names, (spec.convcam,), engine=engine)
     assert_agree(reference, converted, game_frame(reference.input_shape))
+
+
+def test_two_in_flight_each_prediction_is_of_the_frame_before(demo_model, tmp_path):
+    spec = load_spec("model_0000_demo")
+    layers = (spec.convcam,)
+    reference = OnePassModel(demo_model, spec.output_names, layers)
+    pipelined = OnePassModel(
+        demo_model, spec.output_names, layers, engine="openvino", intra_threads=2, in_flight=2
+    )
+    frames = random_frames(reference.input_shape, count=4)
+    got = [pipelined.predict(frame) for frame in frames]
+    # The first frame waits for itself; the second gives it again while the pipeline fills;
+    # from then on each call returns the frame given one call earlier.
+    for prediction, source in zip(got, [0, 0, 1, 2], strict=True):
+        want = reference.predict(frames[source])
+        for name, value in want.outputs.items():
+            assert prediction.outputs[name] == pytest.approx(value, abs=HEAD_TOLERANCE)
+    # Every check (parity, the precision gate) still gets its own frame's outputs.
+    heads = len(spec.output_names)
+    own = pipelined._engine.run(frames[3][np.newaxis])
+    check_parity(reference._reference(frames[3][np.newaxis]), own, heads, Tolerance())
+    # A converted checkpoint (a reload) pipelines too.
+    path = export_engine_model("openvino", reference._forward, frames[0][np.newaxis], tmp_path)
+    loaded = load_engine_model(
+        "openvino", path, frames[0][np.newaxis], intra_threads=2, inter_threads=1, in_flight=2
+    )
+    assert loaded.stream is not None
+
+
+@pytest.mark.parametrize(
+    ("driver", "named"),
+    [
+        ('engine = "onnxruntime"\npredictions_in_flight = 2', "onnxruntime"),
+        ("predictions_in_flight = 3", "3"),
+    ],
+)
+def test_predictions_in_flight_other_than_openvinos_one_or_two_is_refused(tmp_path, driver, named):
+    path = tmp_path / "config.toml"
+    path.write_text(f"[driver]\n{driver}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "predictions_in_flight" in str(error.value) and named in str(error.value)
 
 
 def test_auto_takes_the_fastest_installed_engine_on_a_cpu():

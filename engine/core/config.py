@@ -332,6 +332,10 @@ class DriverConfig(Section):
     # prediction threads (OpenVINO: inference_num_threads; ONNX Runtime: intra/inter op).
     intra_op_threads: Annotated[int, Meta(ge=0, le=1024)] = 1
     inter_op_threads: Annotated[int, Meta(ge=0, le=1024)] = 1
+    # Frames computing at once (OpenVINO): 1 = each prediction is of the newest frame; 2 = two
+    # streams sharing intra_op_threads, the car acting on the frame before the newest: more
+    # predictions a second where one pass keeps every thread busy (Xception on 2 cores).
+    predictions_in_flight: Annotated[int, Meta(ge=1, le=2)] = 1
     # Player Console reports (DriverStatus) per second.
     status_hz: Annotated[float, Meta(ge=0.1, le=60.0)] = 4.0
     # Overlay images (hood, Convcam, chase as JPEG) per second.
@@ -361,8 +365,14 @@ class DriverConfig(Section):
         if self.precision != "f32" and self.engine not in ("auto", "openvino"):
             raise ConfigError(
                 f"'driver.precision' = {self.precision!r} is OpenVINO's, but 'driver.engine' = "
-                f"{self.engine!r}; accepted: precision \"f32\" on {self.engine}, or engine "
+                f'{self.engine!r}; accepted: precision "f32" on {self.engine}, or engine '
                 '"openvino" (or "auto") with "bf16" or "int8"'
+            )
+        if self.predictions_in_flight != 1 and self.engine not in ("auto", "openvino"):
+            raise ConfigError(
+                f"'driver.predictions_in_flight' = {self.predictions_in_flight} needs OpenVINO's "
+                f"streams, but 'driver.engine' = {self.engine!r}; accepted: 1 on "
+                f'{self.engine}, or engine "openvino" (or "auto") with 1 or 2'
             )
 
 

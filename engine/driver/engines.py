@@ -96,6 +96,15 @@ class CompiledEngine:
     model: object = None
     # "f32", or the reduced precision it runs at ([driver] precision, engine.driver.precision).
     precision: str = "f32"
+    # The driving loop's call ([driver] predictions_in_flight): `run` itself, or with two in
+    # flight the outputs of the frame given one call earlier (`Pipeline`). `run` stays the
+    # synchronous call every check uses.
+    stream: Runner | None = None
+
+    @property
+    def drive(self) -> Runner:
+        """What the driving loop calls once per frame: `stream` where there is one, else `run`."""
+        return self.stream if self.stream is not None else self.run
 
     @property
     def label(self) -> str:
@@ -193,6 +202,7 @@ def compile_engine(
     *,
     intra_threads: int = 0,
     inter_threads: int = 0,
+    in_flight: int = 1,
 ) -> CompiledEngine:
     """Convert and compile a traced one-pass `tf.function` for `name`, inputs like `example`.
 
@@ -202,6 +212,7 @@ def compile_engine(
     """
     started = time.perf_counter()
     converted = None
+    stream = None
     if name == "tensorflow":
         device = "GPU" if _tensorflow_sees_gpu() else "CPU"
 
@@ -209,14 +220,16 @@ def compile_engine(
             return [np.asarray(value) for value in function(frames)]
     elif name in ("openvino", "onnxruntime"):
         converted = _converted(name, function, example)
-        device, run = _compiled(name, converted, intra_threads, inter_threads)
+        device, run, stream = _compiled(name, converted, intra_threads, inter_threads, in_flight)
     else:
         raise EngineUnavailable(
             f"inference engine {name!r} is unknown; accepted: {', '.join(ENGINES)}"
         )
     run(example)  # the first call allocates; not on the first frame the car waits for
     kept = converted if name == "openvino" else None
-    return CompiledEngine(name, device, run, time.perf_counter() - started, model=kept)
+    return CompiledEngine(
+        name, device, run, time.perf_counter() - started, model=kept, stream=stream
+    )
 
 
 def export_engine_model(
@@ -240,7 +253,13 @@ def export_engine_model(
 
 
 def load_engine_model(
-    name: EngineName, path: Path, example: np.ndarray, *, intra_threads: int, inter_threads: int
+    name: EngineName,
+    path: Path,
+    example: np.ndarray,
+    *,
+    intra_threads: int,
+    inter_threads: int,
+    in_flight: int = 1,
 ) -> CompiledEngine:
     """Compile a model file `export_engine_model` wrote: a fraction of a second."""
     started = time.perf_counter()
@@ -250,21 +269,31 @@ def load_engine_model(
         model: object = openvino.Core().read_model(str(path))
     else:
         model = path.read_bytes()
-    device, run = _compiled(name, model, intra_threads, inter_threads)
+    device, run, stream = _compiled(name, model, intra_threads, inter_threads, in_flight)
     run(example)
     kept = model if name == "openvino" else None
-    return CompiledEngine(name, device, run, time.perf_counter() - started, model=kept)
+    return CompiledEngine(
+        name, device, run, time.perf_counter() - started, model=kept, stream=stream
+    )
 
 
-def compile_openvino(model: object, *, threads: int = 0, precision: str = "f32") -> CompiledEngine:
+def compile_openvino(
+    model: object, *, threads: int = 0, precision: str = "f32", in_flight: int = 1
+) -> CompiledEngine:
     """Compile an OpenVINO model at `precision` ("f32", "bf16"; an int8-quantized model's
     remaining ops run at "int8"'s f32); warmed up with one call on zeros."""
     started = time.perf_counter()
-    device, run = _openvino(model, threads, precision)
+    device, run, stream = _openvino(model, threads, precision, in_flight)
     shape = tuple(model.inputs[0].get_shape())  # type: ignore[attr-defined]
     run(np.zeros(shape, np.float32))
     return CompiledEngine(
-        "openvino", device, run, time.perf_counter() - started, model=model, precision=precision
+        "openvino",
+        device,
+        run,
+        time.perf_counter() - started,
+        model=model,
+        precision=precision,
+        stream=stream,
     )
 
 
@@ -294,13 +323,20 @@ def _converted(name: EngineName, function: Callable, example: np.ndarray) -> obj
     return proto.SerializeToString()
 
 
-def _compiled(name: EngineName, model: object, intra: int, inter: int) -> tuple[str, Runner]:
+def _compiled(
+    name: EngineName, model: object, intra: int, inter: int, in_flight: int = 1
+) -> tuple[str, Runner, Runner | None]:
+    """(device, run, stream): `stream` is None unless OpenVINO runs `in_flight` = 2."""
     if name == "openvino":
-        return _openvino(model, intra)
-    return _onnxruntime(model, intra, inter)
+        return _openvino(model, intra, in_flight=in_flight)
+    if in_flight != 1:
+        log.warning("%s runs one prediction at a time: predictions_in_flight = 1", name)
+    return (*_onnxruntime(model, intra, inter), None)
 
 
-def _openvino(model: object, threads: int, precision: str = "f32") -> tuple[str, Runner]:
+def _openvino(
+    model: object, threads: int, precision: str = "f32", in_flight: int = 1
+) -> tuple[str, Runner, Runner | None]:
     import openvino
 
     core = openvino.Core()
@@ -311,7 +347,14 @@ def _openvino(model: object, threads: int, precision: str = "f32") -> tuple[str,
     hint = "bf16" if precision == "bf16" else "f32"
     properties: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint}
     if device == "CPU":
-        properties["PERFORMANCE_HINT"] = "LATENCY"
+        # One stream using every thread for the newest frame (the least delay), or one stream
+        # per frame in flight sharing the threads: fewer threads per convolution waste less
+        # in synchronisation, so two streams finish more frames a second (BENCHMARKS.md).
+        if in_flight == 1:
+            properties["PERFORMANCE_HINT"] = "LATENCY"
+        else:
+            properties["PERFORMANCE_HINT"] = "THROUGHPUT"
+            properties["NUM_STREAMS"] = in_flight
         if threads > 0:
             properties["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(model, device, properties)
@@ -323,7 +366,41 @@ def _openvino(model: object, threads: int, precision: str = "f32") -> tuple[str,
         # The request reuses its output buffers: copy before the next call overwrites them.
         return [np.array(results[output]) for output in outputs]
 
-    return device, run
+    stream = Pipeline(compiled, in_flight) if in_flight > 1 else None
+    return device, run, stream
+
+
+class Pipeline:
+    """Frames computing at once on an OpenVINO model compiled with as many streams.
+
+    Each call starts the frame it is given and returns the outputs of the frame
+    given one call earlier, so the next frame computes while the loop acts on the
+    last one; the very first call waits for its own frame, the second returns that
+    frame's outputs again while the pipeline fills.
+    """
+
+    def __init__(self, compiled: object, in_flight: int) -> None:
+        if in_flight != 2:
+            raise ValueError(f"in_flight = {in_flight!r}; accepted: 2")
+        self._requests = [compiled.create_infer_request() for _ in range(in_flight)]  # type: ignore[attr-defined]
+        self._outputs = list(compiled.outputs)  # type: ignore[attr-defined]
+        self._next = 0
+        self._pending: object = None  # the request started one call earlier
+        self._last: list[np.ndarray] = []
+
+    def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
+        request = self._requests[self._next]
+        self._next = (self._next + 1) % len(self._requests)
+        # share_inputs=False: OpenVINO copies the frame, so the caller may reuse its array.
+        request.start_async([frames], share_inputs=False)  # type: ignore[attr-defined]
+        older, self._pending = self._pending, request
+        if older is None:  # nothing was in flight before this frame
+            if self._last:
+                return self._last  # the pipeline fills: the last outputs once more
+            older, self._pending = request, None  # the very first frame: wait for it
+        older.wait()  # type: ignore[attr-defined]
+        self._last = [np.array(older.get_tensor(output).data) for output in self._outputs]  # type: ignore[attr-defined]
+        return self._last
 
 
 def _onnxruntime(model: object, intra: int, inter: int) -> tuple[str, Runner]:

@@ -194,6 +194,7 @@ class OnePassModel:
         precision: str = "f32",
         frames: Callable[[], FrameSplit] | None = None,
         precision_tolerance: SteeringTolerance | None = None,
+        in_flight: int = 1,
     ) -> None:
         if precision not in PRECISIONS:
             raise ModelError(
@@ -225,6 +226,7 @@ class OnePassModel:
         )
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self._threads = (intra_threads, inter_threads)
+        self.in_flight = in_flight
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -253,7 +255,7 @@ class OnePassModel:
         """Run the model on one (H, W, C) frame of raw 0-255 pixels."""
         if frame.shape != self.input_shape:
             raise ValueError(f"frame of shape {frame.shape}; the model takes {self.input_shape}")
-        results = self._engine.run(frame[np.newaxis].astype(np.float32))
+        results = self._engine.drive(frame[np.newaxis].astype(np.float32))
         count = len(self.output_names)
         outputs = {
             name: float(value[0, 0])
@@ -356,7 +358,12 @@ class OnePassModel:
                     "(a newer checkpoint came meanwhile; the next reload takes it)"
                 )
             compiled = load_engine_model(
-                name, path, example, intra_threads=intra, inter_threads=inter
+                name,
+                path,
+                example,
+                intra_threads=intra,
+                inter_threads=inter,
+                in_flight=self.in_flight,
             )
             return compiled, quantized_in_child(path) if calibration is not None else None
 
@@ -429,7 +436,12 @@ class OnePassModel:
                     raise failure
             intra, _ = self._threads
             reduced = reduce_precision(
-                self.precision, full, split.calibration, threads=intra, quantized=quantized
+                self.precision,
+                full,
+                split.calibration,
+                threads=intra,
+                quantized=quantized,
+                in_flight=self.in_flight,
             )
             agreement = check_steering(
                 full.run, reduced.run, split.held_back, self.output_names, self.precision_tolerance
@@ -458,7 +470,12 @@ class OnePassModel:
         intra, inter = self._threads
         example = np.zeros((1, *self.input_shape), np.float32)
         return compile_engine(
-            name, self._forward, example, intra_threads=intra, inter_threads=inter
+            name,
+            self._forward,
+            example,
+            intra_threads=intra,
+            inter_threads=inter,
+            in_flight=self.in_flight,
         )
 
     def _reference(self, frames: np.ndarray) -> list[np.ndarray]:
@@ -487,6 +504,7 @@ def one_pass_model(
         inter_threads=config.inter_op_threads,
         precision=config.precision,
         frames=frames,
+        in_flight=config.predictions_in_flight,
     )
 
 

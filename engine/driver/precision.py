@@ -40,6 +40,7 @@ A reduced model over either keeps driving at f32.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -175,6 +176,7 @@ def reduce_precision(
     *,
     threads: int = 0,
     quantized: object = None,
+    in_flight: int = 1,
 ) -> CompiledEngine:
     """`full` (an f32 OpenVINO model) compiled at `precision`: bf16, or int8 from `calibration`
     (or the already `quantized` model a conversion child made from it).
@@ -199,15 +201,8 @@ def reduce_precision(
             )
     else:
         model = quantized if quantized is not None else quantize_int8(model, calibration)
-    reduced = compile_openvino(model, threads=threads, precision=precision)
-    return CompiledEngine(
-        reduced.name,
-        reduced.device,
-        reduced.run,
-        time.perf_counter() - started,
-        model=model,
-        precision=precision,
-    )
+    reduced = compile_openvino(model, threads=threads, precision=precision, in_flight=in_flight)
+    return dataclasses.replace(reduced, seconds_to_build=time.perf_counter() - started)
 
 
 def cpu_supports_bf16() -> bool:
