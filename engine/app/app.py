@@ -45,6 +45,7 @@ from engine.app.processes import check_recorder_games, process_table
 from engine.app.signals import on_stop_signals
 from engine.app.supervisor import Supervisor
 from engine.core.config import Config
+from engine.core.memory import released_memory
 from engine.core.secrets import hub_token
 from engine.core.store import AppState, ConnectionChanged, ProcessState
 from engine.node.client import HUB_TOKEN_ENV, HUB_URL_ENV
@@ -75,7 +76,10 @@ async def run_app(
     app = StreamApp(config, config_path=config_path)
     stop = asyncio.Event()
     # SIGINT and SIGTERM set `stop` (the app then shuts down in order) instead of killing it.
-    with on_stop_signals(functools.partial(_request_stop, stop)):
+    with (
+        on_stop_signals(functools.partial(_request_stop, stop)),
+        released_memory(config.supervisor.release_memory_s),
+    ):
         await app.start()
         try:
             await _wait(stop, for_seconds, app.state if view else None)

@@ -505,6 +505,10 @@ class SupervisorConfig(Section):
     # the driver goes neutral); once per process in 10 minutes at most, so a bound below a
     # process's start-up size cannot restart it in a loop.
     memory_restart: bool = False
+    # Every process (app and nodes) hands the heap memory it has freed back to the system this
+    # often (glibc's malloc_trim, engine/core/memory.py; a few ms on a thread of its own); 0:
+    # never. Without it the driver's RSS kept a few MB of each checkpoint reload (issue 19).
+    release_memory_s: Annotated[float, Meta(ge=0.0, le=3600.0)] = 60.0
     # Each process's output file (<data_dir>/logs/<name>.log) past this many MB is moved to
     # <name>.log.1 (replacing the older one) and started afresh: at most twice this per
     # process on disk. Checked at each start and each sample; 0: no cap.

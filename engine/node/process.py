@@ -33,6 +33,7 @@ from engine.core.cli_args import add_config_argument, add_data_argument, config_
 from engine.core.config import Config
 from engine.core.errors import CharlesError, exit_code_of
 from engine.core.logs import setup_logging
+from engine.core.memory import released_memory
 from engine.core.shutdown import EXIT_SIGTERM, sigterm_as_exit
 
 log = logging.getLogger("charles.nodes")
@@ -65,7 +66,8 @@ def run_node(args: argparse.Namespace, body: Callable[[Config], int]) -> int:
             die_with_parent()
             config = config_from(args)
             setup_logging(config.app.log_level)
-            return body(config)
+            with released_memory(config.supervisor.release_memory_s):
+                return body(config)
         except SystemExit as stop:
             if stop.code != EXIT_SIGTERM:
                 raise
