@@ -15,6 +15,7 @@ from engine.core.wire import Alert
 from engine.data.frames import encode_frame, resize_frame
 from engine.data.samples import Sample, SampleSet
 from engine.data.storage import SampleStorage
+from engine.driver import precision
 from engine.driver.controller import Translator
 from engine.driver.driver import Driver, DriverParts
 from engine.driver.engines import HEAD_TOLERANCE
@@ -162,6 +163,25 @@ def test_int8_calibrated_on_recorded_frames_drives_when_it_steers_like_f32(demo_
     assert mean <= model.precision_tolerance.mean and top <= model.precision_tolerance.max
     prediction = model.predict(split.held_back[0])
     assert set(prediction.outputs) == set(SPEC.output_names)
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_and_f32_drives(demo_model, split, monkeypatch):
+    # Our own capability probe answers "no" here, as OpenVINO's would on a CPU without
+    # AVX-512 BF16 or AMX: the refusal names what this CPU accepts instead.
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    model = reduced(demo_model, "bf16", split)
+    assert model.engine == "openvino CPU"  # f32
+    note = model.precision_note
+    assert note is not None and "'bf16' not taken" in note and "has no bf16" in note
+    assert '"int8"' in note
+
+
+def test_int8_with_two_in_flight_pipelines_the_reduced_model(demo_model, split):
+    model = reduced(demo_model, "int8", split, in_flight=2, intra_threads=2)
+    assert model.engine == "openvino CPU int8"
+    assert model._engine.stream is not None  # the loop's call is the two-stream pipeline
+    first, second = split.held_back[0], split.held_back[1]
+    assert model.predict(first).outputs == model.predict(second).outputs  # filling: frame 1 again
 
 
 def test_a_reduced_model_that_steers_otherwise_is_refused_and_f32_drives(demo_model, split):
