@@ -35,6 +35,7 @@ from engine.driver.engines import (
     HEAD_TOLERANCE,
     Tolerance,
     check_parity,
+    driver_config_with_engine,
     export_engine_model,
     installed_engines,
     load_engine_model,
@@ -151,6 +152,15 @@ def test_predictions_in_flight_other_than_openvinos_one_or_two_is_refused(tmp_pa
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "predictions_in_flight" in str(error.value) and named in str(error.value)
+
+
+def test_eval_and_convcam_predict_each_frame_itself_whatever_is_in_flight():
+    config = default_config()
+    config = msgspec.structs.replace(
+        config, driver=msgspec.structs.replace(config.driver, predictions_in_flight=2)
+    )
+    for engine in (None, "openvino"):
+        assert driver_config_with_engine(config, engine).predictions_in_flight == 1
 
 
 def test_auto_takes_the_fastest_installed_engine_on_a_cpu():

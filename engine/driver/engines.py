@@ -578,7 +578,12 @@ def add_engine_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def driver_config_with_engine(config: Config, engine: str | None) -> DriverConfig:
-    """`[driver]` with `--engine` applied when given."""
+    """`[driver]` for `eval` and `convcam`, with `--engine` applied when given.
+
+    One prediction in flight whatever `predictions_in_flight` says: each frame's outputs
+    are that frame's, so a score or an image measures the model, not the pipeline's delay.
+    """
+    driver = msgspec.structs.replace(config.driver, predictions_in_flight=1)
     if engine is None:
-        return config.driver
-    return msgspec.structs.replace(config.driver, engine=engine)
+        return driver
+    return msgspec.structs.replace(driver, engine=engine)
