@@ -33,7 +33,8 @@ def test_a_lower_priority_adds_to_the_nice_value_of_the_process():
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.strip() == "3"
+    # POSIX caps nice at 19: a suite already run at nice 17 or more sees less than 3.
+    assert int(done.stdout.strip()) == min(3, 19 - os.nice(0))
 
 
 def test_no_increment_leaves_the_priority_as_it_is():
