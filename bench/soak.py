@@ -50,6 +50,7 @@ history) is projected no higher than its bound, which the table names.
 
     .venv/bin/python bench/soak.py --summarize soak.json   # the summary of a saved run again
     .venv/bin/python bench/soak.py --summarize soak.csv    # of a run still going, or cut short
+    .venv/bin/python bench/soak.py --summarize soak.json --fit-from-min 60   # its last part
 """
 
 from __future__ import annotations
@@ -110,13 +111,20 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="folder for soak.csv/soak.json (default: cwd)")
     parser.add_argument("--summarize", type=Path, help="only print the summary of a soak.json")
+    parser.add_argument(
+        "--fit-from-min",
+        type=float,
+        default=0.0,
+        help="with --summarize: fit growth from this minute on (if later than the warm-up's end)",
+    )
     args = parser.parse_args()
     if args.summarize is not None:
         saved = saved_run(args.summarize)
         rows = saved["rows"]
         every = (rows[1]["minute"] - rows[0]["minute"]) * 60.0 if len(rows) > 1 else 0.0
         args.every_s = round(every)
-        print_summary(rows, saved["ending"], summarize(rows), args)
+        summary = summarize(rows, from_minute=args.fit_from_min)
+        print_summary(rows, saved["ending"], summary, args)
         return
     lows = (("--minutes", args.minutes, 1.0), ("--every-s", args.every_s, 5.0))
     for name, value, low in (*lows, ("--learn-at-min", args.learn_at_min, 0.0)):
@@ -515,11 +523,16 @@ def bounds(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, str]]:
     }
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per numeric figure: after warm-up, at the end, growth per hour, a 5-day projection."""
+def summarize(rows: list[dict[str, Any]], from_minute: float = 0.0) -> dict[str, Any]:
+    """Per numeric figure: after warm-up, at the end, growth per hour, a 5-day projection.
+
+    `from_minute`: fit from there when that is later than the warm-up's end (e.g. the
+    last hour of a run, to tell a slow warm-up from a steady rise)."""
     if not rows:
         return {"warm_up_end_minute": None, "figures": {}}
-    start = warm_up_end(rows)
+    asked = next((i for i, row in enumerate(rows) if row["minute"] >= from_minute), len(rows))
+    warm = warm_up_end(rows)
+    start = min(max(warm, asked), max(len(rows) - 3, 0))
     kept = rows[start:]
     caps = bounds(rows)
     figures: dict[str, dict[str, float | None]] = {}
@@ -557,7 +570,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # The whole is its parts: each projected no higher than its own bound.
         figures["disk.total_mb"]["at_5_days"] = sum(f["at_5_days"] for f in parts)
         figures["disk.total_mb"]["bound"] = "the sum of the parts' projections"
-    return {"warm_up_end_minute": rows[start]["minute"], "figures": figures}
+    return {
+        "warm_up_end_minute": rows[warm]["minute"],
+        "fit_from_minute": rows[start]["minute"],
+        "figures": figures,
+    }
 
 
 def swing_figure(
@@ -590,6 +607,9 @@ def print_summary(
         f"({len(rows)} samples), chromium on /overlay/, {ending['chat_lines']} chat lines "
         f"({args.chat_rate:g}/s), {ending['replies']} replies"
     )
+    fitted = summary.get("fit_from_minute", summary["warm_up_end_minute"])
+    if fitted != summary["warm_up_end_minute"]:
+        print(f"fitted from minute {fitted} (--fit-from-min), not from the warm-up's end:")
     print(
         f"warm-up ends at minute {summary['warm_up_end_minute']} (after the first batch, "
         f"trainer+driver+app RSS rises <= {WARM_STEP:.0%} per sample from there); "
