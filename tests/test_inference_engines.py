@@ -119,6 +119,7 @@ def test_two_in_flight_each_prediction_is_of_the_frame_before(demo_model, tmp_pa
     pipelined = OnePassModel(
         demo_model, spec.output_names, layers, engine="openvino", intra_threads=2, in_flight=2
     )
+    assert pipelined.engine == "openvino CPU, 2 in flight"  # the Player Console's engine row
     frames = random_frames(reference.input_shape, count=4)
     got = [pipelined.predict(frame) for frame in frames]
     # The first frame waits for itself; the second gives it again while the pipeline fills;

@@ -178,7 +178,7 @@ def test_bf16_on_a_cpu_without_it_is_refused_and_f32_drives(demo_model, split, m
 
 def test_int8_with_two_in_flight_pipelines_the_reduced_model(demo_model, split):
     model = reduced(demo_model, "int8", split, in_flight=2, intra_threads=2)
-    assert model.engine == "openvino CPU int8"
+    assert model.engine == "openvino CPU int8, 2 in flight"
     assert model._engine.stream is not None  # the loop's call is the two-stream pipeline
     first, second = split.held_back[0], split.held_back[1]
     assert model.predict(first).outputs == model.predict(second).outputs  # filling: frame 1 again

@@ -108,9 +108,14 @@ class CompiledEngine:
 
     @property
     def label(self) -> str:
-        """What the Player Console shows, e.g. "openvino CPU" or "openvino CPU int8"."""
+        """What the Player Console shows, e.g. "openvino CPU", "openvino CPU int8" or
+        "openvino CPU int8, 2 in flight"."""
         label = f"{self.name} {self.device}"
-        return label if self.precision == "f32" else f"{label} {self.precision}"
+        if self.precision != "f32":
+            label = f"{label} {self.precision}"
+        if isinstance(self.stream, Pipeline):
+            label = f"{label}, {self.stream.in_flight} in flight"
+        return label
 
 
 def installed_engines() -> tuple[EngineName, ...]:
@@ -382,6 +387,7 @@ class Pipeline:
     def __init__(self, compiled: object, in_flight: int) -> None:
         if in_flight != 2:
             raise ValueError(f"in_flight = {in_flight!r}; accepted: 2")
+        self.in_flight = in_flight
         self._requests = [compiled.create_infer_request() for _ in range(in_flight)]  # type: ignore[attr-defined]
         self._outputs = list(compiled.outputs)  # type: ignore[attr-defined]
         self._next = 0
