@@ -147,9 +147,12 @@ async def test_the_remote_driver_fetches_the_checkpoints_and_drives_with_them(st
     batch = stream.state.driver.batch
     mine = version_dir(stream.driver_dir, v1) / f"batch-{batch:012d}"
     theirs = version_dir(stream.trainer_dir, v1) / f"batch-{batch:012d}"
-    if theirs.exists():  # not pruned yet on the GPU box
+    if theirs.exists() and mine.exists():  # not pruned yet on either PC
         assert checkpoint_files(mine) == checkpoint_files(theirs)
-    assert batch in stream.checkpoints(stream.driver_dir, v1)
+    # Fetched into the other PC's own data directory. On a busy machine newer ones may have
+    # come meanwhile and pruned it to [models] keep_checkpoints: only newer, never older.
+    local = stream.checkpoints(stream.driver_dir, v1)
+    assert batch in local or (local and min(local) > batch), (batch, local)
 
 
 async def test_a_switch_reaches_the_remote_nodes_and_the_timeline_is_the_streaming_pcs(stream):
