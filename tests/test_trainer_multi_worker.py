@@ -27,6 +27,9 @@ version. They meet over gRPC on 127.0.0.1 at distinct ports.
   failed collective, and saves nothing more; started again (the test is the
   supervisor), both resume from the chief's latest checkpoint and its batch
   counter, on samples never drawn before.
+- A paused worker (SIGSTOP for twice TensorFlow's 10 s heartbeat default,
+  as a starved process on a busy machine) is not declared dead: only
+  `collective_timeout_s` decides, and the run goes on to its end.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ RUN_TIMEOUT_S = 600.0
 TRAJECTORY_BATCHES = 12
 NODE_TOKEN = "multi-worker-test-token"
 TOLERANCE = 2e-3
+# TensorFlow's coordination service declares a silent worker dead after 10 s by default.
+TENSORFLOW_HEARTBEAT_DEFAULT_S = 10.0
+PAUSED_BATCHES = 45
 # Per buffer: a 32-sample batch takes 16 from each; 40 sets of 21-23 samples last ~55 batches.
 SETS_PER_BUFFER = 40
 CAPACITY = 2000
@@ -103,7 +109,11 @@ def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp
     chief_run = start_train(chief, ["--worker-index", "0"])
     worker_run = start_train(worker, ["--worker-index", "1"])
     try:
-        wait_for(lambda: newest_checkpoint(chief) >= 6, "a chief checkpoint at batch 6")
+        wait_for(
+            lambda: newest_checkpoint(chief) >= 6,
+            "a chief checkpoint at batch 6",
+            runs=(chief_run, worker_run),
+        )
         worker_run.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         worker_run.wait(timeout=RUN_TIMEOUT_S)
@@ -126,6 +136,34 @@ def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp
     assert newest_checkpoint(chief) == resume_from + 4
     # The resumed run trained on samples no earlier draw had taken: 4 batches of 32 at least.
     assert fresh_before - undrawn_samples(chief) >= 4 * 32
+
+
+def test_a_worker_paused_past_tensorflows_heartbeat_default_is_not_declared_dead(tmp_path):
+    trainer = "checkpoint_every = 3\ncollective_timeout_s = 90"
+    chief, worker = make_cluster(tmp_path, trainer=trainer)
+    runs = [
+        start_train(box, ["--batches", str(PAUSED_BATCHES), "--worker-index", str(index)])
+        for index, box in enumerate((chief, worker))
+    ]
+    try:
+        wait_for(
+            lambda: newest_checkpoint(chief) >= 3, "a chief checkpoint at batch 3", runs=tuple(runs)
+        )
+        runs[1].send_signal(signal.SIGSTOP)
+        paused_at = newest_checkpoint(chief)
+        time.sleep(2 * TENSORFLOW_HEARTBEAT_DEFAULT_S)  # the stimulus: a worker silent this long
+        runs[1].send_signal(signal.SIGCONT)
+        outputs = [run.communicate(timeout=RUN_TIMEOUT_S) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    assert paused_at < PAUSED_BATCHES, "the run ended before the pause: nothing was tested"
+    failed = [err[-4000:] for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode]
+    assert not failed, "\n---\n".join(failed)
+    assert [json.loads(out.strip().splitlines()[-1])["end_batch"] for out, _ in outputs] == [
+        PAUSED_BATCHES
+    ] * 2
 
 
 def test_across_two_namespaces_a_cut_link_stops_both_and_they_resume_together(tmp_path):
@@ -465,10 +503,22 @@ def read_logs(logs: list[Path]) -> str:
     )
 
 
-def wait_for(condition, what: str, timeout: float = RUN_TIMEOUT_S) -> None:
-    """Await a condition the processes bring about (checked twice a second)."""
+def wait_for(
+    condition,
+    what: str,
+    timeout: float = RUN_TIMEOUT_S,
+    runs: tuple[subprocess.Popen[str], ...] = (),
+) -> None:
+    """Await a condition the processes bring about (checked twice a second).
+
+    Fails at once, with their errors, when one of `runs` exits first.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
+        exited = [run for run in runs if run.poll() is not None]
+        if exited:
+            errors = "\n---\n".join(run.communicate()[1][-4000:] for run in exited)
+            raise AssertionError(f"no {what}: a trainer exited first\n{errors}")
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {timeout:.0f} s")
         time.sleep(0.5)

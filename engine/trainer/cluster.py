@@ -61,6 +61,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+from tensorflow.python.eager import context
 
 from engine.core.config import TrainerConfig
 from engine.core.errors import CharlesError, ConfigError
@@ -124,6 +126,7 @@ def join_cluster(settings: TrainerConfig) -> Cluster:
         implementation=tf.distribute.experimental.CommunicationImplementation.RING,
         timeout_seconds=settings.collective_timeout_s,
     )
+    _configure_heartbeats(len(settings.workers), settings.collective_timeout_s)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         cluster_resolver=resolver, communication_options=options
     )
@@ -136,6 +139,24 @@ def join_cluster(settings: TrainerConfig) -> Cluster:
     )
     _joined = Cluster(strategy, settings.workers, settings.worker_index)
     return _joined
+
+
+def _configure_heartbeats(workers: int, timeout_s: float) -> None:
+    """TensorFlow's coordination service declares a worker dead after `timeout_s` of silence.
+
+    `MultiWorkerMirroredStrategy` configures that service itself, with TensorFlow's default
+    heartbeat timeout of 10 s, unless one is configured already. On a busy machine (a stream,
+    a test suite and a trainer sharing two cores) a live worker's heartbeats were late by more
+    than that and both workers stopped. One setting, `collective_timeout_s`, now says how long
+    a silent peer may be alive: the same service as the strategy would configure, with that
+    timeout. TensorFlow offers this only in its `context` module (not the public `tf.` API).
+    """
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader="/job:worker/replica:0/task:0",
+        heartbeat_timeout_in_ms=round(timeout_s * 1000),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=workers)],
+    )
 
 
 @dataclass(frozen=True)
