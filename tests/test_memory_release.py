@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,48 @@ def test_a_release_interval_out_of_range_is_refused(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "release_memory_s" in str(error.value) and "-1" in str(error.value)
+
+
+def _recording(monkeypatch, module: str) -> tuple[list[float], threading.Event]:
+    """Stand in for `released_memory` in a command's module: the interval it was given, and
+    whether the command's work ended inside the block."""
+    intervals: list[float] = []
+    ended_inside = threading.Event()
+
+    @contextlib.contextmanager
+    def released(interval_s: float) -> Iterator[None]:
+        intervals.append(interval_s)
+        yield
+        ended_inside.set()
+
+    monkeypatch.setattr(f"{module}.released_memory", released)
+    return intervals, ended_inside
+
+
+@pytest.mark.tf
+def test_a_standalone_train_releases_memory_at_the_configured_interval(tmp_path, monkeypatch):
+    from engine.cli import main
+    from tests.test_trainer import VERSION
+    from tests.test_trainer_cli import prepared
+
+    config_path, _ = prepared(tmp_path)
+    with config_path.open("a", encoding="utf-8") as config:
+        config.write("\n[supervisor]\nrelease_memory_s = 7.5\n")
+    intervals, ended_inside = _recording(monkeypatch, "engine.trainer.cli")
+    assert main(["train", "--model", VERSION, "--batches", "2", "--config", str(config_path)]) == 0
+    assert intervals == [7.5] and ended_inside.is_set()
+
+
+@pytest.mark.tf
+def test_a_standalone_drive_releases_memory_at_the_configured_interval(tmp_path, monkeypatch):
+    from engine.cli import main
+    from tests.driver_helpers import create_version, save_constant_checkpoint
+
+    version = create_version(tmp_path)
+    save_constant_checkpoint(tmp_path, version, batch=1, steering=0.0, throttle_brake=0.5)
+    config = tmp_path / "config.toml"
+    config.write_text("[supervisor]\nrelease_memory_s = 7.5\n", encoding="utf-8")
+    intervals, ended_inside = _recording(monkeypatch, "engine.driver.cli")
+    args = ["drive", "--model", version, "--sim", "--seconds", "0.5", "--json"]
+    assert main([*args, "--data", str(tmp_path), "--config", str(config)]) == 0
+    assert intervals == [7.5] and ended_inside.is_set()

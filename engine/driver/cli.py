@@ -48,6 +48,7 @@ from engine.core.cli_args import (
 )
 from engine.core.config import Config
 from engine.core.errors import ConfigError
+from engine.core.memory import released_memory
 from engine.core.shutdown import sigterm_as_exit
 from engine.core.wire import DriverStage, DriverStatus, Message, StageTime
 from engine.driver.console import player_table
@@ -104,7 +105,8 @@ def run_drive(args: argparse.Namespace) -> int:
         from engine.driver.controller import ControllerError
 
         try:
-            return _drive(config, args, data_dir)
+            with released_memory(config.supervisor.release_memory_s):
+                return _drive(config, args, data_dir)
         except ControllerError as error:
             log.error("%s", error)
             return EXIT_NO_DEVICE

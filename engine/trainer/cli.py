@@ -46,6 +46,7 @@ from engine.core.cli_args import (
     data_dir_from,
     positive_int,
 )
+from engine.core.memory import released_memory
 from models.registry import Registry
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def _train(args: argparse.Namespace, stop: threading.Event) -> int:
     except (CheckpointError, ClusterError) as error:
         log.error("%s", error)
         return EXIT_NO_CHECKPOINT
-    with trainer:
+    with trainer, released_memory(config.supervisor.release_memory_s):
         if not trainer.ready() and not args.wait:
             log.error(
                 "the data is not ready: buffers hold %s samples (held/needed, at "
