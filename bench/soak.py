@@ -119,8 +119,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.summarize is not None:
-        saved = saved_run(args.summarize)
-        rows = saved["rows"]
+        try:
+            saved = saved_run(args.summarize)
+            rows = saved["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(
+                f"--summarize {args.summarize}: cannot be read as a soak ({error}); accepted: "
+                "the soak.json a finished soak wrote, or the soak.csv of one still running"
+            )
+        if not rows:
+            parser.error(f"--summarize {args.summarize}: no samples in it yet")
         every = (rows[1]["minute"] - rows[0]["minute"]) * 60.0 if len(rows) > 1 else 0.0
         args.every_s = round(every)
         summary = summarize(rows, from_minute=args.fit_from_min)
