@@ -7,6 +7,7 @@ model_0003_xception at 270x480 needs for 30 predictions/s.
    flight (THROUGHPUT, 2 streams, 2 threads) and with 1 (LATENCY, 2 threads): GMAC/s.
 """
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -95,7 +96,11 @@ def rate(model, shape, mode, seconds):
 def main():
     import nncf
 
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=5.0, help="per measurement")
+    seconds = parser.parse_args().seconds
+    if not 0.5 <= seconds <= 600:
+        parser.error(f"seconds {seconds:g} is not accepted; use 0.5 to 600")
     parts = xception_macs()
     total = sum(parts.values())
     print(
