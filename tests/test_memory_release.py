@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -50,6 +51,61 @@ def test_freed_heap_memory_goes_back_to_the_system():
     assert float(kept) - float(before) > 80  # freed, yet still resident: what RSS piles up
     assert released == "True"
     assert float(kept) - float(after) > 80
+
+
+# In a fresh interpreter: glibc's threshold is process-wide and cannot be set back.
+# A freed 8 MiB block raises glibc's default threshold to 8 MiB; a 2 MiB block is then cut
+# from the heap, unless `map_large_blocks` fixed the threshold first.
+LARGE_BLOCK_AFTER_A_FREED_ONE = """
+import ctypes, sys
+from engine.core.memory import map_large_blocks
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+mapped = map_large_blocks() if sys.argv[1] == "map" else None
+libc.free(libc.malloc(8 * 2**20))
+before = libc.mallinfo2().hblks
+block = libc.malloc(2 * 2**20)
+print(mapped, libc.mallinfo2().hblks - before)
+"""
+
+
+def _large_block(mode: str, **environment: str) -> list[str]:
+    """(what map_large_blocks returned, blocks mapped on their own by a 2 MiB malloc)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LARGE_BLOCK_AFTER_A_FREED_ONE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **environment},
+    )
+    return done.stdout.split()
+
+
+def test_large_blocks_get_their_own_pages_however_large_the_blocks_freed_before():
+    assert memory._MALLOPT is not None  # Debian's glibc, here and in CI
+    assert _large_block("default") == ["None", "0"]  # glibc's threshold rose past 2 MiB
+    assert _large_block("map") == ["True", "1"]  # mapped on its own: its pages go back at free
+
+
+def test_a_threshold_the_operator_set_in_the_environment_is_left_alone():
+    # glibc reads MALLOC_MMAP_THRESHOLD_ itself (a fixed 4 MiB here): the 2 MiB block stays
+    # in the heap and map_large_blocks does not override the operator's choice.
+    assert _large_block("map", MALLOC_MMAP_THRESHOLD_=str(4 * 2**20)) == ["False", "0"]
+
+
+def test_entering_released_memory_maps_large_blocks_even_when_never_releasing(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "_MALLOPT", lambda option, value: calls.append((option, value)))
+    monkeypatch.delenv(memory.MMAP_THRESHOLD_ENV, raising=False)
+    with released_memory(0.0):
+        assert calls == [(memory._M_MMAP_THRESHOLD, memory.LARGE_BLOCK_BYTES)]
 
 
 def test_released_memory_releases_on_its_thread_until_the_block_ends(monkeypatch):
