@@ -43,36 +43,22 @@ from collections.abc import Callable, Iterator
 log = logging.getLogger("charles.memory")
 
 
-def _glibc_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none."""
+def _glibc(name: str, argtypes: list[type], restype: type) -> Callable[..., int] | None:
+    """The C library's function `name`, or None where there is none (not glibc, not Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        function = getattr(libc, name)
     except (OSError, AttributeError):  # musl, or no C library found by that name
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = argtypes
+    function.restype = restype
+    return function
 
 
-def _glibc_mallopt() -> Callable[[int, int], int] | None:
-    """glibc's mallopt, or None where the C library has none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
-
-
-_MALLOC_TRIM = _glibc_malloc_trim()
-_MALLOPT = _glibc_mallopt()
+_MALLOC_TRIM = _glibc("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+_MALLOPT = _glibc("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
 # mallopt's parameter number for the mmap threshold (glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
 # Blocks of this size or more get their own pages: a 128x72 batch of float32 frames is 3.5 MB.
