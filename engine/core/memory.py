@@ -20,10 +20,10 @@ serves a block of 128 KiB or more with its own `mmap`, but raises that limit to
 the size of every such block freed (up to 32 MiB): after TensorFlow's first
 steps a batch's arrays and activations (MBs each) are cut from the arenas
 instead, and the holes they leave grow the arenas by fragments. A trainer fed
-as fast as it trains (bench/memory.py) grew its arenas by 8 MB in 9,000
+as fast as it trains (bench/trainer_memory.py) grew its arenas by 8 MB in 9,000
 batches and its RSS moved in steps of up to 20 MB as freed pages were given
 back and touched again; with blocks of 1 MiB or more mapped on their own its
-arenas stayed flat, held a third of the free space, and it trained as fast.
+arenas stayed flat, held about half the free space, and it trained as fast.
 
 Only glibc has `malloc_trim` and `mallopt`; elsewhere (Windows, macOS, musl) this does nothing.
 """
