@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -43,12 +44,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trainer import _create_version, _game_frames  # noqa: E402  bench/trainer.py
-
-from engine.core import memory, wire  # noqa: E402
-from engine.core.config import Config, load_config  # noqa: E402
-from engine.data.frames import encode_frame  # noqa: E402
-from engine.data.samples import Sample, SampleSet  # noqa: E402
+# The trainers' imports (TensorFlow among them) are the children's: the parent only compares.
+if TYPE_CHECKING:
+    from engine.core.config import Config
 
 VARIANTS = ("trim", "product")
 EVERY_S = 10.0
@@ -137,6 +135,11 @@ def main() -> None:
 
 def run_child(variant: str, minutes: float, path: Path) -> None:
     """One trainer, fed as fast as it trains, sampled every EVERY_S until `minutes` pass."""
+    from trainer import _create_version  # bench/trainer.py
+
+    from engine.core import memory
+    from engine.core.config import load_config
+
     if variant == "trim":
         memory.map_large_blocks = lambda threshold=0: False  # the trainer before the mapping
     with memory.released_memory(RELEASE_S):
@@ -176,6 +179,12 @@ def feed(config: Config, trainer: object, stop: threading.Event) -> None:
     Each set is new objects from a decode, as the trainer node's are; a short
     pause between sets lets the trainer's buffers fill up to capacity and rotate.
     """
+    from trainer import _game_frames  # bench/trainer.py
+
+    from engine.core import wire
+    from engine.data.frames import encode_frame
+    from engine.data.samples import Sample, SampleSet
+
     size = (config.data.frame_width, config.data.frame_height)
     frames = [
         encode_frame(frame, config.data.jpeg_quality, config.data.frame_codec)
