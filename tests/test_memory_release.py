@@ -56,9 +56,9 @@ def test_freed_heap_memory_goes_back_to_the_system():
 # In a fresh interpreter: glibc's threshold is process-wide and cannot be set back.
 # A freed 8 MiB block raises glibc's default threshold to 8 MiB; a 2 MiB block is then cut
 # from the heap, unless `map_large_blocks` fixed the threshold first.
-LARGE_BLOCK_AFTER_A_FREED_ONE = """
+# glibc's own account of its heap (mallinfo2), for the fresh interpreters below.
+MALLINFO = """
 import ctypes, sys
-from engine.core.memory import map_large_blocks
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
@@ -66,12 +66,18 @@ libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Info
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+LARGE_BLOCK_AFTER_A_FREED_ONE = (
+    MALLINFO
+    + """
+from engine.core.memory import map_large_blocks
 mapped = map_large_blocks() if sys.argv[1] == "map" else None
 libc.free(libc.malloc(8 * 2**20))
 before = libc.mallinfo2().hblks
 block = libc.malloc(2 * 2**20)
 print(mapped, libc.mallinfo2().hblks - before)
 """
+)
 
 
 def _large_block(mode: str, **environment: str) -> list[str]:
@@ -106,6 +112,52 @@ def test_entering_released_memory_maps_large_blocks_even_when_never_releasing(mo
     monkeypatch.delenv(memory.MMAP_THRESHOLD_ENV, raising=False)
     with released_memory(0.0):
         assert calls == [(memory._M_MMAP_THRESHOLD, memory.LARGE_BLOCK_BYTES)]
+
+
+def test_entering_released_memory_takes_tensorflows_tensors_from_malloc(monkeypatch):
+    monkeypatch.delenv(memory.ONEDNN_SYSTEM_ALLOCATOR_ENV, raising=False)
+    with released_memory(0.0):
+        assert os.environ[memory.ONEDNN_SYSTEM_ALLOCATOR_ENV] == "1"
+    monkeypatch.setenv(memory.ONEDNN_SYSTEM_ALLOCATOR_ENV, "0")  # an operator's choice stays
+    with released_memory(0.0):
+        assert os.environ[memory.ONEDNN_SYSTEM_ALLOCATOR_ENV] == "0"
+
+
+# In a fresh interpreter: TensorFlow reads its allocator setting once, at its first tensor.
+# A 40 MB tensor, then freed: its pages (mapped on their own) go back at once from malloc,
+# while oneDNN's own pool grows by a 64 MiB region for it and keeps that.
+FREED_TENSOR = (
+    MALLINFO
+    + """
+from engine.core.memory import released_memory
+with released_memory(0.0):
+    import tensorflow as tf
+    before = libc.mallinfo2().hblkhd
+    tensor = tf.random.uniform((10 * 2**20,))
+    del tensor
+    print((libc.mallinfo2().hblkhd - before) / 2**20)
+"""
+)
+
+
+def _kept_after_a_freed_tensor_mb(**environment: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", FREED_TENSOR],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **environment},
+    )
+    return float(done.stdout.split()[-1])
+
+
+@pytest.mark.tf
+def test_a_freed_tensor_gives_its_pages_back():
+    assert abs(_kept_after_a_freed_tensor_mb()) < 1.0
+    kept_by_the_pool = _kept_after_a_freed_tensor_mb(TF_ONEDNN_USE_SYSTEM_ALLOCATOR="0")
+    assert kept_by_the_pool >= 40
 
 
 def test_released_memory_releases_on_its_thread_until_the_block_ends(monkeypatch):

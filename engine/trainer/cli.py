@@ -32,6 +32,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ from engine.core.memory import released_memory
 from models.registry import Registry
 
 if TYPE_CHECKING:
+    from engine.core.config import Config
     from engine.core.wire import BufferFill, TrainerStatus
 
 log = logging.getLogger("charles.train")
@@ -121,6 +123,14 @@ def _train(args: argparse.Namespace, stop: threading.Event) -> int:
     # An unknown version fails here, in a second, before TensorFlow loads.
     with Registry(data_dir) as registry:
         registry.version(args.model)
+    # Entered before TensorFlow runs anything: it reads its allocator setting at its first tensor.
+    with released_memory(config.supervisor.release_memory_s):
+        return _train_version(args, config, data_dir, stop)
+
+
+def _train_version(
+    args: argparse.Namespace, config: Config, data_dir: Path, stop: threading.Event
+) -> int:
     from engine.trainer.cluster import ClusterError
     from engine.trainer.trainer import Trainer, configure_process
     from models.checkpoints import CheckpointError
@@ -143,7 +153,7 @@ def _train(args: argparse.Namespace, stop: threading.Event) -> int:
     except (CheckpointError, ClusterError) as error:
         log.error("%s", error)
         return EXIT_NO_CHECKPOINT
-    with trainer, released_memory(config.supervisor.release_memory_s):
+    with trainer:
         if not trainer.ready() and not args.wait:
             log.error(
                 "the data is not ready: buffers hold %s samples (held/needed, at "
