@@ -12,9 +12,9 @@ TensorBoard:
   mmap threshold left to rise as it does by default, TensorFlow's tensors in
   oneDNN's own pool: the trainer before `map_large_blocks` and
   `tensors_from_malloc`;
-- `product`: `released_memory(60)` as every charles-stream process enters it:
-  the same release, and blocks of 1 MiB or more on their own pages, tensors
-  among them.
+- `product`: started and run as the app's trainer node: glibc's huge pages for
+  large blocks, `released_memory(60)`: the same release, and blocks of 1 MiB or
+  more on their own pages, tensors among them.
 
 Every 10 s each records its batch, RSS and glibc's own account of the heap
 (`mallinfo2`: the arenas' size, what is in use and free in them, the blocks
@@ -32,6 +32,7 @@ import argparse
 import csv
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from engine.core.memory import with_huge_pages  # noqa: E402
 
 # The trainers' imports (TensorFlow among them) are the children's: the parent only compares.
 if TYPE_CHECKING:
@@ -110,6 +113,8 @@ def main() -> None:
                 str(out),
             ],
             cwd=REPO,
+            # As the app starts its trainer (glibc reads the huge pages tunable at start).
+            env=with_huge_pages(os.environ) if variant == "product" else None,
             stdout=subprocess.DEVNULL,
             stderr=(out / f"{variant}.log").open("wb"),
         )

@@ -42,6 +42,8 @@ class ProcessSpec:
     restart: RestartPolicy = "always"
     stop_order: int = 0
     liveness_s: float | None = None
+    # Started with malloc's large blocks on huge pages (engine/core/memory.py `with_huge_pages`).
+    huge_pages: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class DeclaredProcess:
     instance_args: Callable[[StreamConfig, int], tuple[str, ...]] | None = None
     # Its liveness bound from `[supervisor]` (0: off); None: its work loop does not report.
     liveness: Callable[[SupervisorConfig], float] | None = None
+    # Runs TensorFlow: its tensors come from malloc, on huge pages, so their memory goes back.
+    tensorflow: bool = False
 
 
 # Start order is table order: the trainer first (it loads TensorFlow, the slowest start).
@@ -73,6 +77,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         stop_order=2,
         takes_model=True,
         liveness=lambda supervisor: supervisor.liveness_trainer_s,
+        tensorflow=True,
     ),
     DeclaredProcess(
         "driver",
@@ -81,6 +86,7 @@ PROCESSES: tuple[DeclaredProcess, ...] = (
         stop_order=0,
         takes_model=True,
         liveness=lambda supervisor: supervisor.liveness_driver_s,
+        tensorflow=True,
     ),
     DeclaredProcess(
         "collector",
@@ -137,6 +143,7 @@ def process_table(config: Config, config_path: str | None, version: str) -> list
                     restart=row.restart,
                     stop_order=row.stop_order,
                     liveness_s=liveness_s or None,
+                    huge_pages=row.tensorflow,
                 )
             )
     return specs

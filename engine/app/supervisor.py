@@ -79,6 +79,7 @@ import psutil
 
 from engine.app.processes import ProcessSpec, RestartPolicy
 from engine.core.config import SupervisorConfig
+from engine.core.memory import with_huge_pages
 from engine.core.store import (
     MIB,
     AlertRaised,
@@ -319,6 +320,8 @@ class Supervisor:
         spec = child.spec
         self._set(child, "starting")
         env = {**os.environ, **self._env, PARENT_PID_ENV: str(os.getpid())}
+        if spec.huge_pages:
+            env = with_huge_pages(env)
         try:
             if spec.liveness_s and self._progress_dir is not None:
                 env[PROGRESS_FILE_ENV] = str(self._fresh_progress_file(child))

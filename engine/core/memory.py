@@ -26,13 +26,17 @@ back and touched again; with blocks of 1 MiB or more mapped on their own its
 arenas stayed flat, held about half the free space, and it trained as fast.
 
 TensorFlow's tensors come from malloc too (`tensors_from_malloc`, on
-entering). Its oneDNN build otherwise keeps every tensor of 4 KiB or more in a
-pool of its own that never gives pages back and doubles when it runs short:
-regions of 2, 4, ... 32 MiB in a trainer's first minutes, then a 64 MiB one
-after about 1,300 batches (44 minutes into soak D), whose pages became resident
-one by one for the rest of the run (+6 MB/h at the end). From malloc, a
-tensor of 1 MiB or more has pages of its own, given back when it is freed; a
-trainer trained as fast (bench/trainer_memory.py) with ~40 MB less RSS.
+entering) where malloc backs large blocks with huge pages. TensorFlow's oneDNN
+build otherwise keeps every tensor of 4 KiB or more in a pool of its own that
+never gives pages back and doubles when it runs short: regions of 2, 4, ... 32
+MiB in a trainer's first minutes, then a 64 MiB one after about 1,300 batches
+(44 minutes into soak D), whose pages became resident one by one for the rest
+of the run (+6 MB/h at the end). From malloc, a tensor of 1 MiB or more has
+pages of its own, given back when it is freed. Fresh 4 KiB pages for every
+tensor cost a trainer 11% of its batches/s; fresh 2 MiB ones cost it 2%
+(bench/trainer_memory.py), so the app starts its TensorFlow nodes with glibc's
+huge pages for such blocks (`with_huge_pages`) and only processes that have
+them leave TensorFlow's pool (`large_blocks_on_huge_pages`).
 
 Only glibc has `malloc_trim` and `mallopt`; elsewhere (Windows, macOS, musl) they do nothing.
 """
@@ -47,7 +51,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 log = logging.getLogger("charles.memory")
 
@@ -76,6 +81,12 @@ LARGE_BLOCK_BYTES = 1 << 20
 MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
 # TensorFlow (oneDNN builds) reads this at its first allocation: "1" takes tensors from malloc.
 ONEDNN_SYSTEM_ALLOCATOR_ENV = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
+# glibc reads its tunables from this variable at start: "glibc.malloc.hugetlb=1" has malloc
+# ask for transparent huge pages (madvise) for the blocks it maps and its heap.
+TUNABLES_ENV = "GLIBC_TUNABLES"
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
+# The kernel's transparent huge pages mode: "[always] madvise never", the one in use bracketed.
+THP_MODE_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 def map_large_blocks(threshold: int = LARGE_BLOCK_BYTES) -> bool:
@@ -88,6 +99,39 @@ def map_large_blocks(threshold: int = LARGE_BLOCK_BYTES) -> bool:
     if _MALLOPT is None or MMAP_THRESHOLD_ENV in os.environ:
         return False
     return bool(_MALLOPT(_M_MMAP_THRESHOLD, threshold))
+
+
+def with_huge_pages(environment: Mapping[str, str]) -> dict[str, str]:
+    """`environment` for a child process whose malloc backs large blocks with huge pages.
+
+    glibc reads the tunable only when a process starts, so the parent sets it.
+    An operator's own `glibc.malloc.hugetlb` stays; other tunables are kept.
+    """
+    tunables = [t for t in environment.get(TUNABLES_ENV, "").split(":") if t]
+    if not any(t.startswith(HUGE_PAGES_TUNABLE + "=") for t in tunables):
+        tunables.append(f"{HUGE_PAGES_TUNABLE}=1")
+    return {**environment, TUNABLES_ENV: ":".join(tunables)}
+
+
+def large_blocks_on_huge_pages(thp_mode_file: Path = THP_MODE_FILE) -> bool:
+    """Whether this process's malloc backs the blocks it maps with huge pages.
+
+    Yes where the kernel gives them to every mapping (mode "always"), or to
+    those that ask (mode "madvise") when glibc was started asking
+    (`with_huge_pages`); no where the mode is "never" or there is no such file.
+    """
+    try:
+        mode = thp_mode_file.read_text(encoding="ascii")
+    except OSError:
+        return False
+    if "[always]" in mode:
+        return True
+    asked = {
+        tunable.split("=", 1)[1]
+        for tunable in os.environ.get(TUNABLES_ENV, "").split(":")
+        if tunable.startswith(HUGE_PAGES_TUNABLE + "=")
+    }
+    return "[madvise]" in mode and bool(asked & {"1", "2"})
 
 
 def tensors_from_malloc() -> None:
@@ -110,13 +154,15 @@ def release_free_memory() -> bool:
 
 @contextlib.contextmanager
 def released_memory(interval_s: float) -> Iterator[None]:
-    """Large blocks on their own pages from entering on, TensorFlow's tensors among them;
-    within, `release_free_memory` every `interval_s` on a daemon thread (0: never).
+    """Large blocks on their own pages from entering on, TensorFlow's tensors among them
+    where those pages are huge; within, `release_free_memory` every `interval_s` on a
+    daemon thread (0: never).
 
     Enter it before TensorFlow runs anything (see `tensors_from_malloc`).
     """
     map_large_blocks()
-    tensors_from_malloc()
+    if large_blocks_on_huge_pages():
+        tensors_from_malloc()
     if interval_s <= 0 or _MALLOC_TRIM is None:
         yield
         return
