@@ -21,6 +21,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             "always",
             stop_order=2,
             liveness_s=120.0,
+            huge_pages=True,  # runs TensorFlow
         ),
         ProcessSpec(
             "driver",
@@ -29,6 +30,7 @@ def test_the_default_config_runs_trainer_driver_and_two_collectors():
             "always",
             stop_order=0,
             liveness_s=20.0,
+            huge_pages=True,  # runs TensorFlow
         ),
         ProcessSpec(
             "collector-0",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import signal
@@ -156,6 +157,22 @@ async def test_children_get_the_given_environment_and_their_state_says_running(t
         assert state.processes["a"].state == "running"
         assert state.processes["a"].pid == int(pid)
         assert f"a started (pid {pid})" in state.events
+
+
+async def test_a_tensorflow_child_starts_with_huge_pages_for_its_large_blocks(tmp_path):
+    env = {**ENV, "GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}  # an operator's tunable stays
+    async with Reports() as reports:
+        specs = [
+            child("plain", reports, "--echo-env", "GLIBC_TUNABLES"),
+            dataclasses.replace(
+                child("tf", reports, "--echo-env", "GLIBC_TUNABLES"), huge_pages=True
+            ),
+        ]
+        async with supervising(specs, tmp_path=tmp_path, env=env):
+            await reports.until(lambda: len(reports.pids()) == 2)
+            assert reports.of("plain", "ready")[0].detail.split()[1] == "glibc.malloc.arena_max=4"
+            tunables = reports.of("tf", "ready")[0].detail.split()[1]
+            assert tunables == "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"
 
 
 async def test_a_child_that_exits_is_restarted_with_growing_delays(tmp_path):
