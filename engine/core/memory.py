@@ -33,10 +33,11 @@ MiB in a trainer's first minutes, then a 64 MiB one after about 1,300 batches
 (44 minutes into soak D), whose pages became resident one by one for the rest
 of the run (+6 MB/h at the end). From malloc, a tensor of 1 MiB or more has
 pages of its own, given back when it is freed. Fresh 4 KiB pages for every
-tensor cost a trainer 11% of its batches/s; fresh 2 MiB ones cost it 2%
-(bench/trainer_memory.py), so the app starts its TensorFlow nodes with glibc's
-huge pages for such blocks (`with_huge_pages`) and only processes that have
-them leave TensorFlow's pool (`large_blocks_on_huge_pages`).
+tensor cost a trainer fed as fast as it trains 11% of its batches/s; fresh 2
+MiB ones cost it 2-9% (bench/trainer_memory.py; a stream's trainer waits for
+data and trained as many batches), so the app starts its TensorFlow nodes with
+glibc's huge pages for such blocks (`with_huge_pages`) and only processes that
+have them leave TensorFlow's pool (`large_blocks_on_huge_pages`).
 
 Only glibc has `malloc_trim` and `mallopt`; elsewhere (Windows, macOS, musl) they do nothing.
 """
