@@ -36,18 +36,26 @@ print(before, kept, rss(), released)
 """
 
 
-def test_freed_heap_memory_goes_back_to_the_system():
-    # This project's machines and CI run Debian (glibc): the release must be real here.
-    assert memory._MALLOC_TRIM is not None
+def _in_a_fresh_interpreter(
+    script: str, *args: str, environment: dict[str, str] | None = None
+) -> list[str]:
+    """What `script` printed, run by a new Python in the repository (words, split)."""
     done = subprocess.run(
-        [sys.executable, "-c", FREED_BELOW_A_LIVE_BLOCK],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=300,  # TensorFlow's import on a busy machine
         cwd=Path(__file__).resolve().parents[1],
+        env=environment,
     )
-    before, kept, after, released = done.stdout.split()
+    return done.stdout.split()
+
+
+def test_freed_heap_memory_goes_back_to_the_system():
+    # This project's machines and CI run Debian (glibc): the release must be real here.
+    assert memory._MALLOC_TRIM is not None
+    before, kept, after, released = _in_a_fresh_interpreter(FREED_BELOW_A_LIVE_BLOCK)
     assert float(kept) - float(before) > 80  # freed, yet still resident: what RSS piles up
     assert released == "True"
     assert float(kept) - float(after) > 80
@@ -82,16 +90,9 @@ print(mapped, libc.mallinfo2().hblks - before)
 
 def _large_block(mode: str, **environment: str) -> list[str]:
     """(what map_large_blocks returned, blocks mapped on their own by a 2 MiB malloc)."""
-    done = subprocess.run(
-        [sys.executable, "-c", LARGE_BLOCK_AFTER_A_FREED_ONE, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, **environment},
+    return _in_a_fresh_interpreter(
+        LARGE_BLOCK_AFTER_A_FREED_ONE, mode, environment={**os.environ, **environment}
     )
-    return done.stdout.split()
 
 
 def test_large_blocks_get_their_own_pages_however_large_the_blocks_freed_before():
@@ -184,16 +185,7 @@ print((libc.mallinfo2().hblkhd - before) / 2**20)
 def _kept_after_a_freed_tensor_mb(mode: str) -> float:
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     environment.pop(memory.ONEDNN_SYSTEM_ALLOCATOR_ENV, None)
-    done = subprocess.run(
-        [sys.executable, "-c", FREED_TENSOR, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
-        env=environment,
-    )
-    return float(done.stdout.split()[-1])
+    return float(_in_a_fresh_interpreter(FREED_TENSOR, mode, environment=environment)[-1])
 
 
 @pytest.mark.tf
