@@ -14,8 +14,14 @@ checkpoint left them (the seed page's "TensorBoard logs" per version).
 
 A trainer on another machine writes them there; its checkpoint shipper gives
 the hub a copy of each event file that grew (`models.transfer.send_curves`),
-so the streaming PC's model pages draw the same curves. TensorFlow loads only
-when a `LossLog` is made: the app (the hub) names the folder without it.
+so the streaming PC's model pages draw the same curves.
+
+The points go through TensorBoard's own writer (`tensorboard.summary.Writer`),
+not `tf.summary`: the same event files (a float32 tensor per point, the
+"scalars" plugin), but no TensorFlow op per point. With `tf.summary.scalar`
+every point turned its Python numbers into eager tensors, and TensorFlow 2.21
+keeps ~540 bytes of every such conversion for good: ~2 MB an hour of a
+streamed trainer's heap (BENCHMARKS.md, "soak F").
 """
 
 from __future__ import annotations
@@ -34,14 +40,13 @@ def tensorboard_dir(data_dir: str | Path, version: str) -> Path:
 
 
 class LossLog:
-    """A `tf.summary` writer for one version's losses and training speed."""
+    """A new event file for one version's losses and training speed; one thread writes it."""
 
     def __init__(self, directory: str | Path) -> None:
-        import tensorflow as tf
+        from tensorboard.summary import Writer
 
         self.directory = Path(directory)
-        self._summary = tf.summary
-        self._writer = tf.summary.create_file_writer(str(self.directory))
+        self._writer = Writer(str(self.directory))
 
     def __enter__(self) -> LossLog:
         return self
@@ -53,11 +58,10 @@ class LossLog:
         self, batch: int, losses: Mapping[str, float], samples_per_s: float | None = None
     ) -> None:
         """Add one point per loss ("total" and each output) at batch counter `batch`."""
-        with self._writer.as_default(step=batch):
-            for name, value in losses.items():
-                self._summary.scalar(f"loss/{name}", value)
-            if samples_per_s is not None:
-                self._summary.scalar("samples_per_s", samples_per_s)
+        for name, value in losses.items():
+            self._writer.add_scalar(f"loss/{name}", value, batch)
+        if samples_per_s is not None:
+            self._writer.add_scalar("samples_per_s", samples_per_s, batch)
 
     def flush(self) -> None:
         """Put what was written on disk, so TensorBoard shows it now."""

@@ -194,6 +194,48 @@ def test_a_freed_tensor_from_malloc_gives_its_pages_back():
     assert _kept_after_a_freed_tensor_mb("pool") >= 40
 
 
+# In a fresh interpreter: 3,000 loss points (a streamed trainer writes ~1,000 an hour) after
+# 300 to warm up. Through `tf.summary` every point's Python numbers become eager tensors, and
+# TensorFlow keeps some 550 bytes of each conversion for good (soak F's trainer: ~2 MB/h).
+LOSS_POINTS = (
+    MALLINFO
+    + """
+import tempfile
+import tensorflow as tf
+from models.tensorboard_log import LossLog
+curves = LossLog(tempfile.mkdtemp())
+writer = tf.summary.create_file_writer(tempfile.mkdtemp())
+def point(batch):
+    losses = {"total": 0.5 + batch * 1e-7, "steering": 0.25 + batch * 1e-7}
+    if sys.argv[1] == "tf.summary":
+        with writer.as_default(step=batch):
+            for name, value in losses.items():
+                tf.summary.scalar("loss/" + name, value)
+    else:
+        curves.write(batch, losses, 100.0 + batch * 1e-3)
+for batch in range(300):
+    point(batch)
+before = libc.mallinfo2().uordblks
+for batch in range(300, 3300):
+    point(batch)
+curves.flush()
+writer.flush()
+print((libc.mallinfo2().uordblks - before) / 2**20)
+"""
+)
+
+
+def _kept_after_loss_points_mb(mode: str) -> float:
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return float(_in_a_fresh_interpreter(LOSS_POINTS, mode, environment=environment)[-1])
+
+
+@pytest.mark.tf
+def test_loss_points_keep_no_memory_where_tf_summary_kept_some_for_each():
+    assert _kept_after_loss_points_mb("LossLog") < 0.5
+    assert _kept_after_loss_points_mb("tf.summary") > 3.0
+
+
 def test_released_memory_releases_on_its_thread_until_the_block_ends(monkeypatch):
     calls = threading.Semaphore(0)
     monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: calls.release() or 1)
