@@ -7,9 +7,9 @@ Example::
     draw_loss_chart(curves, Path("report/model_0000_demo_v1.tb.png"),
                     title="model_0000_demo_v1", streamed=[(300, 600)], smoothing=0.6)
 
-The trainer writes `loss/total` and `loss/<output>` with `tf.summary.scalar`
-(`models/tensorboard_log.py`), which TensorBoard stores as tensors of the
-"scalars" plugin; this reads them with TensorBoard's own `EventAccumulator`,
+The trainer writes `loss/total` and `loss/<output>` with TensorBoard's own
+writer (`models/tensorboard_log.py`), as tensors of the "scalars" plugin, as
+`tf.summary.scalar` does; this reads them with TensorBoard's own `EventAccumulator`,
 keeping every point. A trainer that resumes from a checkpoint older than its
 last logged batch logs those batches again: like TensorBoard after a restart,
 the newer run replaces the older run's points from that batch on.

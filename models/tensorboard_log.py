@@ -19,9 +19,9 @@ so the streaming PC's model pages draw the same curves.
 The points go through TensorBoard's own writer (`tensorboard.summary.Writer`),
 not `tf.summary`: the same event files (a float32 tensor per point, the
 "scalars" plugin), but no TensorFlow op per point. With `tf.summary.scalar`
-every point turned its Python numbers into eager tensors, and TensorFlow 2.21
-keeps ~540 bytes of every such conversion for good: ~2 MB an hour of a
-streamed trainer's heap (BENCHMARKS.md, "soak F").
+every point turned Python numbers (step and value) into eager tensors, and
+TensorFlow 2.21 keeps ~550 bytes of every Python scalar it converts, for good:
+~2 MB an hour of a streamed trainer's heap (BENCHMARKS.md, "soak F").
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-# What `tf.summary` names an event file: the only names the hub takes from a remote trainer.
+# How TensorBoard's writers name an event file: the only names the hub takes from a remote
+# trainer.
 EVENT_FILE = re.compile(r"^events\.out\.tfevents\.[A-Za-z0-9._-]{1,200}$")
 
 
