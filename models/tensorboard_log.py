@@ -30,8 +30,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-# How TensorBoard's writers name an event file: the only names the hub takes from a remote
-# trainer.
+# TensorBoard's event file names: the only names the hub takes from a remote trainer.
 EVENT_FILE = re.compile(r"^events\.out\.tfevents\.[A-Za-z0-9._-]{1,200}$")
 
 
